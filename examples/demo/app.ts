@@ -1,0 +1,114 @@
+/**
+ * The demo app, runtime-neutral: the hub mounted at `/agents` with ingest on, plus a few
+ * simulated agents running tasks. `node.ts`, `deno.ts` and `bun.ts` serve it.
+ *
+ * @module
+ */
+import { Hono } from 'hono';
+import { type AgentHub, type AgentHubOptions, createAgentHub } from '../../plugin/index.ts';
+
+/** Settings read from the environment; every runtime entry passes its own env. */
+export interface DemoSettings {
+  port: number;
+  host: string;
+  hub: AgentHubOptions;
+  demoAgents: number;
+  authToken: string | undefined;
+}
+
+const integer = (env: Record<string, string | undefined>, name: string, fallback: number): number => {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0)
+    throw new Error(`${name} must be a whole number >= 0, got ${JSON.stringify(raw)}`);
+  return value;
+};
+
+/**
+ * Reads the demo settings: PORT (8787; 0 picks a free port), HOST (127.0.0.1),
+ * HEARTBEAT_INTERVAL_MS, MAX_QUEUE_SIZE, BATCH_INTERVAL_MS, MAX_MESSAGE_SIZE, DEMO_AGENTS (3),
+ * AUTH_TOKEN (when set, clients must send `?token=` or `Authorization: Bearer`), LOG (`off`).
+ */
+export function readSettings(env: Record<string, string | undefined>): DemoSettings {
+  const hub: AgentHubOptions = { ingest: true };
+  if (env.HEARTBEAT_INTERVAL_MS) hub.heartbeatInterval = integer(env, 'HEARTBEAT_INTERVAL_MS', 30_000);
+  if (env.MAX_QUEUE_SIZE) hub.maxQueueSize = integer(env, 'MAX_QUEUE_SIZE', 100);
+  if (env.BATCH_INTERVAL_MS) hub.batchInterval = integer(env, 'BATCH_INTERVAL_MS', 100);
+  if (env.MAX_MESSAGE_SIZE) hub.maxMessageSize = integer(env, 'MAX_MESSAGE_SIZE', 65_536);
+  if (env.LOG === 'off') hub.logger = false;
+  return {
+    port: integer(env, 'PORT', 8787),
+    host: env.HOST || '127.0.0.1',
+    hub,
+    demoAgents: integer(env, 'DEMO_AGENTS', 3),
+    authToken: env.AUTH_TOKEN || undefined,
+  };
+}
+
+/** The demo: the app to serve, its hub, and a stop for the simulation. */
+export interface Demo {
+  app: Hono;
+  hub: AgentHub;
+  stop(): void;
+}
+
+/**
+ * Builds the demo app. `upgradeWebSocket` and `routesOptions` come from the runtime's adapter.
+ */
+export function createDemo(settings: DemoSettings, mount: (hub: AgentHub) => Hono): Demo {
+  const { authToken } = settings;
+  const hub = createAgentHub({
+    ...settings.hub,
+    authorize: authToken
+      ? (_agentId, c) => {
+          const given = c.req.query('token') ?? c.req.header('authorization')?.replace(/^Bearer\s+/i, '');
+          if (!given) throw new Error('no token');
+          return given === authToken;
+        }
+      : undefined,
+  });
+  const app = new Hono();
+  app.get('/', (c) =>
+    c.text(
+      `hono-agent-ws demo\n\nWatch an agent:  ws://${c.req.header('host')}/agents/demo-agent-1/ws\nStats:           /agents/ws/stats\nPublish:         POST /agents/<id>/updates\n`,
+    ),
+  );
+  app.route('/agents', mount(hub));
+  const stop = simulateAgents(hub, settings.demoAgents);
+  return { app, hub, stop };
+}
+
+/** Runs `count` pretend agents, each working through tasks with progress. */
+function simulateAgents(hub: AgentHub, count: number): () => void {
+  const timers: ReturnType<typeof setInterval>[] = [];
+  for (let n = 1; n <= count; n++) {
+    const agentId = `demo-agent-${n}`;
+    let task = 0;
+    let progress = 100;
+    const tick = () => {
+      if (progress >= 100) {
+        task++;
+        progress = 0;
+        void hub.publishStatus(agentId, {
+          status: 'running',
+          execution_status: { state: 'executing', task_id: `task-${task}`, progress: 0, message: 'started' },
+        });
+      }
+      progress = Math.min(100, progress + 10 + Math.floor(Math.random() * 20));
+      const done = progress >= 100;
+      void hub.publishTask(agentId, {
+        task_id: `task-${task}`,
+        status: done ? 'completed' : 'running',
+        progress,
+        message: done ? 'finished' : `step ${Math.ceil(progress / 10)}`,
+        ...(done ? { result: { items: Math.floor(Math.random() * 10) } } : {}),
+      });
+      if (done) void hub.publishStatus(agentId, { status: 'idle' });
+    };
+    timers.push(setInterval(tick, 400 + 150 * n));
+  }
+  return () => {
+    for (const timer of timers) clearInterval(timer);
+  };
+}

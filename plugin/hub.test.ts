@@ -1,0 +1,269 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type FakeSocket, fakeRuntime } from '../test/helpers/fake-runtime.ts';
+import { type AgentHubOptions, createAgentHub, InvalidUpdateError, type LogEntry } from './index.ts';
+
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0 };
+const connected = async (runtime: ReturnType<typeof fakeRuntime>, agentId: string) => {
+  const socket = await runtime.connect(agentId);
+  assert.ok(!(socket instanceof Response), 'connection accepted');
+  return socket as FakeSocket;
+};
+const task = (n: number) => ({ task_id: `t${n}`, status: 'running', progress: n });
+
+describe('createAgentHub options', () => {
+  it('applies the documented defaults', async () => {
+    const hub = createAgentHub({ logger: false });
+    assert.deepEqual(
+      {
+        heartbeatInterval: hub.options.heartbeatInterval,
+        maxQueueSize: hub.options.maxQueueSize,
+        batchInterval: hub.options.batchInterval,
+        maxMessageSize: hub.options.maxMessageSize,
+        ingest: hub.options.ingest,
+      },
+      { heartbeatInterval: 30_000, maxQueueSize: 100, batchInterval: 100, maxMessageSize: 65_536, ingest: false },
+    );
+    await hub.close();
+  });
+
+  it('throws one clear error naming every bad option', () => {
+    assert.throws(
+      () =>
+        createAgentHub({
+          batchInterval: -1,
+          heartbeatInterval: 1.5,
+          maxQueueSize: '10' as never,
+          typo: 1,
+        } as AgentHubOptions),
+      (error: Error) =>
+        error instanceof TypeError &&
+        /batchInterval/.test(error.message) &&
+        /heartbeatInterval/.test(error.message) &&
+        /maxQueueSize/.test(error.message) &&
+        /typo/.test(error.message),
+    );
+    assert.throws(() => createAgentHub({ authorize: 'yes' as never }), /authorize must be a function/);
+  });
+});
+
+describe('publishing', () => {
+  it('adds type, agent_id and timestamp, and throws on a bad update', async () => {
+    const hub = createAgentHub({ ...quiet, batchInterval: 0 });
+    const runtime = fakeRuntime(hub);
+    const socket = await connected(runtime, 'a1');
+    await hub.publishStatus('a1', { status: 'running', execution_status: { state: 'executing', progress: 10 } });
+    const [, frame] = socket.frames();
+    assert.deepEqual(Object.keys(frame ?? {}).slice(0, 2), ['type', 'agent_id']);
+    assert.equal(frame?.type, 'status_update');
+    assert.equal(frame?.agent_id, 'a1');
+    assert.ok(!Number.isNaN(Date.parse(frame?.timestamp)));
+    assert.throws(() => hub.publishTask('a1', { task_id: 't', status: 'running', progress: 101 }), InvalidUpdateError);
+    assert.throws(() => hub.publishTask('a1', { status: 'running', progress: 1 } as never), InvalidUpdateError);
+    assert.throws(() => hub.publishStatus('a1', { status: 'x', extra: 1 } as never), /invalid status update/);
+    assert.throws(() => hub.publishStatus('bad id', { status: 'x' }), /invalid agent id/);
+    assert.equal(hub.stats().updates_published, 1);
+    await hub.close();
+    assert.throws(() => hub.publishStatus('a1', { status: 'x' }), /closed/);
+  });
+});
+
+describe('fan-out cost', () => {
+  it('stringifies each frame once per agent, not once per connection', async () => {
+    const hub = createAgentHub({ ...quiet, batchInterval: 20 });
+    const runtime = fakeRuntime(hub);
+    const sockets = await Promise.all(Array.from({ length: 50 }, () => connected(runtime, 'crowd')));
+    const stringify = JSON.stringify;
+    let calls = 0;
+    JSON.stringify = ((...args: Parameters<typeof stringify>) => {
+      calls++;
+      return stringify(...args);
+    }) as typeof stringify;
+    try {
+      for (let n = 0; n < 5; n++) await hub.publishTask('crowd', task(n));
+      await sleep(60);
+    } finally {
+      JSON.stringify = stringify;
+    }
+    assert.equal(calls, 2, 'one frame alone, one batch');
+    for (const socket of sockets)
+      assert.deepEqual(
+        socket
+          .frames()
+          .slice(1)
+          .map((frame) => frame.type),
+        ['task_update', 'batch_update'],
+      );
+    await hub.close();
+  });
+
+  it('runs a bounded number of timers however many agents and sockets', async () => {
+    const live = new Set<unknown>();
+    const { setTimeout: st, setInterval: si, clearTimeout: ct, clearInterval: ci } = globalThis;
+    let created = 0;
+    globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+      created++;
+      const timer = st(() => {
+        live.delete(timer);
+        fn();
+      }, ms);
+      live.add(timer);
+      return timer;
+    }) as typeof setTimeout;
+    globalThis.setInterval = ((fn: () => void, ms?: number) => {
+      created++;
+      const timer = si(fn, ms);
+      live.add(timer);
+      return timer;
+    }) as typeof setInterval;
+    globalThis.clearTimeout = ((timer: any) => {
+      live.delete(timer);
+      ct(timer);
+    }) as typeof clearTimeout;
+    globalThis.clearInterval = ((timer: any) => {
+      live.delete(timer);
+      ci(timer);
+    }) as typeof clearInterval;
+    try {
+      const hub = createAgentHub({ logger: false, heartbeatInterval: 1000, batchInterval: 10 });
+      const runtime = fakeRuntime(hub);
+      for (let agent = 0; agent < 40; agent++) for (let n = 0; n < 5; n++) await connected(runtime, `agent-${agent}`);
+      let peak = 0;
+      for (let round = 0; round < 5; round++) {
+        for (let agent = 0; agent < 40; agent++) {
+          await hub.publishTask(`agent-${agent}`, task(round));
+          await hub.publishTask(`agent-${agent}`, task(round + 1));
+        }
+        peak = Math.max(peak, live.size);
+        await new Promise((done) => st(done, 15));
+      }
+      assert.ok(peak <= 2, `at most a heartbeat and a flush timer live at once (saw ${peak})`);
+      assert.ok(created < 40, `timers are per hub, not per agent or socket (created ${created})`);
+      await hub.close();
+      assert.equal(live.size, 0, 'close stops every timer');
+    } finally {
+      Object.assign(globalThis, { setTimeout: st, setInterval: si, clearTimeout: ct, clearInterval: ci });
+    }
+  });
+});
+
+describe('connections', () => {
+  it('hands updates pending in a window back to the queue when the last connection leaves', async () => {
+    const hub = createAgentHub({ ...quiet, batchInterval: 10_000 });
+    const runtime = fakeRuntime(hub);
+    const first = await connected(runtime, 'leaver');
+    for (let n = 1; n <= 3; n++) await hub.publishTask('leaver', task(n));
+    first.peerClosed(1000);
+    const next = await connected(runtime, 'leaver');
+    const [, replay] = next.frames();
+    assert.equal(replay?.type, 'batch_update');
+    assert.equal(replay?.source, 'queue');
+    assert.deepEqual(
+      replay?.updates.map((entry: any) => entry.content.task_id),
+      ['t2', 't3'],
+    );
+    await hub.close();
+  });
+
+  it('drops a socket whose send throws (1011) or whose buffer overflows (4001), and counts both', async () => {
+    const hub = createAgentHub({ ...quiet, batchInterval: 0, maxBufferedAmount: 1000 });
+    const runtime = fakeRuntime(hub);
+    const failing = await connected(runtime, 'fail');
+    const slow = await connected(runtime, 'fail');
+    const fine = await connected(runtime, 'fail');
+    failing.failSends = true;
+    slow.bufferedAmount = 5000;
+    await hub.publishTask('fail', task(1));
+    assert.equal(failing.closed?.code, 1011);
+    assert.equal(slow.closed?.code, 4001);
+    assert.equal(fine.closed, undefined);
+    const stats = hub.stats();
+    assert.equal(stats.active_connections, 1);
+    assert.equal(stats.errors_by_kind.send_failed, 1);
+    assert.equal(stats.errors_by_kind.slow_consumer, 1);
+    assert.equal(stats.errors, 2);
+    // The close event that follows finds the connection already gone: counted once.
+    failing.peerClosed(1006);
+    assert.equal(hub.stats().errors, 2);
+    await hub.close();
+  });
+
+  it('counts an abrupt drop and forgets the agent once its last connection is gone', async () => {
+    const hub = createAgentHub(quiet);
+    const runtime = fakeRuntime(hub);
+    const socket = await connected(runtime, 'gone');
+    assert.equal(hub.stats().agents_connected, 1);
+    socket.peerClosed(1006);
+    const stats = hub.stats();
+    assert.equal(stats.active_connections, 0);
+    assert.equal(stats.agents_connected, 0);
+    assert.equal(stats.errors_by_kind.abrupt_close, 1);
+    await hub.close();
+  });
+
+  it('refuses with 403 when authorize returns false and 401 when it throws', async () => {
+    const hub = createAgentHub({
+      ...quiet,
+      authorize: (agentId) => {
+        if (agentId.startsWith('anon')) throw new Error('no credentials');
+        return agentId !== 'secret';
+      },
+    });
+    const runtime = fakeRuntime(hub);
+    assert.equal(((await runtime.connect('secret')) as Response).status, 403);
+    assert.equal(((await runtime.connect('anon-1')) as Response).status, 401);
+    assert.ok(!((await runtime.connect('public')) instanceof Response));
+    await hub.close();
+  });
+
+  it('closes every socket with 1001 on close(), after flushing the pending batch', async () => {
+    const hub = createAgentHub({ ...quiet, batchInterval: 10_000 });
+    const runtime = fakeRuntime(hub);
+    const socket = await connected(runtime, 'closing');
+    for (let n = 1; n <= 3; n++) await hub.publishTask('closing', task(n));
+    await hub.close();
+    assert.deepEqual(
+      socket.frames().map((frame) => frame.type),
+      ['connection_established', 'task_update', 'batch_update'],
+    );
+    assert.equal(socket.closed?.code, 1001);
+    assert.equal(hub.stats().active_connections, 0);
+  });
+});
+
+describe('structured logs', () => {
+  it('logs one entry per connect, disconnect and bad frame, with agent and connection ids', async () => {
+    const entries: LogEntry[] = [];
+    const hub = createAgentHub({ heartbeatInterval: 0, logger: (entry) => entries.push(entry) });
+    const runtime = fakeRuntime(hub);
+    const socket = await connected(runtime, 'logged');
+    socket.receive('nope');
+    socket.peerClosed(1000);
+    await hub.close();
+    const [open, bad, close] = entries;
+    assert.equal(open?.event, 'connection_open');
+    assert.equal(bad?.event, 'bad_frame');
+    assert.equal(close?.event, 'connection_close');
+    for (const entry of [open, bad, close]) {
+      assert.equal(entry?.agent_id, 'logged');
+      assert.match(String(entry?.connection_id), /.+-\d+/);
+      assert.ok(!Number.isNaN(Date.parse(String(entry?.time))));
+    }
+    assert.equal(entries.at(-1)?.event, 'hub_closed');
+  });
+
+  it('survives a logger that throws', async () => {
+    const hub = createAgentHub({
+      heartbeatInterval: 0,
+      logger: () => {
+        throw new Error('disk full');
+      },
+    });
+    const runtime = fakeRuntime(hub);
+    const socket = await connected(runtime, 'x');
+    socket.receive('nope');
+    assert.equal(socket.frames().at(-1)?.code, 'invalid_json');
+    await hub.close();
+  });
+});

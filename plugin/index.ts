@@ -1,0 +1,28 @@
+/**
+ * hono-agent-ws: a real-time WebSocket channel per agent for Hono apps.
+ *
+ * Runtime-neutral: this module uses only standard WebSocket, timer and Web APIs. Bind it to a
+ * runtime by passing that runtime's `upgradeWebSocket` to `hub.routes()`; `adapters/` has
+ * ready-made bindings for Node, Deno and Bun.
+ *
+ * @module
+ */
+export type {
+  Broker,
+  BrokerContext,
+  BrokerFactory,
+  MaybePromise,
+  MemoryBrokerOptions,
+  PublishReceipt,
+} from './broker.ts';
+export { memoryBroker } from './broker.ts';
+export { CLOSE_REASONS, CloseCode } from './close-codes.ts';
+export type { AgentHub } from './hub.ts';
+export { createAgentHub, InvalidUpdateError } from './hub.ts';
+export type { LogEntry, LogEvent, Logger } from './logger.ts';
+export { jsonLogger } from './logger.ts';
+export type { AgentHubOptions, AuthorizeHook } from './options.ts';
+export type { RoutesOptions } from './routes.ts';
+export * from './schemas.ts';
+export type { ErrorKind, HubStats } from './stats.ts';
+export { ERROR_KINDS } from './stats.ts';

@@ -1,0 +1,161 @@
+import { type Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { UpgradeWebSocket, WSContext, WSEvents } from 'hono/ws';
+import * as v from 'valibot';
+import type { LogEntry } from './logger.ts';
+import type { ResolvedHubOptions } from './options.ts';
+import { AgentIdSchema, IngestBodySchema, type IngestItem } from './schemas.ts';
+import type { ErrorKind, HubStats } from './stats.ts';
+
+/**
+ * Runtime details an adapter passes to `hub.routes`.
+ */
+export interface RoutesOptions {
+  /**
+   * Bytes waiting in a socket's send buffer. Default: the standard `raw.bufferedAmount`
+   * (Node's `ws`, Deno); Bun's adapter reads `raw.getBufferedAmount()`.
+   */
+  bufferedAmount?: (socket: WSContext) => number;
+}
+
+/**
+ * What the routes need from the hub.
+ *
+ * @internal
+ */
+export interface HubInternals {
+  readonly config: ResolvedHubOptions;
+  readonly isClosing: () => boolean;
+  readonly connect: (agentId: string, bufferedAmount: (socket: WSContext) => number) => WSEvents;
+  readonly countError: (kind: ErrorKind) => void;
+  readonly log: (
+    level: LogEntry['level'],
+    event: LogEntry['event'],
+    details: Omit<LogEntry, 'level' | 'event' | 'time'>,
+  ) => void;
+  readonly stats: () => HubStats;
+  readonly publishIngest: (agentId: string, items: readonly IngestItem[]) => Promise<unknown>;
+  readonly authorize: ((agentId: string, c: Context) => boolean | Promise<boolean>) | undefined;
+}
+
+/** Reads the standard `bufferedAmount` of the raw socket. */
+const standardBufferedAmount = (socket: WSContext): number =>
+  (socket.raw as { bufferedAmount?: number } | undefined)?.bufferedAmount ?? 0;
+
+/**
+ * Builds the hub's Hono app.
+ *
+ * @internal
+ */
+export function createRoutes(
+  hub: HubInternals,
+  upgradeWebSocket: UpgradeWebSocket<any, any>,
+  options: RoutesOptions = {},
+): Hono {
+  const bufferedAmount = options.bufferedAmount ?? standardBufferedAmount;
+  const app = new Hono();
+
+  const refuse = (
+    c: Context,
+    kind: ErrorKind,
+    status: 400 | 401 | 403 | 413 | 415 | 426 | 503,
+    error: string,
+    message: string,
+    agentId?: string,
+  ) => {
+    hub.countError(kind);
+    hub.log('warn', kind === 'ingest_rejected' ? 'ingest_rejected' : 'upgrade_rejected', {
+      agent_id: agentId,
+      status,
+      error,
+      path: c.req.path,
+    });
+    // Some servers drop the body of a refused upgrade (@hono/node-server sends the status and
+    // headers only), so the error code travels in a header too.
+    const headers: Record<string, string> = { 'X-Agent-WS-Error': error };
+    if (status === 426) headers.Upgrade = 'websocket';
+    return c.json({ error, message }, status, headers);
+  };
+
+  const parseAgentId = (c: Context): string | undefined => {
+    const agentId = c.req.param('agent_id') ?? '';
+    return v.is(AgentIdSchema, agentId) ? agentId : undefined;
+  };
+  const invalidAgentId = (c: Context, kind: ErrorKind) =>
+    refuse(c, kind, 400, 'invalid_agent_id', 'agent_id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -');
+
+  app.get('/ws/stats', (c) => c.json(hub.stats()));
+
+  app.get('/:agent_id/ws', async (c, next) => {
+    const agentId = parseAgentId(c);
+    if (agentId === undefined) return invalidAgentId(c, 'invalid_agent_id');
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+      return refuse(c, 'upgrade_required', 426, 'upgrade_required', 'this endpoint speaks WebSocket only', agentId);
+    }
+    if (hub.isClosing()) return refuse(c, 'unavailable', 503, 'unavailable', 'the server is shutting down', agentId);
+    if (hub.authorize) {
+      let allowed: boolean;
+      try {
+        allowed = await hub.authorize(agentId, c);
+      } catch (error) {
+        hub.log('warn', 'hook_error', { agent_id: agentId, hook: 'authorize', error: String(error) });
+        return refuse(c, 'unauthorized', 401, 'unauthorized', 'authentication failed', agentId);
+      }
+      if (allowed !== true) return refuse(c, 'forbidden', 403, 'forbidden', 'not allowed to watch this agent', agentId);
+    }
+    const upgrade = upgradeWebSocket(() => hub.connect(agentId, bufferedAmount));
+    const response = await upgrade(c, next);
+    return response ?? refuse(c, 'upgrade_required', 426, 'upgrade_required', 'WebSocket upgrade failed', agentId);
+  });
+
+  if (hub.config.ingest) {
+    app.post(
+      '/:agent_id/updates',
+      bodyLimit({
+        maxSize: hub.config.maxIngestBytes,
+        onError: (c) =>
+          refuse(c, 'ingest_rejected', 413, 'payload_too_large', `body larger than ${hub.config.maxIngestBytes} bytes`),
+      }),
+      async (c) => {
+        const agentId = parseAgentId(c);
+        if (agentId === undefined) return invalidAgentId(c, 'ingest_rejected');
+        const contentType = c.req.header('content-type') ?? '';
+        if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(contentType)) {
+          return refuse(
+            c,
+            'ingest_rejected',
+            415,
+            'unsupported_media_type',
+            'send Content-Type: application/json',
+            agentId,
+          );
+        }
+        let body: unknown;
+        try {
+          body = await c.req.json();
+        } catch {
+          return refuse(c, 'ingest_rejected', 400, 'invalid_json', 'body is not valid JSON', agentId);
+        }
+        const parsed = v.safeParse(IngestBodySchema, body);
+        if (!parsed.success) {
+          hub.countError('ingest_rejected');
+          hub.log('warn', 'ingest_rejected', { agent_id: agentId, status: 400, error: 'invalid_update' });
+          const issues = parsed.issues.map((issue) => ({ path: v.getDotPath(issue), message: issue.message }));
+          return c.json({ error: 'invalid_update', message: v.summarize(parsed.issues), issues }, 400);
+        }
+        if (hub.isClosing())
+          return refuse(c, 'unavailable', 503, 'unavailable', 'the server is shutting down', agentId);
+        const items = Array.isArray(parsed.output) ? parsed.output : [parsed.output];
+        try {
+          await hub.publishIngest(agentId, items);
+        } catch {
+          // The broker failure is already counted and logged by the hub.
+          return c.json({ error: 'unavailable', message: 'could not publish; retry later' }, 503);
+        }
+        return c.json({ accepted: items.length }, 202);
+      },
+    );
+  }
+
+  return app;
+}

@@ -1,0 +1,343 @@
+import * as v from 'valibot';
+
+/*
+ * Every message on the wire is described here, once. TypeScript types are inferred from these
+ * schemas, the hub validates input with them, and `spec/` generates asyncapi.yaml from them:
+ * titles, descriptions and examples below are the spec's text.
+ */
+
+/** Example agent id used throughout the examples. */
+const EXAMPLE_AGENT = 'research-agent-7';
+/** Example timestamp used throughout the examples. */
+const EXAMPLE_TIME = '2026-11-27T13:37:00.000Z';
+
+/**
+ * Agent id schema: 1 to 128 characters of `[A-Za-z0-9._:-]`.
+ */
+export const AgentIdSchema = v.pipe(
+  v.string(),
+  v.minLength(1, 'agent_id must not be empty'),
+  v.maxLength(128, 'agent_id must be at most 128 characters'),
+  v.regex(/^[A-Za-z0-9._:-]+$/, 'agent_id may only contain A-Z a-z 0-9 . _ : -'),
+  v.title('Agent id'),
+  v.description('Identifies one agent: 1 to 128 characters of `[A-Za-z0-9._:-]`.'),
+  v.examples([EXAMPLE_AGENT]),
+);
+
+/**
+ * Timestamp schema: an ISO-8601 UTC timestamp as produced by `Date#toISOString()`.
+ */
+export const TimestampSchema = v.pipe(
+  v.string(),
+  v.isoTimestamp(),
+  v.description('ISO-8601 timestamp (UTC) of when the server produced the message.'),
+  v.examples([EXAMPLE_TIME]),
+);
+
+/** Short free-text field limit, shared by the update fields. */
+const SHORT_TEXT = 256;
+/** Long free-text field limit, shared by the update fields. */
+const LONG_TEXT = 8192;
+
+/**
+ * Progress schema: a finite percentage from 0 to 100.
+ */
+const ProgressSchema = v.pipe(
+  v.number(),
+  v.finite(),
+  v.minValue(0),
+  v.maxValue(100),
+  v.description('Completion in percent, from 0 to 100.'),
+);
+
+/**
+ * Execution status schema: what the agent is doing right now.
+ */
+export const ExecutionStatusSchema = v.pipe(
+  v.strictObject({
+    state: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
+    task_id: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT))),
+    progress: v.optional(ProgressSchema),
+    message: v.optional(v.pipe(v.string(), v.maxLength(LONG_TEXT))),
+  }),
+  v.title('Execution status'),
+  v.description('What the agent is executing right now: a state, and optionally the task, its progress and a message.'),
+);
+
+/**
+ * Status update fields schema: the part of a `status_update` a publisher provides.
+ */
+export const StatusUpdateFieldsSchema = v.strictObject({
+  status: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
+  execution_status: v.optional(ExecutionStatusSchema),
+});
+
+/**
+ * Task update fields schema: the part of a `task_update` a publisher provides.
+ */
+export const TaskUpdateFieldsSchema = v.strictObject({
+  task_id: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
+  status: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
+  progress: ProgressSchema,
+  message: v.optional(v.pipe(v.string(), v.maxLength(LONG_TEXT))),
+  result: v.optional(v.unknown()),
+  error: v.optional(v.pipe(v.string(), v.maxLength(LONG_TEXT))),
+});
+
+/**
+ * Connection established message schema (server → client, always the first frame).
+ */
+export const ConnectionEstablishedSchema = v.pipe(
+  v.object({
+    type: v.literal('connection_established'),
+    agent_id: AgentIdSchema,
+    connection_id: v.pipe(v.string(), v.minLength(1)),
+    heartbeat_interval: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    batch_interval: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    timestamp: TimestampSchema,
+  }),
+  v.title('Connection established'),
+  v.description(
+    'First frame on every connection. Carries the connection id and the intervals (milliseconds) the server runs with, so a client can size its own pong and reconnect timers.',
+  ),
+  v.examples([
+    {
+      type: 'connection_established',
+      agent_id: EXAMPLE_AGENT,
+      connection_id: '3f2a9c1e-17',
+      heartbeat_interval: 30000,
+      batch_interval: 100,
+      timestamp: EXAMPLE_TIME,
+    },
+  ]),
+);
+
+/**
+ * Status update message schema (server → client).
+ */
+export const StatusUpdateSchema = v.pipe(
+  v.object({
+    type: v.literal('status_update'),
+    agent_id: AgentIdSchema,
+    ...StatusUpdateFieldsSchema.entries,
+    timestamp: TimestampSchema,
+  }),
+  v.title('Status update'),
+  v.description('A change in the status of the agent, optionally with what it is executing.'),
+  v.examples([
+    {
+      type: 'status_update',
+      agent_id: EXAMPLE_AGENT,
+      status: 'running',
+      execution_status: { state: 'executing', task_id: 'task-42', progress: 40, message: 'Reading sources' },
+      timestamp: EXAMPLE_TIME,
+    },
+  ]),
+);
+
+/**
+ * Task update message schema (server → client).
+ */
+export const TaskUpdateSchema = v.pipe(
+  v.object({
+    type: v.literal('task_update'),
+    agent_id: AgentIdSchema,
+    ...TaskUpdateFieldsSchema.entries,
+    timestamp: TimestampSchema,
+  }),
+  v.title('Task update'),
+  v.description('Progress of one task of the agent; `result` (any JSON) or `error` when it ends.'),
+  v.examples([
+    {
+      type: 'task_update',
+      agent_id: EXAMPLE_AGENT,
+      task_id: 'task-42',
+      status: 'completed',
+      progress: 100,
+      message: 'Summary written',
+      result: { pages: 3 },
+      timestamp: EXAMPLE_TIME,
+    },
+  ]),
+);
+
+/**
+ * Agent update schema: either update an agent produces.
+ */
+export const AgentUpdateSchema = v.variant('type', [StatusUpdateSchema, TaskUpdateSchema]);
+
+/**
+ * Batch entry schema: one update inside a `batch_update`.
+ */
+export const BatchEntrySchema = v.pipe(
+  v.variant('type', [
+    v.object({ type: v.literal('status_update'), content: StatusUpdateSchema }),
+    v.object({ type: v.literal('task_update'), content: TaskUpdateSchema }),
+  ]),
+  v.title('Batch entry'),
+  v.description(
+    'One update of a batch: its `type` and, as `content`, the full message that would have been sent alone.',
+  ),
+);
+
+/**
+ * Batch update message schema (server → client).
+ */
+export const BatchUpdateSchema = v.pipe(
+  v.object({
+    type: v.literal('batch_update'),
+    agent_id: AgentIdSchema,
+    source: v.pipe(
+      v.picklist(['window', 'queue']),
+      v.description(
+        '`window`: updates that arrived during one batching window. `queue`: the offline queue, replayed once to the first connection(s) after the agent had none.',
+      ),
+    ),
+    updates: v.pipe(v.array(BatchEntrySchema), v.minLength(1)),
+    timestamp: TimestampSchema,
+  }),
+  v.title('Batch update'),
+  v.description(
+    'Several updates in one frame, oldest first. Sent when more than one update arrived during a batching window, and to replay the offline queue right after `connection_established`.',
+  ),
+  v.examples([
+    {
+      type: 'batch_update',
+      agent_id: EXAMPLE_AGENT,
+      source: 'window',
+      updates: [
+        {
+          type: 'task_update',
+          content: {
+            type: 'task_update',
+            agent_id: EXAMPLE_AGENT,
+            task_id: 'task-42',
+            status: 'running',
+            progress: 60,
+            timestamp: EXAMPLE_TIME,
+          },
+        },
+        {
+          type: 'status_update',
+          content: { type: 'status_update', agent_id: EXAMPLE_AGENT, status: 'idle', timestamp: EXAMPLE_TIME },
+        },
+      ],
+      timestamp: EXAMPLE_TIME,
+    },
+  ]),
+);
+
+/**
+ * Ping message schema (server → client heartbeat, or client → server liveness probe).
+ */
+export const PingSchema = v.pipe(
+  v.object({ type: v.literal('ping'), timestamp: v.optional(TimestampSchema) }),
+  v.title('Ping'),
+  v.description(
+    'Heartbeat. The server sends one every `heartbeat_interval` ms and closes (4000) a connection that has not answered `pong` by the next one. A client may also send `ping`; the server answers `pong`.',
+  ),
+  v.examples([{ type: 'ping', timestamp: EXAMPLE_TIME }]),
+);
+
+/**
+ * Pong message schema (client → server heartbeat answer, or server → client probe answer).
+ */
+export const PongSchema = v.pipe(
+  v.object({ type: v.literal('pong'), timestamp: v.optional(TimestampSchema) }),
+  v.title('Pong'),
+  v.description('Answer to `ping`. `timestamp` is optional when a client sends it.'),
+  v.examples([{ type: 'pong' }, { type: 'pong', timestamp: EXAMPLE_TIME }]),
+);
+
+/**
+ * Error codes the server sends in `error` frames.
+ */
+export const ERROR_CODES = ['invalid_json', 'invalid_message', 'unknown_type', 'binary_not_supported'] as const;
+
+/**
+ * Error message schema (server → client answer to a bad frame; the connection stays open).
+ */
+export const ErrorSchema = v.pipe(
+  v.object({
+    type: v.literal('error'),
+    code: v.pipe(
+      v.picklist(ERROR_CODES),
+      v.description(
+        '`invalid_json`: the frame is not JSON. `invalid_message`: JSON of the wrong shape. `unknown_type`: a `type` the server does not accept from clients. `binary_not_supported`: a binary frame.',
+      ),
+    ),
+    message: v.string(),
+    timestamp: TimestampSchema,
+  }),
+  v.title('Error'),
+  v.description('Answer to a frame the server could not accept. The frame is discarded, the connection stays open.'),
+  v.examples([
+    { type: 'error', code: 'unknown_type', message: 'unknown message type "subscribe"', timestamp: EXAMPLE_TIME },
+  ]),
+);
+
+/**
+ * Server message schema: every frame the server sends.
+ */
+export const ServerMessageSchema = v.variant('type', [
+  ConnectionEstablishedSchema,
+  StatusUpdateSchema,
+  TaskUpdateSchema,
+  BatchUpdateSchema,
+  PingSchema,
+  PongSchema,
+  ErrorSchema,
+]);
+
+/**
+ * Client message schema: every frame a client may send.
+ */
+export const ClientMessageSchema = v.variant('type', [PongSchema, PingSchema]);
+
+/**
+ * Ingest item schema: one update posted to `POST /agents/:agent_id/updates`.
+ */
+export const IngestItemSchema = v.variant('type', [
+  v.strictObject({ type: v.literal('status_update'), ...StatusUpdateFieldsSchema.entries }),
+  v.strictObject({ type: v.literal('task_update'), ...TaskUpdateFieldsSchema.entries }),
+]);
+
+/** Most updates one ingest request may carry. */
+export const MAX_INGEST_ITEMS = 1000;
+
+/**
+ * Ingest body schema: one update or a non-empty array of them.
+ */
+export const IngestBodySchema = v.union([
+  IngestItemSchema,
+  v.pipe(v.array(IngestItemSchema), v.minLength(1), v.maxLength(MAX_INGEST_ITEMS)),
+]);
+
+/** Connection established message. */
+export type ConnectionEstablished = v.InferOutput<typeof ConnectionEstablishedSchema>;
+/** Status update message. */
+export type StatusUpdate = v.InferOutput<typeof StatusUpdateSchema>;
+/** Task update message. */
+export type TaskUpdate = v.InferOutput<typeof TaskUpdateSchema>;
+/** Either update an agent produces. */
+export type AgentUpdate = v.InferOutput<typeof AgentUpdateSchema>;
+/** Batch update message. */
+export type BatchUpdate = v.InferOutput<typeof BatchUpdateSchema>;
+/** Ping message. */
+export type Ping = v.InferOutput<typeof PingSchema>;
+/** Pong message. */
+export type Pong = v.InferOutput<typeof PongSchema>;
+/** Error message. */
+export type ErrorMessage = v.InferOutput<typeof ErrorSchema>;
+/** Error code of an `error` frame. */
+export type ErrorCode = (typeof ERROR_CODES)[number];
+/** Any frame the server sends. */
+export type ServerMessage = v.InferOutput<typeof ServerMessageSchema>;
+/** Any frame a client may send. */
+export type ClientMessage = v.InferOutput<typeof ClientMessageSchema>;
+/** The fields of a status update a publisher provides. */
+export type StatusUpdateInput = v.InferInput<typeof StatusUpdateFieldsSchema>;
+/** The fields of a task update a publisher provides. */
+export type TaskUpdateInput = v.InferInput<typeof TaskUpdateFieldsSchema>;
+/** One update posted to the ingest route. */
+export type IngestItem = v.InferOutput<typeof IngestItemSchema>;

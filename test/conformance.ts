@@ -1,0 +1,383 @@
+/**
+ * The conformance suite: every wire behaviour, over real sockets, against the demo server
+ * started as a child process. `test/<runtime>.test.ts` runs it once per runtime.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { ServerMessage, TaskUpdate } from '../plugin/index.ts';
+import { TestClient } from './helpers/client.ts';
+import {
+  eventually,
+  ingest,
+  type Runtime,
+  request,
+  type ServerHandle,
+  startServer,
+  stats,
+  task,
+} from './helpers/server.ts';
+
+/** Where a runtime differs; every flag carries its reason. */
+export interface Capabilities {
+  /** Skip reason for the abrupt-drop error count, if the runtime cannot report it. */
+  abruptCloseSkip?: string;
+}
+
+let sequence = 0;
+/** A fresh agent id per test, so tests never see each other's updates. */
+const agent = (label: string) => `${label}-${process.pid}-${++sequence}`;
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+const BATCH = 80;
+
+export function conformance(runtime: Runtime, capabilities: Capabilities = {}): void {
+  describe(`conformance on ${runtime.name}`, { concurrency: false }, () => {
+    let server: ServerHandle;
+    const clients: TestClient[] = [];
+    const open = async (agentId: string, options: Parameters<typeof TestClient.connect>[1] = {}) => {
+      const client = await TestClient.connect(`${server.ws}/agents/${agentId}/ws`, options);
+      clients.push(client);
+      return client;
+    };
+
+    before(async () => {
+      server = await startServer(runtime, {
+        BATCH_INTERVAL_MS: String(BATCH),
+        HEARTBEAT_INTERVAL_MS: '60000',
+        MAX_QUEUE_SIZE: '5',
+        MAX_MESSAGE_SIZE: '2048',
+      });
+    });
+    after(async () => {
+      for (const client of clients) client.socket.terminate();
+      for (const client of clients) assert.deepEqual(client.problems, [], 'every frame matched the contract');
+      await server?.stop();
+    });
+
+    it('sends connection_established first, with agent id, connection id and ISO timestamp', async () => {
+      const id = agent('hello');
+      const client = await open(id);
+      const first = await client.next('connection_established');
+      assert.equal(client.frames[0], first);
+      assert.equal(first.agent_id, id);
+      assert.ok(first.connection_id.length > 0);
+      assert.equal(first.batch_interval, BATCH);
+      assert.ok(Math.abs(Date.parse(first.timestamp) - Date.now()) < 60_000);
+    });
+
+    it('fans out to every connection of the agent and to no other agent', async () => {
+      const id = agent('fanout');
+      const watchers = await Promise.all([open(id), open(id), open(id)]);
+      const other = await open(agent('other'));
+      await Promise.all([...watchers, other].map((client) => client.next('connection_established')));
+      assert.equal((await ingest(server, id, task(1))).status, 202);
+      for (const client of watchers) {
+        const update = await client.next('task_update');
+        assert.equal(update.agent_id, id);
+        assert.equal(update.task_id, 'task-1');
+      }
+      await other.expectSilence(BATCH * 3);
+      const ids = new Set(watchers.map((client) => (client.frames[0] as { connection_id: string }).connection_id));
+      assert.equal(ids.size, 3, 'each connection has its own id');
+    });
+
+    it('sends a lone update at once, then batches what arrives inside the window, in order', async () => {
+      const id = agent('batch');
+      const client = await open(id);
+      await client.next('connection_established');
+      await ingest(
+        server,
+        id,
+        [1, 2, 3, 4, 5, 6].map((n) => task(n)),
+      );
+      const first = await client.next();
+      assert.equal(first.type, 'task_update', 'the first update opens the window and goes out alone');
+      assert.equal((first as { task_id: string }).task_id, 'task-1');
+      const batch = await client.next();
+      assert.equal(batch.type, 'batch_update');
+      assert.equal(batch.source, 'window');
+      assert.deepEqual(
+        batch.updates.map((entry) => [entry.type, (entry.content as { task_id: string }).task_id]),
+        [2, 3, 4, 5, 6].map((n) => ['task_update', `task-${n}`]),
+      );
+      for (const entry of batch.updates) assert.equal(entry.content.type, entry.type);
+      // One update inside a window goes out as itself, not as a batch of one.
+      await sleep(BATCH * 3);
+      await ingest(server, id, [task(7), task(8)]);
+      assert.equal(((await client.next()) as { task_id: string }).task_id, 'task-7');
+      const eighth = await client.next();
+      assert.equal(eighth.type, 'task_update');
+      assert.equal((eighth as { task_id: string }).task_id, 'task-8');
+      // Traffic over: after the window closes quietly, the next update is immediate again.
+      await sleep(BATCH * 3);
+      const before = Date.now();
+      await ingest(server, id, task(9));
+      assert.equal(((await client.next('task_update')) as { task_id: string }).task_id, 'task-9');
+      assert.ok(Date.now() - before < 2000);
+    });
+
+    it('queues updates while the agent has no connection, keeps the newest maxQueueSize, replays once', async () => {
+      const id = agent('queue');
+      const before = await stats(server);
+      for (let n = 1; n <= 8; n++) assert.equal((await ingest(server, id, task(n))).status, 202);
+      const afterPublish = await stats(server);
+      assert.equal(
+        afterPublish.messages_dropped - before.messages_dropped,
+        3,
+        'overflow drops the oldest and counts it',
+      );
+      assert.equal(afterPublish.messages_queued - before.messages_queued, 8);
+
+      const client = await open(id);
+      assert.equal((await client.next()).type, 'connection_established');
+      const replay = await client.next();
+      assert.equal(replay.type, 'batch_update');
+      assert.equal(replay.source, 'queue');
+      assert.deepEqual(
+        replay.updates.map((entry) => (entry.content as { task_id: string }).task_id),
+        ['task-4', 'task-5', 'task-6', 'task-7', 'task-8'],
+      );
+      // Live updates follow the replay, in order.
+      await ingest(server, id, task(9));
+      assert.equal(((await client.next('task_update')) as { task_id: string }).task_id, 'task-9');
+
+      const second = await open(id);
+      await second.next('connection_established');
+      await second.expectSilence(BATCH * 3);
+      await client.close();
+      await second.close();
+      await eventually(
+        async () => (await stats(server)).agents_connected === afterPublish.agents_connected,
+        3000,
+        'agent offline',
+      );
+      const third = await open(id);
+      await third.next('connection_established');
+      await third.expectSilence(BATCH * 3);
+    });
+
+    it('keeps order across a live batch, going offline and the queue replay', async () => {
+      const id = agent('order');
+      const { active_connections: idle } = await stats(server);
+      const client = await open(id);
+      await client.next('connection_established');
+      await ingest(server, id, [task(1), task(2), task(3)]);
+      await client.close();
+      await eventually(async () => (await stats(server)).active_connections === idle, 3000, 'server saw the close');
+      await ingest(server, id, [task(4), task(5)]);
+      const back = await open(id);
+      await back.next('connection_established');
+      const seen: string[] = [];
+      const collect = (frame: ServerMessage) => {
+        if (frame.type === 'task_update') seen.push(frame.task_id);
+        if (frame.type === 'batch_update')
+          for (const entry of frame.updates) seen.push((entry.content as TaskUpdate).task_id);
+      };
+      await eventually(() => {
+        seen.length = 0;
+        for (const frame of [...client.frames, ...back.frames]) collect(frame);
+        return seen.length >= 5;
+      });
+      // Updates 2 and 3 were in the window when the client left: either sent before it
+      // closed, or handed back to the queue; never lost, never reordered.
+      assert.deepEqual(seen, ['task-1', 'task-2', 'task-3', 'task-4', 'task-5']);
+    });
+
+    it('reports stats and cleans up failed sockets', async () => {
+      const id = agent('stats');
+      const before = await stats(server);
+      for (const field of ['total_connections', 'active_connections', 'messages_sent', 'errors'] as const) {
+        assert.equal(typeof before[field], 'number', field);
+      }
+      const client = await open(id);
+      await client.next('connection_established');
+      await eventually(async () => (await stats(server)).active_connections === before.active_connections + 1);
+      const during = await stats(server);
+      assert.equal(during.total_connections, before.total_connections + 1);
+      assert.ok(during.messages_sent > before.messages_sent);
+      assert.ok(during.agents_connected >= 1);
+      await client.terminate();
+      await eventually(
+        async () => (await stats(server)).active_connections === before.active_connections,
+        5000,
+        'cleanup',
+      );
+      const afterDrop = await stats(server);
+      if (!capabilities.abruptCloseSkip) {
+        assert.equal(afterDrop.errors_by_kind.abrupt_close + afterDrop.errors_by_kind.socket_error > 0, true);
+        assert.ok(afterDrop.errors > before.errors, 'an abrupt drop counts as an error');
+      }
+    });
+
+    it('answers bad frames with error frames, counts them, and keeps the connection', async () => {
+      const client = await open(agent('bad'));
+      await client.next('connection_established');
+      const before = await stats(server);
+      const cases: [string | Buffer, string, boolean?][] = [
+        ['not json', 'invalid_json'],
+        ['[1,2]', 'invalid_message'],
+        ['{"type":5}', 'invalid_message'],
+        ['{"type":"pong","timestamp":"yesterday"}', 'invalid_message'],
+        ['{"type":"subscribe"}', 'unknown_type'],
+        [Buffer.from([1, 2, 3]), 'binary_not_supported', true],
+      ];
+      for (const [data, code, binary] of cases) {
+        client.sendRaw(data, binary);
+        const error = await client.next('error');
+        assert.equal(error.code, code, `answer to ${String(data)}`);
+        assert.ok(error.message.length > 0);
+      }
+      client.send({ type: 'ping' });
+      assert.equal((await client.next('pong')).type, 'pong', 'the connection still works');
+      const afterBad = await stats(server);
+      assert.equal(afterBad.errors - before.errors, cases.length);
+      assert.equal(afterBad.errors_by_kind.invalid_message - before.errors_by_kind.invalid_message, 3);
+    });
+
+    it('closes with 1009 on a frame over maxMessageSize', async () => {
+      const client = await open(agent('big'));
+      await client.next('connection_established');
+      const before = await stats(server);
+      client.sendRaw(JSON.stringify({ type: 'pong', pad: 'x'.repeat(3000) }));
+      assert.equal((await client.closed).code, 1009);
+      await eventually(async () => (await stats(server)).errors > before.errors);
+    });
+
+    it('refuses bad agent ids with 400 JSON and plain GETs with 426', async () => {
+      for (const bad of ['x'.repeat(129), 'bad$id', '%20']) {
+        const refused = await TestClient.connect(`${server.ws}/agents/${bad}/ws`).catch((error) => error);
+        assert.equal(refused.status, 400, bad);
+        assert.equal(refused.headers['x-agent-ws-error'], 'invalid_agent_id');
+        // Without an upgrade the same refusal carries its JSON body on every runtime.
+        const plain = await request(`${server.http}/agents/${bad}/ws`);
+        assert.equal(plain.status, 400);
+        assert.equal(JSON.parse(plain.text).error, 'invalid_agent_id');
+      }
+      const plain = await request(`${server.http}/agents/${agent('plain')}/ws`);
+      assert.equal(plain.status, 426);
+      assert.equal(plain.headers.upgrade, 'websocket');
+      assert.equal(JSON.parse(plain.text).error, 'upgrade_required');
+      const okId = 'A-z_0.9:x'.padEnd(128, 'y');
+      const client = await open(okId);
+      assert.equal((await client.next('connection_established')).agent_id, okId);
+    });
+
+    it('ingests single updates and arrays, and rejects bad requests with 400, 413 and 415', async () => {
+      const id = agent('ingest');
+      const client = await open(id);
+      await client.next('connection_established');
+      const status = await ingest(server, id, {
+        type: 'status_update',
+        status: 'running',
+        execution_status: { state: 'executing', task_id: 't', progress: 5, message: 'go' },
+      });
+      assert.deepEqual(status, { status: 202, body: { accepted: 1 } });
+      const update = await client.next('status_update');
+      assert.equal(update.status, 'running');
+      assert.equal(update.execution_status?.progress, 5);
+      assert.deepEqual((await ingest(server, id, [task(1), task(2, { status: 'failed', error: 'boom' })])).body, {
+        accepted: 2,
+      });
+
+      const before = await stats(server);
+      const bad = await ingest(server, id, { type: 'task_update', task_id: 'x', status: 'running', progress: 140 });
+      assert.equal(bad.status, 400);
+      assert.equal(bad.body.error, 'invalid_update');
+      assert.ok(Array.isArray(bad.body.issues) && bad.body.issues.length > 0);
+      assert.equal((await ingest(server, id, { type: 'connection_established' })).status, 400);
+      assert.equal((await ingest(server, id, [])).status, 400);
+      assert.equal((await ingest(server, id, '{oops')).status, 400);
+      assert.equal((await ingest(server, id, 'hello', { 'content-type': 'text/plain' })).status, 415);
+      assert.equal((await ingest(server, id, task(1, { message: 'x'.repeat(2 * 1024 * 1024) }))).status, 413);
+      assert.equal((await ingest(server, 'bad$id', task(1))).status, 400);
+      const afterBad = await stats(server);
+      assert.equal(afterBad.errors_by_kind.ingest_rejected - before.errors_by_kind.ingest_rejected, 7);
+    });
+  });
+
+  describe(`conformance on ${runtime.name}: heartbeat`, { concurrency: false }, () => {
+    let server: ServerHandle;
+    before(async () => {
+      server = await startServer(runtime, { HEARTBEAT_INTERVAL_MS: '150' });
+    });
+    after(() => server?.stop());
+
+    it('pings every interval, keeps clients that answer, closes silent ones with 4000', async () => {
+      const live = await TestClient.connect(`${server.ws}/agents/${agent('hb')}/ws`);
+      const silent = await TestClient.connect(`${server.ws}/agents/${agent('hb')}/ws`, { autoPong: false });
+      const before = await stats(server);
+      const ping = await live.next('ping', 2000);
+      assert.ok(ping.timestamp);
+      const closed = await silent.closed;
+      assert.equal(closed.code, 4000);
+      assert.equal(closed.reason, 'heartbeat timeout');
+      await sleep(450);
+      assert.equal(live.socket.readyState, live.socket.OPEN, 'a client that answers stays');
+      assert.ok(live.frames.filter((frame) => frame.type === 'ping').length >= 3);
+      const afterSweep = await stats(server);
+      assert.equal(afterSweep.errors_by_kind.heartbeat_timeout - before.errors_by_kind.heartbeat_timeout, 1);
+      assert.equal(afterSweep.active_connections, 1);
+      live.socket.terminate();
+      assert.deepEqual([...live.problems, ...silent.problems], []);
+    });
+  });
+
+  describe(`conformance on ${runtime.name}: batching off, authorize, shutdown`, { concurrency: false }, () => {
+    it('sends every update on its own when BATCH_INTERVAL_MS=0', async () => {
+      const server = await startServer(runtime, { BATCH_INTERVAL_MS: '0' });
+      try {
+        const id = agent('nobatch');
+        const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
+        await client.next('connection_established');
+        await ingest(
+          server,
+          id,
+          [1, 2, 3, 4].map((n) => task(n)),
+        );
+        for (let n = 1; n <= 4; n++) assert.equal(((await client.next()) as { task_id: string }).task_id, `task-${n}`);
+        assert.equal(client.frames.filter((frame) => frame.type === 'batch_update').length, 0);
+        client.socket.terminate();
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it('refuses with 401 without credentials and 403 with wrong ones, before any upgrade', async () => {
+      const server = await startServer(runtime, { AUTH_TOKEN: 's3cret' });
+      try {
+        const id = agent('auth');
+        await assert.rejects(TestClient.connect(`${server.ws}/agents/${id}/ws`), { status: 401 });
+        await assert.rejects(TestClient.connect(`${server.ws}/agents/${id}/ws?token=wrong`), { status: 403 });
+        const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`, {
+          headers: { authorization: 'Bearer s3cret' },
+        });
+        await client.next('connection_established');
+        const counted = await stats(server);
+        assert.equal(counted.errors_by_kind.unauthorized, 1);
+        assert.equal(counted.errors_by_kind.forbidden, 1);
+        assert.equal(counted.total_connections, 1);
+        client.socket.terminate();
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it('on SIGTERM flushes pending batches, closes sockets with 1001 and exits 0', async () => {
+      const server = await startServer(runtime, { BATCH_INTERVAL_MS: '5000' });
+      const id = agent('shutdown');
+      const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
+      await client.next('connection_established');
+      await ingest(server, id, [task(1), task(2), task(3)]);
+      await client.next('task_update');
+      const code = await server.stop();
+      const batch = await client.next('batch_update');
+      assert.deepEqual(
+        batch.updates.map((entry) => (entry.content as { task_id: string }).task_id),
+        ['task-2', 'task-3'],
+      );
+      assert.equal((await client.closed).code, 1001);
+      assert.equal(code, 0);
+      assert.deepEqual(client.problems, []);
+    });
+  });
+}

@@ -1,0 +1,165 @@
+/**
+ * Starts the demo server as a child process on a random port, the way users start it.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+import type { HubStats } from '../../plugin/index.ts';
+
+/** Project root. */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** A way to run the demo server. */
+export interface Runtime {
+  /** Shown in test names. */
+  name: string;
+  /** The command and its arguments. */
+  command: () => [string, string[]];
+  /** Extra environment (caches kept inside the project). */
+  env?: Record<string, string>;
+}
+
+/** Node through tsx, as `npm start` runs it. */
+export const node: Runtime = {
+  name: 'node',
+  command: () => [process.execPath, ['--import', 'tsx', 'examples/demo/node.ts']],
+};
+
+/** A running server. */
+export interface ServerHandle {
+  readonly port: number;
+  /** `http://127.0.0.1:PORT` */
+  readonly http: string;
+  /** `ws://127.0.0.1:PORT` */
+  readonly ws: string;
+  readonly process: ChildProcess;
+  /** Everything the process printed. */
+  output(): string;
+  /** SIGTERM; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts the demo server with `env` (DEMO_AGENTS=0, LOG=off and PORT=0 unless given).
+ */
+export async function startServer(runtime: Runtime, env: Record<string, string> = {}): Promise<ServerHandle> {
+  const [command, args] = runtime.command();
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DEMO_AGENTS: '0', LOG: 'off', ...runtime.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk) => {
+    output += chunk;
+  });
+  child.stderr?.on('data', (chunk) => {
+    output += chunk;
+  });
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${runtime.name} server did not start in 30 s:\n${output}`)),
+      30_000,
+    );
+    const check = () => {
+      const match = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    };
+    child.stdout?.on('data', check);
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`${runtime.name} server exited with ${code} before listening:\n${output}`));
+    });
+  });
+  return {
+    port,
+    http: `http://127.0.0.1:${port}`,
+    ws: `ws://127.0.0.1:${port}`,
+    process: child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+/**
+ * One HTTP request on a fresh connection (no pooling: a 413 makes the server drop the socket,
+ * which a pooled client would otherwise reuse).
+ */
+export function request(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      { method: options.method ?? 'GET', headers: options.headers, agent: false },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+      },
+    );
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      // The server may answer (413) and close before the whole body is written.
+      if (error.code !== 'EPIPE' && error.code !== 'ECONNRESET') reject(error);
+    });
+    req.end(options.body);
+  });
+}
+
+/** POSTs updates to the ingest route. */
+export async function ingest(
+  server: ServerHandle,
+  agentId: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+) {
+  const response = await request(`${server.http}/agents/${agentId}/updates`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: response.status, body: JSON.parse(response.text) as Record<string, unknown> };
+}
+
+/** Reads the stats. */
+export async function stats(server: ServerHandle): Promise<HubStats> {
+  return JSON.parse((await request(`${server.http}/agents/ws/stats`)).text) as HubStats;
+}
+
+/** A task update body for the ingest route. */
+export const task = (n: number, extra: Record<string, unknown> = {}) => ({
+  type: 'task_update',
+  task_id: `task-${n}`,
+  status: 'running',
+  progress: n % 101,
+  ...extra,
+});
+
+/** Polls `check` until it returns true or `timeout` passes. */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  timeout = 3000,
+  what = 'condition',
+): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeout} ms`);
+    await new Promise((done) => setTimeout(done, 20));
+  }
+}
