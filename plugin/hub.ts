@@ -135,7 +135,8 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   };
 
   const startedAt = Date.now();
-  const idPrefix = crypto.randomUUID().slice(0, 8);
+  const instanceId = crypto.randomUUID();
+  const idPrefix = instanceId.slice(0, 8);
   let connectionSeq = 0;
   const errors = createErrorCounters();
   const counters = {
@@ -507,6 +508,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     let errorTotal = 0;
     for (const kind in errors) errorTotal += errors[kind as ErrorKind];
     return {
+      instance_id: instanceId,
       total_connections: counters.total_connections,
       active_connections: connections.size,
       agents_connected: channels.size,

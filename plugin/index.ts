@@ -25,4 +25,4 @@ export type { AgentHubOptions, AuthorizeHook } from './options.ts';
 export type { RoutesOptions } from './routes.ts';
 export * from './schemas.ts';
 export type { ErrorKind, HubStats } from './stats.ts';
-export { ERROR_KINDS } from './stats.ts';
+export { ERROR_KINDS, HubStatsSchema } from './stats.ts';

@@ -1,3 +1,5 @@
+import * as v from 'valibot';
+
 /**
  * Kinds of error the hub counts; `errors` in the stats is their sum.
  */
@@ -32,39 +34,62 @@ export const ERROR_KINDS = [
 /** A kind of error the hub counts. */
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 
+const count = (description: string) => v.pipe(v.number(), v.integer(), v.minValue(0), v.description(description));
+
+/**
+ * Stats schema: the body of `GET /agents/ws/stats`. Figures are this instance's unless noted.
+ */
+export const HubStatsSchema = v.pipe(
+  v.object({
+    instance_id: v.pipe(v.string(), v.description('Identifies this server instance (random per process).')),
+    total_connections: count('Connections accepted since the hub started.'),
+    active_connections: count('Connections open now.'),
+    agents_connected: count('Agents with at least one open connection now.'),
+    messages_sent: count('Frames written to sockets: one per socket, so a frame sent to 3 clients counts 3.'),
+    messages_received: count('Frames received from clients.'),
+    updates_published: count('Updates accepted from publishStatus, publishTask and the ingest route.'),
+    batches_sent: count('batch_update frames built (once per agent, however many clients receive it).'),
+    messages_queued: count('Updates put in an offline queue because their agent had no connection.'),
+    queued_messages: count('Updates waiting in offline queues now.'),
+    messages_dropped: count('Queued updates dropped because a queue was full.'),
+    errors: count('Sum of errors_by_kind.'),
+    errors_by_kind: v.pipe(
+      v.object(
+        Object.fromEntries(ERROR_KINDS.map((kind) => [kind, v.pipe(v.number(), v.integer(), v.minValue(0))])) as Record<
+          ErrorKind,
+          v.SchemaWithPipe<
+            readonly [
+              v.NumberSchema<undefined>,
+              v.IntegerAction<number, undefined>,
+              v.MinValueAction<number, 0, undefined>,
+            ]
+          >
+        >,
+      ),
+      v.description('Errors by kind; the README lists what each kind counts.'),
+    ),
+    started_at: v.pipe(v.string(), v.isoTimestamp(), v.description('When the hub started.')),
+    uptime_seconds: count('Seconds since the hub started.'),
+    cluster: v.optional(
+      v.pipe(
+        v.object({
+          instances: count('Live instances sharing the broker.'),
+          active_connections: count('Connections open now on all live instances.'),
+          agents_connected: count('Agents with a connection on any live instance.'),
+          queued_messages: count('Updates waiting in offline queues, cluster-wide.'),
+        }),
+        v.description('Cluster-wide figures, present when the broker spans several instances (Redis).'),
+      ),
+    ),
+  }),
+  v.title('Hub stats'),
+  v.description('Counters of one hub, served by GET /agents/ws/stats.'),
+);
+
 /**
  * The hub's counters, as served by `GET /agents/ws/stats`.
  */
-export interface HubStats {
-  /** Connections accepted since the hub started. */
-  total_connections: number;
-  /** Connections open now. */
-  active_connections: number;
-  /** Agents with at least one open connection now. */
-  agents_connected: number;
-  /** Frames written to sockets (one per socket: a frame sent to 3 clients counts 3). */
-  messages_sent: number;
-  /** Frames received from clients. */
-  messages_received: number;
-  /** Updates accepted from `publishStatus`, `publishTask` and the ingest route. */
-  updates_published: number;
-  /** `batch_update` frames built (once per agent, however many clients receive it). */
-  batches_sent: number;
-  /** Updates put in an offline queue because their agent had no connection. */
-  messages_queued: number;
-  /** Updates waiting in offline queues now. */
-  queued_messages: number;
-  /** Queued updates dropped because a queue was full. */
-  messages_dropped: number;
-  /** Sum of `errors_by_kind`. */
-  errors: number;
-  /** Errors by kind; see the README for what each counts. */
-  errors_by_kind: Record<ErrorKind, number>;
-  /** When the hub started, ISO-8601. */
-  started_at: string;
-  /** Seconds since the hub started. */
-  uptime_seconds: number;
-}
+export type HubStats = v.InferOutput<typeof HubStatsSchema>;
 
 /**
  * Creates zeroed error counters.

@@ -5,7 +5,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
-import type { HubStats } from '../../plugin/index.ts';
+import * as v from 'valibot';
+import { type HubStats, HubStatsSchema } from '../../plugin/index.ts';
 
 /** Project root. */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -139,7 +140,9 @@ export async function ingest(
 
 /** Reads the stats. */
 export async function stats(server: ServerHandle): Promise<HubStats> {
-  return JSON.parse((await request(`${server.http}/agents/ws/stats`)).text) as HubStats;
+  const response = await request(`${server.http}/agents/ws/stats`);
+  if (response.status !== 200) throw new Error(`stats answered ${response.status}`);
+  return v.parse(HubStatsSchema, JSON.parse(response.text));
 }
 
 /** A task update body for the ingest route. */
