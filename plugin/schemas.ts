@@ -25,12 +25,43 @@ export const AgentIdSchema = v.pipe(
 );
 
 /**
+ * RFC 3339 `date-time` in the form every common emitter writes (`Date#toISOString()` among
+ * them): `T` separator, upper-case `Z` or `±hh:mm`, at most 9 fractional digits.
+ *
+ * Why: `isoTimestamp()` alone and JSON Schema's `format: date-time` disagree at the edges
+ * (lower-case `t`/`z`, a space separator, leap seconds, 31 February), and asyncapi.yaml must
+ * give the same verdict as the server. The pattern and the calendar check narrow both to the
+ * same set; the pattern is also written into the spec.
+ */
+const RFC3339_TIMESTAMP =
+  /^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
+
+/** Days per month of a common year. */
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * Whether the date part of a timestamp names a real day (no 31 April, 29 February only in
+ * leap years), as `format: date-time` validators check.
+ */
+const isCalendarDate = (input: string): boolean => {
+  const year = Number(input.slice(0, 4));
+  const month = Number(input.slice(5, 7));
+  const day = Number(input.slice(8, 10));
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return day <= (month === 2 && leap ? 29 : (DAYS_IN_MONTH[month - 1] ?? 0));
+};
+
+/**
  * Timestamp schema: an ISO-8601 UTC timestamp as produced by `Date#toISOString()`.
  */
 export const TimestampSchema = v.pipe(
   v.string(),
   v.isoTimestamp(),
-  v.description('ISO-8601 timestamp (UTC) of when the server produced the message.'),
+  v.regex(RFC3339_TIMESTAMP, 'timestamp must be RFC 3339, e.g. 2026-11-27T13:37:00.000Z'),
+  v.check(isCalendarDate, 'timestamp must name a real calendar day'),
+  v.description(
+    'RFC 3339 timestamp of when the message was produced; the server writes UTC, as `Date#toISOString()` does.',
+  ),
   v.examples([EXAMPLE_TIME]),
 );
 
@@ -297,10 +328,14 @@ export const ClientMessageSchema = v.variant('type', [PongSchema, PingSchema]);
 /**
  * Ingest item schema: one update posted to `POST /agents/:agent_id/updates`.
  */
-export const IngestItemSchema = v.variant('type', [
-  v.strictObject({ type: v.literal('status_update'), ...StatusUpdateFieldsSchema.entries }),
-  v.strictObject({ type: v.literal('task_update'), ...TaskUpdateFieldsSchema.entries }),
-]);
+export const IngestItemSchema = v.pipe(
+  v.variant('type', [
+    v.strictObject({ type: v.literal('status_update'), ...StatusUpdateFieldsSchema.entries }),
+    v.strictObject({ type: v.literal('task_update'), ...TaskUpdateFieldsSchema.entries }),
+  ]),
+  v.title('Ingest item'),
+  v.description('One update: the fields of a `status_update` or `task_update` without `agent_id` and `timestamp`.'),
+);
 
 /** Most updates one ingest request may carry. */
 export const MAX_INGEST_ITEMS = 1000;
@@ -308,10 +343,65 @@ export const MAX_INGEST_ITEMS = 1000;
 /**
  * Ingest body schema: one update or a non-empty array of them.
  */
-export const IngestBodySchema = v.union([
-  IngestItemSchema,
-  v.pipe(v.array(IngestItemSchema), v.minLength(1), v.maxLength(MAX_INGEST_ITEMS)),
-]);
+export const IngestBodySchema = v.pipe(
+  v.union([IngestItemSchema, v.pipe(v.array(IngestItemSchema), v.minLength(1), v.maxLength(MAX_INGEST_ITEMS))]),
+  v.title('Ingest body'),
+  v.description(
+    `One update, or an array of 1 to ${MAX_INGEST_ITEMS}, published in order. The server adds \`agent_id\` and \`timestamp\`.`,
+  ),
+  v.examples([
+    { type: 'status_update', status: 'running' },
+    [
+      { type: 'task_update', task_id: 'task-42', status: 'running', progress: 60 },
+      { type: 'task_update', task_id: 'task-42', status: 'completed', progress: 100, result: { pages: 3 } },
+    ],
+  ]),
+);
+
+/**
+ * Ingest accepted schema: the 202 body of `POST /agents/:agent_id/updates`.
+ */
+export const IngestAcceptedSchema = v.pipe(
+  v.object({ accepted: v.pipe(v.number(), v.integer(), v.minValue(1), v.description('Updates accepted.')) }),
+  v.title('Ingest accepted'),
+  v.description('The updates were published to the agent, or queued while it has no connection.'),
+  v.examples([{ accepted: 2 }]),
+);
+
+/**
+ * HTTP error schema: the body of every refusal of the HTTP routes (handshake and ingest).
+ */
+export const HttpErrorSchema = v.pipe(
+  v.object({
+    error: v.pipe(
+      v.string(),
+      v.description(
+        'Machine-readable code: `invalid_agent_id`, `upgrade_required`, `unauthorized`, `forbidden`, `unavailable`, `payload_too_large`, `unsupported_media_type`, `invalid_json` or `invalid_update`. Handshake refusals repeat it in the `X-Agent-WS-Error` header.',
+      ),
+    ),
+    message: v.pipe(v.string(), v.description('Human-readable explanation.')),
+    issues: v.optional(
+      v.pipe(
+        v.array(
+          v.object({
+            path: v.pipe(v.nullable(v.string()), v.description('Dot path of the offending field; null for the body.')),
+            message: v.string(),
+          }),
+        ),
+        v.description('With `invalid_update`: what is wrong with the body.'),
+      ),
+    ),
+  }),
+  v.title('HTTP error'),
+  v.description('Why an HTTP request was refused.'),
+  v.examples([
+    {
+      error: 'invalid_update',
+      message: 'Invalid value: Expected <=100 but received 140',
+      issues: [{ path: 'progress', message: 'Invalid value: Expected <=100 but received 140' }],
+    },
+  ]),
+);
 
 /** Connection established message. */
 export type ConnectionEstablished = v.InferOutput<typeof ConnectionEstablishedSchema>;

@@ -1,0 +1,89 @@
+/**
+ * Builds the OpenAPI 3.1 document of the hub's HTTP routes (stats and ingest) from the same
+ * valibot schemas as the AsyncAPI document.
+ */
+import { AgentIdSchema, HttpErrorSchema, IngestAcceptedSchema, IngestBodySchema } from '../plugin/schemas.ts';
+import { HubStatsSchema } from '../plugin/stats.ts';
+import { PACKAGE_VERSION } from './asyncapi.ts';
+import { componentSchemas, metadataOf, nameOf } from './json-schema.ts';
+
+const ref = (schema: Parameters<typeof nameOf>[0]) => ({ $ref: `#/components/schemas/${nameOf(schema)}` });
+const json = (schema: Parameters<typeof nameOf>[0], description: string) => ({
+  description,
+  content: { 'application/json': { schema: ref(schema) } },
+});
+const refusal = (description: string) => json(HttpErrorSchema, description);
+
+/**
+ * Builds the OpenAPI document.
+ *
+ * @returns The document as a plain object, keys in output order.
+ */
+export function buildOpenApi(): Record<string, unknown> {
+  const stats = metadataOf(HubStatsSchema);
+  const body = metadataOf(IngestBodySchema);
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'hono-agent-ws HTTP routes',
+      version: PACKAGE_VERSION,
+      description:
+        'The HTTP side of the hub, mounted next to the WebSocket channel (see asyncapi.yaml). Paths assume the hub is mounted at `/agents`.',
+      license: { name: 'MIT' },
+    },
+    servers: [{ url: 'http://localhost:8787', description: 'The demo server (`npm start`).' }],
+    paths: {
+      '/agents/ws/stats': {
+        get: {
+          operationId: 'getStats',
+          summary: stats.title,
+          description: stats.description,
+          responses: { '200': json(HubStatsSchema, 'The counters.') },
+        },
+      },
+      '/agents/{agent_id}/updates': {
+        post: {
+          operationId: 'ingestUpdates',
+          summary: 'Publish updates of an agent',
+          description:
+            'Mounted only with the hub option `ingest: true`. Each update is sent to the connections of the agent, or queued while it has none.',
+          parameters: [
+            {
+              name: 'agent_id',
+              in: 'path',
+              required: true,
+              description: 'The agent the updates belong to.',
+              schema: ref(AgentIdSchema),
+            },
+          ],
+          requestBody: {
+            required: true,
+            description: body.description,
+            content: {
+              'application/json': {
+                schema: ref(IngestBodySchema),
+                examples: Object.fromEntries(body.examples.map((value, index) => [`example_${index + 1}`, { value }])),
+              },
+            },
+          },
+          responses: {
+            '202': json(IngestAcceptedSchema, 'Accepted.'),
+            '400': refusal('`invalid_agent_id`, `invalid_json` or `invalid_update` (with `issues`).'),
+            '413': refusal('`payload_too_large`: the body is over `maxIngestBytes`.'),
+            '415': refusal('`unsupported_media_type`: the body is not `application/json`.'),
+            '503': refusal('`unavailable`: the server is shutting down or could not publish; retry later.'),
+          },
+        },
+      },
+    },
+    components: {
+      schemas: componentSchemas([
+        AgentIdSchema,
+        HubStatsSchema,
+        IngestBodySchema,
+        IngestAcceptedSchema,
+        HttpErrorSchema,
+      ]),
+    },
+  };
+}
