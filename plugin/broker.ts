@@ -1,4 +1,5 @@
 import type { AgentUpdate } from './schemas.ts';
+import type { HubStats } from './stats.ts';
 
 /** A value, or a promise of it: in-memory brokers answer synchronously, networked ones do not. */
 export type MaybePromise<T> = T | Promise<T>;
@@ -11,7 +12,34 @@ export interface BrokerContext {
   readonly maxQueueSize: number;
   /** Reports updates the broker dropped from a full queue, so the hub counts and logs them. */
   readonly onDropped: (agentId: string, count: number) => void;
+  /**
+   * The hub's instance id (as in the stats); a networked broker registers the instance under it
+   * so cluster figures and `instance_id` name the same process. Optional: the fields below were
+   * added for networked brokers, and brokers that need none of them ignore them.
+   */
+  readonly instanceId?: string;
+  /**
+   * Reports a failure the broker met on its own, outside any call from the hub (connection lost,
+   * heartbeat failed): the hub counts it as `broker_error` and logs it. Failures of `subscribe`,
+   * `unsubscribe` and `publish` are reported by rejecting instead.
+   */
+  readonly onError?: (operation: string, error: unknown, agentId?: string) => void;
+  /** This instance's live figures, which a networked broker shares for the cluster-wide stats. */
+  readonly localFigures?: () => LocalFigures;
 }
+
+/**
+ * What one instance contributes to the cluster-wide stats.
+ */
+export interface LocalFigures {
+  /** Connections open on this instance now. */
+  readonly active_connections: number;
+}
+
+/**
+ * Cluster-wide figures: the `cluster` object of the stats.
+ */
+export type ClusterStats = NonNullable<HubStats['cluster']>;
 
 /**
  * Outcome of one publish.
@@ -58,6 +86,11 @@ export interface Broker {
   publish(agentId: string, update: AgentUpdate): MaybePromise<PublishReceipt>;
   /** Number of updates queued across all agents, when the broker can tell cheaply. */
   queuedCount?(): number;
+  /**
+   * Cluster-wide figures, for a broker shared by several instances; the stats route awaits it
+   * and serves the result as `cluster`. Absent on single-process brokers.
+   */
+  clusterStats?(): Promise<ClusterStats>;
   /** Releases the broker's resources. */
   close(): MaybePromise<void>;
 }

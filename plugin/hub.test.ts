@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type FakeSocket, fakeRuntime } from '../test/helpers/fake-runtime.ts';
-import { type AgentHubOptions, createAgentHub, InvalidUpdateError, type LogEntry } from './index.ts';
+import {
+  type AgentHubOptions,
+  type BrokerFactory,
+  createAgentHub,
+  InvalidUpdateError,
+  type LogEntry,
+  memoryBroker,
+} from './index.ts';
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0 };
@@ -229,6 +236,55 @@ describe('connections', () => {
     );
     assert.equal(socket.closed?.code, 1001);
     assert.equal(hub.stats().active_connections, 0);
+  });
+});
+
+describe('a broker that answers asynchronously', () => {
+  /** The memory broker behind a subscribe that resolves only when the test says so. */
+  const slowBroker = () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const factory: BrokerFactory = (context) => {
+      const inner = memoryBroker()(context);
+      return {
+        ...inner,
+        async subscribe(agentId, onUpdate) {
+          await gate;
+          return inner.subscribe(agentId, onUpdate);
+        },
+      };
+    };
+    return { factory, release: () => release() };
+  };
+
+  it('sends connection_established first, then answers frames the client sent while joining', async () => {
+    const { factory, release } = slowBroker();
+    const hub = createAgentHub({ ...quiet, broker: factory });
+    const runtime = fakeRuntime(hub);
+    await hub.publishTask('early', task(1));
+    const socket = await connected(runtime, 'early');
+    socket.receive('{"type":"ping"}');
+    socket.receive('not json');
+    assert.deepEqual(socket.sent, [], 'nothing before the broker answered');
+    release();
+    await sleep(5);
+    assert.deepEqual(
+      socket.frames().map((frame) => frame.type),
+      ['connection_established', 'batch_update', 'pong', 'error'],
+    );
+    await hub.close();
+  });
+
+  it('refuses a flood of frames sent before connection_established', async () => {
+    const { factory } = slowBroker();
+    const hub = createAgentHub({ ...quiet, broker: factory });
+    const socket = await connected(fakeRuntime(hub), 'flood');
+    for (let n = 0; n < 20; n++) socket.receive('{"type":"ping"}');
+    assert.equal(socket.closed?.code, 1009);
+    assert.equal(hub.stats().active_connections, 0);
+    await hub.close();
   });
 });
 

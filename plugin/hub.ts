@@ -66,7 +66,10 @@ export interface AgentHub {
    * @returns A promise that settles once the broker accepted the update.
    */
   publishTask(agentId: string, update: TaskUpdateInput): Promise<void>;
-  /** The counters, as `GET /ws/stats` serves them. */
+  /**
+   * This instance's counters. `GET /ws/stats` serves them and, when the broker spans several
+   * instances (Redis), adds the cluster-wide figures as `cluster`.
+   */
   stats(): HubStats;
   /** Flushes pending batches, closes every socket with 1001, stops every timer and the broker. */
   close(): Promise<void>;
@@ -87,6 +90,10 @@ interface Connection {
   alive: boolean;
   /** Still counted; false once removed, whoever noticed first. */
   open: boolean;
+  /** `connection_established` sent: from then on the client gets every update published. */
+  established: boolean;
+  /** Frames that arrived before `connection_established` went out; answered right after it. */
+  early: WSMessageReceive[] | undefined;
 }
 
 /**
@@ -104,6 +111,9 @@ interface Channel {
   windowOpen: boolean;
   deadline: number;
 }
+
+/** Most frames held from a client before its `connection_established` is sent. */
+const MAX_EARLY_FRAMES = 16;
 
 /** A promise that needs no allocation per publish. */
 const DONE: Promise<void> = Promise.resolve();
@@ -162,6 +172,12 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
       counters.messages_dropped += count;
       log('warn', 'queue_drop', { agent_id: agentId, dropped: count });
     },
+    // For networked brokers: the same id in Redis as in the stats, failures the broker meets
+    // on its own (a lost connection) counted like any other broker error, and the figures the
+    // broker shares for the cluster-wide stats.
+    instanceId,
+    onError: (operation, error, agentId) => brokerFailed(operation, agentId, error),
+    localFigures: () => ({ active_connections: connections.size }),
   });
 
   // ---- sending ---------------------------------------------------------------------------
@@ -260,12 +276,39 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   // ---- channels and the broker -----------------------------------------------------------
 
-  const brokerFailed = (what: string, agentId: string, error: unknown) => {
+  // Hoisted (function, not const): the broker context above may report before this line runs.
+  function brokerFailed(what: string, agentId: string | undefined, error: unknown) {
     countError('broker_error');
     log('error', 'broker_error', { agent_id: agentId, operation: what, error: String(error) });
+  }
+
+  const establish = (connection: Connection) => {
+    connection.established = true;
+    sendTo(
+      connection,
+      JSON.stringify({
+        type: 'connection_established',
+        agent_id: connection.channel.agentId,
+        connection_id: connection.id,
+        heartbeat_interval: heartbeatInterval,
+        batch_interval: batchInterval,
+        timestamp: new Date().toISOString(),
+      }),
+    );
+  };
+
+  /** Answers frames a client sent while its channel joined: after connection_established and the replay. */
+  const answerEarlyFrames = (connection: Connection) => {
+    const early = connection.early;
+    connection.early = undefined;
+    if (early) for (const data of early) if (connection.open) receive(connection, data);
   };
 
   const completeJoin = (channel: Channel, backlog: readonly AgentUpdate[]) => {
+    // connection_established goes out only now that the broker has subscribed, so a client that
+    // has it gets every later update live. (Immediate with the in-memory broker; with a networked
+    // one, updates published meanwhile reach the client in the queue replay.)
+    for (const connection of channel.connections) establish(connection);
     if (channel.state === 'gone') {
       // Every connection left while the broker answered: hand everything back to the queue.
       leave(channel.agentId, [...backlog, ...channel.pending]);
@@ -273,6 +316,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     }
     channel.state = 'live';
     if (backlog.length > 0) broadcast(channel, batchFrame(channel, backlog, 'queue'));
+    for (const connection of channel.connections) answerEarlyFrames(connection);
     const live = channel.pending;
     channel.pending = [];
     for (const update of live) deliver(channel, update);
@@ -350,6 +394,8 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   const sweep = () => {
     const frame = JSON.stringify({ type: 'ping', timestamp: new Date().toISOString() });
     for (const connection of connections) {
+      // Not yet established (the broker is subscribing): neither pinged nor timed out.
+      if (!connection.established) continue;
       if (!connection.alive) {
         countError('heartbeat_timeout');
         drop(connection, CloseCode.HEARTBEAT_TIMEOUT, {});
@@ -429,26 +475,34 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
           channels.set(agentId, channel);
         }
         const id = `${idPrefix}-${++connectionSeq}`;
-        connection = { id, channel, socket, bufferedAmount, alive: true, open: true };
+        connection = {
+          id,
+          channel,
+          socket,
+          bufferedAmount,
+          alive: true,
+          open: true,
+          established: false,
+          early: undefined,
+        };
         connections.add(connection);
         channel.connections.add(connection);
         counters.total_connections++;
         log('info', 'connection_open', { agent_id: agentId, connection_id: id });
-        sendTo(
-          connection,
-          JSON.stringify({
-            type: 'connection_established',
-            agent_id: agentId,
-            connection_id: id,
-            heartbeat_interval: heartbeatInterval,
-            batch_interval: batchInterval,
-            timestamp: new Date().toISOString(),
-          }),
-        );
-        if (isNewChannel && connection.open) join(channel);
+        // A channel still joining establishes its connections when the broker answers.
+        if (channel.state === 'live') establish(connection);
+        else if (isNewChannel) join(channel);
       },
       onMessage(event, _socket) {
-        if (connection?.open) receive(connection, event.data);
+        if (!connection?.open) return;
+        if (connection.established) return receive(connection, event.data);
+        // The broker is still subscribing (Redis). A client has no reason to send much before
+        // it hears from the server, so a few frames are held and a flood is refused.
+        connection.early ??= [];
+        if (connection.early.push(event.data) > MAX_EARLY_FRAMES) {
+          countError('message_too_big');
+          drop(connection, CloseCode.MESSAGE_TOO_BIG, { early_frames: connection.early.length });
+        }
       },
       onClose(event, _socket) {
         if (!connection) return;
@@ -526,6 +580,19 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     };
   };
 
+  /** What the stats route serves: this instance's figures, plus the broker's cluster-wide ones. */
+  const statsWithCluster = async (): Promise<HubStats> => {
+    const own = stats();
+    if (!broker.clusterStats) return own;
+    try {
+      own.cluster = await broker.clusterStats();
+    } catch (error) {
+      // The stats keep answering while the broker is down, without `cluster`.
+      brokerFailed('stats', undefined, error);
+    }
+    return own;
+  };
+
   const { broker: _broker, logger: _logger, authorize, ...publicOptions } = config;
 
   return {
@@ -538,7 +605,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
           connect,
           countError,
           log,
-          stats,
+          stats: statsWithCluster,
           publishIngest: (agentId, items) => Promise.all(items.map((item) => publish(buildUpdate(agentId, item)))),
           authorize: authorize as ((agentId: string, c: Context) => boolean | Promise<boolean>) | undefined,
         },

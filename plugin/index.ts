@@ -11,6 +11,8 @@ export type {
   Broker,
   BrokerContext,
   BrokerFactory,
+  ClusterStats,
+  LocalFigures,
   MaybePromise,
   MemoryBrokerOptions,
   PublishReceipt,

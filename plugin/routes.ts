@@ -33,7 +33,8 @@ export interface HubInternals {
     event: LogEntry['event'],
     details: Omit<LogEntry, 'level' | 'event' | 'time'>,
   ) => void;
-  readonly stats: () => HubStats;
+  /** Own figures, plus `cluster` when the broker spans several instances (hence async). */
+  readonly stats: () => Promise<HubStats>;
   readonly publishIngest: (agentId: string, items: readonly IngestItem[]) => Promise<unknown>;
   readonly authorize: ((agentId: string, c: Context) => boolean | Promise<boolean>) | undefined;
 }
@@ -84,7 +85,7 @@ export function createRoutes(
   const invalidAgentId = (c: Context, kind: ErrorKind) =>
     refuse(c, kind, 400, 'invalid_agent_id', 'agent_id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -');
 
-  app.get('/ws/stats', (c) => c.json(hub.stats()));
+  app.get('/ws/stats', async (c) => c.json(await hub.stats()));
 
   app.get('/:agent_id/ws', async (c, next) => {
     const agentId = parseAgentId(c);

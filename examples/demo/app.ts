@@ -5,6 +5,7 @@
  * @module
  */
 import { Hono } from 'hono';
+import type { RedisBrokerOptions } from '../../adapters/redis.ts';
 import { type AgentHub, type AgentHubOptions, createAgentHub } from '../../plugin/index.ts';
 
 /** Settings read from the environment; every runtime entry passes its own env. */
@@ -14,6 +15,8 @@ export interface DemoSettings {
   hub: AgentHubOptions;
   demoAgents: number;
   authToken: string | undefined;
+  /** Set from REDIS_URL: share agents with every instance on the same Redis. */
+  redis: RedisBrokerOptions | undefined;
 }
 
 const integer = (env: Record<string, string | undefined>, name: string, fallback: number): number => {
@@ -28,7 +31,9 @@ const integer = (env: Record<string, string | undefined>, name: string, fallback
 /**
  * Reads the demo settings: PORT (8787; 0 picks a free port), HOST (127.0.0.1),
  * HEARTBEAT_INTERVAL_MS, MAX_QUEUE_SIZE, BATCH_INTERVAL_MS, MAX_MESSAGE_SIZE, DEMO_AGENTS (3),
- * AUTH_TOKEN (when set, clients must send `?token=` or `Authorization: Bearer`), LOG (`off`).
+ * AUTH_TOKEN (when set, clients must send `?token=` or `Authorization: Bearer`), LOG (`off`),
+ * REDIS_URL (when set, instances sharing that Redis behave as one hub) and PRESENCE_TTL_MS
+ * (with REDIS_URL: how long a vanished instance still counts as holding its agents; 15000).
  */
 export function readSettings(env: Record<string, string | undefined>): DemoSettings {
   const hub: AgentHubOptions = { ingest: true };
@@ -43,7 +48,23 @@ export function readSettings(env: Record<string, string | undefined>): DemoSetti
     hub,
     demoAgents: integer(env, 'DEMO_AGENTS', 3),
     authToken: env.AUTH_TOKEN || undefined,
+    redis: env.REDIS_URL
+      ? {
+          url: env.REDIS_URL,
+          ...(env.PRESENCE_TTL_MS ? { presenceTtl: integer(env, 'PRESENCE_TTL_MS', 15_000) } : {}),
+        }
+      : undefined,
   };
+}
+
+/**
+ * Puts the Redis broker in the hub options when REDIS_URL is set. A dynamic import, so
+ * `@redis/client` (an optional peer dependency) is only loaded by those who use it.
+ */
+export async function useRedisIfConfigured(settings: DemoSettings): Promise<DemoSettings> {
+  if (!settings.redis) return settings;
+  const { redisBroker } = await import('../../adapters/redis.ts');
+  return { ...settings, hub: { ...settings.hub, broker: redisBroker(settings.redis) } };
 }
 
 /** The demo: the app to serve, its hub, and a stop for the simulation. */
@@ -79,6 +100,12 @@ export function createDemo(settings: DemoSettings, mount: (hub: AgentHub) => Hon
   return { app, hub, stop };
 }
 
+/**
+ * For the simulation's publishes: a rejection (broker down) is already counted and logged by the
+ * hub, and an unhandled one would end the process.
+ */
+const ignore = () => {};
+
 /** Runs `count` pretend agents, each working through tasks with progress. */
 function simulateAgents(hub: AgentHub, count: number): () => void {
   const timers: ReturnType<typeof setInterval>[] = [];
@@ -90,21 +117,25 @@ function simulateAgents(hub: AgentHub, count: number): () => void {
       if (progress >= 100) {
         task++;
         progress = 0;
-        void hub.publishStatus(agentId, {
-          status: 'running',
-          execution_status: { state: 'executing', task_id: `task-${task}`, progress: 0, message: 'started' },
-        });
+        hub
+          .publishStatus(agentId, {
+            status: 'running',
+            execution_status: { state: 'executing', task_id: `task-${task}`, progress: 0, message: 'started' },
+          })
+          .catch(ignore);
       }
       progress = Math.min(100, progress + 10 + Math.floor(Math.random() * 20));
       const done = progress >= 100;
-      void hub.publishTask(agentId, {
-        task_id: `task-${task}`,
-        status: done ? 'completed' : 'running',
-        progress,
-        message: done ? 'finished' : `step ${Math.ceil(progress / 10)}`,
-        ...(done ? { result: { items: Math.floor(Math.random() * 10) } } : {}),
-      });
-      if (done) void hub.publishStatus(agentId, { status: 'idle' });
+      hub
+        .publishTask(agentId, {
+          task_id: `task-${task}`,
+          status: done ? 'completed' : 'running',
+          progress,
+          message: done ? 'finished' : `step ${Math.ceil(progress / 10)}`,
+          ...(done ? { result: { items: Math.floor(Math.random() * 10) } } : {}),
+        })
+        .catch(ignore);
+      if (done) hub.publishStatus(agentId, { status: 'idle' }).catch(ignore);
     };
     timers.push(setInterval(tick, 400 + 150 * n));
   }
