@@ -7,6 +7,7 @@ import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import * as v from 'valibot';
 import { type HubStats, HubStatsSchema } from '../../plugin/index.ts';
+import { DEMO_ARGS, runtimeBinary, runtimeEnv } from '../../scripts/runtimes.ts';
 
 /** Project root. */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -25,6 +26,23 @@ export interface Runtime {
 export const node: Runtime = {
   name: 'node',
   command: () => [process.execPath, ['--import', 'tsx', 'examples/demo/node.ts']],
+};
+
+/**
+ * Deno, as `npm run start:deno` runs it: the real binary spawned directly (no wrapper), so
+ * `stop()`'s SIGTERM reaches the runtime; caches inside the project.
+ */
+export const deno: Runtime = {
+  name: 'deno',
+  command: () => [runtimeBinary('deno'), DEMO_ARGS.deno],
+  env: runtimeEnv(),
+};
+
+/** Bun, as `npm run start:bun` runs it; see `deno`. */
+export const bun: Runtime = {
+  name: 'bun',
+  command: () => [runtimeBinary('bun'), DEMO_ARGS.bun],
+  env: runtimeEnv(),
 };
 
 /** A running server. */

@@ -1,0 +1,90 @@
+/**
+ * Bun binding: `Bun.serve` with `hono/bun`'s `upgradeWebSocket` and `websocket` handler.
+ *
+ * Bun reports queued bytes through `getBufferedAmount()`, not `bufferedAmount` (absorbed by
+ * `routesOptions`). It also hands a fresh context with a frozen `readyState` to every event;
+ * harmless, as the hub keeps its state in a closure and never reads `readyState`.
+ *
+ * @module
+ */
+import type { Hono } from 'hono';
+// `hono/bun` is marked deprecated in favour of `@hono/bun`; it is the one hono 4 ships.
+import { upgradeWebSocket, websocket } from 'hono/bun';
+import type { WSContext } from 'hono/ws';
+import type { AgentHub, RoutesOptions } from '../plugin/index.ts';
+
+/** The part of Bun's global this file uses: `tsc` checks it without Bun's type package. */
+declare const Bun: {
+  serve(options: {
+    port: number;
+    hostname: string;
+    fetch: Hono['fetch'];
+    websocket: ReturnType<typeof bunWebSocket>;
+  }): { readonly port: number; stop(closeActiveConnections?: boolean): Promise<void> };
+};
+
+export { upgradeWebSocket };
+
+/**
+ * Pass as `hub.routes(upgradeWebSocket, routesOptions)`: Bun's `ServerWebSocket` has no
+ * `bufferedAmount` property, so without this the slow-consumer limit would never trip.
+ */
+export const routesOptions: RoutesOptions = {
+  bufferedAmount: (socket: WSContext) => (socket.raw as { getBufferedAmount(): number }).getBufferedAmount(),
+};
+
+/**
+ * The `websocket` option of `Bun.serve()`: hono's handler, with frames over four times the
+ * hub's `maxMessageSize` refused by Bun itself (close 1009) before they are buffered whole, as
+ * on Node. The hub answers smaller oversized frames itself, with the same code.
+ *
+ * @param hub The hub.
+ *
+ * @returns The `websocket` option of `Bun.serve()`.
+ */
+export function bunWebSocket(hub: AgentHub): typeof websocket & { maxPayloadLength: number } {
+  return { ...websocket, maxPayloadLength: 4 * hub.options.maxMessageSize };
+}
+
+/** Options of `serveBun`. */
+export interface ServeBunOptions {
+  /** The app, with the hub's routes mounted through `routesOptions`. */
+  fetch: Hono['fetch'];
+  /** The hub, closed first on `close()`. */
+  hub: AgentHub;
+  /** Port; 0 picks a free one. Default 8787. */
+  port?: number;
+  /** Interface to bind. Default 127.0.0.1. */
+  hostname?: string;
+}
+
+/** A running Bun server. */
+export interface BunServer {
+  /** The port actually bound. */
+  readonly port: number;
+  /** Closes the hub (flushing batches, closing sockets with 1001), then the HTTP server. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves an app with the hub on Bun and resolves once it listens (`Bun.serve` binds at once).
+ *
+ * @param options The server options.
+ *
+ * @returns The running server.
+ */
+export async function serveBun(options: ServeBunOptions): Promise<BunServer> {
+  const server = Bun.serve({
+    port: options.port ?? 8787,
+    hostname: options.hostname ?? '127.0.0.1',
+    fetch: options.fetch,
+    websocket: bunWebSocket(options.hub),
+  });
+  return {
+    port: server.port,
+    async close() {
+      await options.hub.close();
+      await server.stop();
+    },
+  };
+}

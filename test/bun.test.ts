@@ -1,0 +1,4 @@
+import { conformance } from './conformance.ts';
+import { bun } from './helpers/server.ts';
+
+conformance(bun);
