@@ -5,6 +5,7 @@
 import { Hono } from 'hono';
 import { type UpgradeWebSocket, WSContext, type WSEvents } from 'hono/ws';
 import type { AgentHub } from '../../plugin/index.ts';
+import { validateServerFrame } from './contract.ts';
 
 /** One fake connection. */
 export class FakeSocket {
@@ -28,9 +29,9 @@ export class FakeSocket {
     });
   }
 
-  /** Parsed frames sent so far. */
+  /** Parsed frames sent so far, each held to asyncapi.yaml like every frame a test sees. */
   frames(): { type: string; [field: string]: any }[] {
-    return this.sent.map((frame) => JSON.parse(frame));
+    return this.sent.map((frame) => validateServerFrame(JSON.parse(frame)));
   }
 
   receive(data: string | ArrayBuffer): void {
