@@ -375,7 +375,8 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   /** Closes a connection the hub gave up on; the close event that follows finds it removed. */
   function drop(connection: Connection, code: CloseCode, details: Record<string, unknown>) {
     if (!removeConnection(connection)) return;
-    log('warn', 'connection_dropped', {
+    // Shutting down is routine; every other drop is a failure worth a warning.
+    log(code === CloseCode.GOING_AWAY ? 'info' : 'warn', 'connection_dropped', {
       agent_id: connection.channel.agentId,
       connection_id: connection.id,
       code,
