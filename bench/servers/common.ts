@@ -1,0 +1,140 @@
+/**
+ * What every bench server shares: the settings it reads from the environment, the update it
+ * fans out, the bare Hono routes the HTTP scenario compares against, and the control side
+ * channel the load generator publishes through.
+ *
+ * Runtime-neutral (Node, Bun, Deno): only `node:net` and standard APIs. The control channel is
+ * the same code in every server, so publishing costs every server the same and the code under
+ * test (the hub, `ws`, Socket.IO, `server.publish`) stays unchanged.
+ *
+ * Control protocol, one JSON object per line, load generator → server:
+ * - `{"op":"pub","t":<ms>,"a":[<agent index>, ...]}` publishes one task update to each agent;
+ *   `t` is the load generator's `performance.now()` at send time, carried in the update.
+ * - `{"op":"gc","id":<n>}` runs a full GC, answers `{"id":<n>,"gc":true|false}`.
+ * - `{"op":"ping","id":<n>}` answers `{"id":<n>}` (a barrier: every earlier line was handled).
+ *
+ * @module
+ */
+import { createServer } from 'node:net';
+import process from 'node:process';
+import type { Hono } from 'hono';
+
+/** Settings every server reads: `BENCH_BATCH_MS` (plugin only) and `BENCH_HEARTBEAT_MS` (0 = off). */
+// Exit cleanly on SIGTERM, so `--cpu-prof` and friends get to write their files.
+process.on('SIGTERM', () => process.exit(0));
+
+export const settings = {
+  batchMs: Number(process.env.BENCH_BATCH_MS ?? 0),
+  heartbeatMs: Number(process.env.BENCH_HEARTBEAT_MS ?? 0),
+};
+
+const ids: string[] = [];
+/** The agent id of agent index `i`; the load generator uses the same names. */
+export const agentId = (i: number): string => {
+  let id = ids[i];
+  if (id === undefined) {
+    id = `bench-agent-${i}`;
+    ids[i] = id;
+  }
+  return id;
+};
+
+/** The fields a publisher supplies; the hub adds type, agent_id and timestamp. */
+export const TASK_FIELDS = { task_id: 'task-1', status: 'running', progress: 50 } as const;
+
+/**
+ * The update the baselines send, the same fields in the same order as the hub's `task_update`.
+ */
+export const taskUpdate = (agent: string, message: string) => ({
+  type: 'task_update',
+  agent_id: agent,
+  ...TASK_FIELDS,
+  message,
+  timestamp: new Date().toISOString(),
+});
+
+/** Padding that makes a task update about 200 bytes on the wire. */
+const PAD = 'x'.repeat(24);
+/** The update's message: the marker the load generator counts, the send time, padding. */
+const message = (t: number) => `bench|${t}|${PAD}`;
+
+declare const Bun: { gc(force: boolean): void } | undefined;
+
+const fullGc = (): boolean => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (typeof gc === 'function') {
+    for (let i = 0; i < 3; i++) gc();
+    return true;
+  }
+  if (typeof Bun !== 'undefined') {
+    for (let i = 0; i < 3; i++) Bun.gc(true);
+    return true;
+  }
+  return false;
+};
+
+/**
+ * Starts the control channel and announces the server on stdout as
+ * `BENCH_READY {"port":…,"control":…,"pid":…}`.
+ *
+ * @param port The port the server under test listens on.
+ * @param publish Publishes one update through the server under test.
+ */
+export function startControl(port: number, publish: (agent: string, message: string) => void): void {
+  const control = createServer((socket) => {
+    socket.setNoDelay(true);
+    let rest = '';
+    socket.on('data', (chunk: Buffer) => {
+      const text = rest + chunk.toString('latin1');
+      let start = 0;
+      for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
+        const command = JSON.parse(text.slice(start, end)) as { op: string; t?: number; a?: number[]; id?: number };
+        start = end + 1;
+        if (command.op === 'pub') {
+          const text = message(command.t ?? 0);
+          for (const index of command.a ?? []) publish(agentId(index), text);
+        } else if (command.op === 'gc') {
+          socket.write(`${JSON.stringify({ id: command.id, gc: fullGc() })}\n`);
+        } else if (command.op === 'ping') {
+          socket.write(`${JSON.stringify({ id: command.id })}\n`);
+        }
+      }
+      rest = text.slice(start);
+    });
+    socket.on('error', () => {});
+  });
+  control.listen(0, '127.0.0.1', () => {
+    const address = control.address();
+    const controlPort = typeof address === 'object' && address ? address.port : 0;
+    process.stdout.write(`BENCH_READY ${JSON.stringify({ port, control: controlPort, pid: process.pid })}\n`);
+  });
+}
+
+/**
+ * Mounts the bare Hono routes the HTTP scenario compares the hub's routes with: a static JSON
+ * body the size of the stats, and a POST that parses its JSON body and answers 202.
+ */
+export function mountBare(app: Hono): void {
+  const body = {
+    instance_id: '00000000-0000-0000-0000-000000000000',
+    total_connections: 0,
+    active_connections: 0,
+    agents_connected: 0,
+    messages_sent: 0,
+    messages_received: 0,
+    updates_published: 0,
+    batches_sent: 0,
+    messages_queued: 0,
+    queued_messages: 0,
+    messages_dropped: 0,
+    errors: 0,
+    errors_by_kind: {},
+    started_at: new Date().toISOString(),
+    uptime_seconds: 0,
+  };
+  app.get('/bare/stats', (c) => c.json(body));
+  app.post('/bare/:agent_id/updates', async (c) => {
+    const parsed = (await c.req.json()) as unknown;
+    return c.json({ accepted: Array.isArray(parsed) ? parsed.length : 1 }, 202);
+  });
+}

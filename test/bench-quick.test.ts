@@ -1,0 +1,41 @@
+/**
+ * Runs the benchmark's quick version (`bench/run.ts --quick --no-write`) so the benchmark never
+ * rots. No timing assertions: it checks that every server and scenario ran and that every
+ * window delivered exactly what was published.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+
+test('quick benchmark: every scenario delivers exactly what was published', { timeout: 240_000 }, () => {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--quick', '--no-write'], {
+    encoding: 'utf8',
+    timeout: 230_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  assert.equal(run.status, 0, `bench exited with ${run.status}\n${run.stderr.slice(-4000)}`);
+  const line = run.stdout.split('\n').find((text) => text.startsWith('BENCH_CHECKS '));
+  assert.ok(line, 'bench printed no BENCH_CHECKS line');
+  const checks = JSON.parse(line.slice('BENCH_CHECKS '.length)) as {
+    server: string;
+    scenario: string;
+    expected: number;
+    received: number;
+  }[];
+  const scenarios = new Set(checks.map((check) => check.scenario.replace(/@\d+/, '').replace(/ probe$/, '')));
+  for (const scenario of ['connect', 'fixed', 'flat', 'dense', 'sparse', 'memory']) {
+    assert.ok(scenarios.has(scenario), `no ${scenario} scenario ran`);
+  }
+  for (const server of ['plugin-node', 'plugin-node-batched', 'ws', 'socketio']) {
+    assert.ok(
+      checks.some((check) => check.server === server),
+      `server ${server} did not run`,
+    );
+  }
+  for (const check of checks) {
+    assert.ok(check.expected > 0, `${check.server} ${check.scenario}: nothing published`);
+    assert.equal(check.received / check.expected, 1, `${check.server} ${check.scenario}: delivered/published`);
+  }
+  assert.match(run.stdout, /HTTP \(autocannon\)/, 'the HTTP scenario did not run');
+  assert.match(run.stdout, /Idle connections/, 'the idle scenario did not run');
+});
