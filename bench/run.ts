@@ -11,10 +11,12 @@
  *
  * @module
  */
+
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { runtimeBinary, runtimeEnv } from '../scripts/runtimes.ts';
 import type { CpuWindow } from './lib/proc.ts';
 import {
   type ChartPanel,
@@ -82,15 +84,16 @@ const nodeFlags = option('node-flags')?.split(',') ?? [];
 
 // ---- servers -----------------------------------------------------------------------------
 
-const root = process.cwd();
-const bunPath = join(root, 'node_modules/bun/bin/bun.exe');
-const denoPath = join(root, 'node_modules/deno/deno');
-const runtimeEnv = {
-  DENO_DIR: join(root, '.cache/deno'),
-  DENO_NO_UPDATE_CHECK: '1',
-  BUN_RUNTIME_TRANSPILER_CACHE_PATH: join(root, '.cache/bun-transpiler'),
-  BUN_INSTALL_CACHE_DIR: join(root, '.cache/bun-install'),
+/** The project's own Deno and Bun (scripts/runtimes.ts), or undefined when not installed. */
+const binary = (name: 'bun' | 'deno'): string | undefined => {
+  try {
+    return runtimeBinary(name);
+  } catch {
+    return undefined;
+  }
 };
+const bunPath = binary('bun');
+const denoPath = binary('deno');
 
 interface ServerDef {
   name: string;
@@ -130,7 +133,7 @@ const ALL: ServerDef[] = [
 
 const wanted = option('servers')?.split(',');
 const available = (def: ServerDef) =>
-  def.runtime === 'bun' ? existsSync(bunPath) : def.runtime === 'deno' ? existsSync(denoPath) : true;
+  def.runtime === 'bun' ? bunPath !== undefined : def.runtime === 'deno' ? denoPath !== undefined : true;
 const SERVERS = ALL.filter((def) => (!wanted || wanted.includes(def.name)) && available(def));
 for (const def of ALL) if (!available(def)) console.error(`bench: skipping ${def.name}: ${def.runtime} not installed`);
 
@@ -153,14 +156,14 @@ function startServer(def: ServerDef, heartbeatMs: number): Promise<Running> {
     def.runtime === 'node'
       ? [process.execPath, '--expose-gc', ...nodeFlags, '--import', 'tsx', entry]
       : def.runtime === 'bun'
-        ? [bunPath, 'run', entry]
-        : [denoPath, 'run', '-A', '--cached-only', '--v8-flags=--expose-gc', entry];
+        ? [bunPath as string, 'run', entry]
+        : [denoPath as string, 'run', '-A', '--cached-only', '--v8-flags=--expose-gc', entry];
   const [file, ...rest] = pin(0, command) as [string, ...string[]];
   const child = spawn(file, rest, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       ...process.env,
-      ...runtimeEnv,
+      ...runtimeEnv(),
       BENCH_BATCH_MS: String(def.batchMs ?? 0),
       BENCH_HEARTBEAT_MS: String(heartbeatMs),
     },

@@ -5,7 +5,7 @@ import { type Broker, memoryBroker } from './broker.ts';
 import { CLOSE_REASONS, CloseCode } from './close-codes.ts';
 import { jsonLogger, type LogEntry, type Logger } from './logger.ts';
 import { type AgentHubOptions, type ResolvedHubOptions, resolveHubOptions } from './options.ts';
-import { createRoutes, type RoutesOptions } from './routes.ts';
+import { createRoutes, type RoutesOptions, type SocketBinding } from './routes.ts';
 import {
   AgentIdSchema,
   type AgentUpdate,
@@ -85,7 +85,7 @@ interface Connection {
   readonly id: string;
   readonly channel: Channel;
   readonly socket: WSContext;
-  readonly bufferedAmount: (socket: WSContext) => number;
+  readonly binding: SocketBinding;
   /** Answered since the last ping. */
   alive: boolean;
   /** Still counted; false once removed, whoever noticed first. */
@@ -182,23 +182,35 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   // ---- sending ---------------------------------------------------------------------------
 
-  const sendTo = (connection: Connection, frame: string) => {
+  /** Writes a frame already prepared by the connection's binding. */
+  const sendPrepared = (connection: Connection, prepared: unknown) => {
     try {
-      connection.socket.send(frame);
+      connection.binding.send(connection.socket, prepared);
     } catch (error) {
       countError('send_failed');
       drop(connection, CloseCode.INTERNAL_ERROR, { error: String(error) });
       return;
     }
     counters.messages_sent++;
-    if (maxBufferedAmount > 0 && connection.bufferedAmount(connection.socket) > maxBufferedAmount) {
+    if (maxBufferedAmount > 0 && connection.binding.bufferedAmount(connection.socket) > maxBufferedAmount) {
       countError('slow_consumer');
       drop(connection, CloseCode.SLOW_CONSUMER, {});
     }
   };
 
+  const sendTo = (connection: Connection, frame: string) => sendPrepared(connection, connection.binding.prepare(frame));
+
+  /** One frame to every connection of an agent: serialised once, prepared once per binding. */
   const broadcast = (channel: Channel, frame: string) => {
-    for (const connection of channel.connections) sendTo(connection, frame);
+    let binding: SocketBinding | undefined;
+    let prepared: unknown;
+    for (const connection of channel.connections) {
+      if (connection.binding !== binding) {
+        binding = connection.binding;
+        prepared = binding.prepare(frame);
+      }
+      sendPrepared(connection, prepared);
+    }
   };
 
   const batchFrame = (channel: Channel, updates: readonly AgentUpdate[], source: BatchUpdate['source']) => {
@@ -460,7 +472,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   // ---- connections -----------------------------------------------------------------------
 
-  const connect = (agentId: string, bufferedAmount: (socket: WSContext) => number): WSEvents => {
+  const connect = (agentId: string, binding: SocketBinding): WSEvents => {
     // Per-connection state lives in this closure, not on the context object.
     let connection: Connection | undefined;
     return {
@@ -480,7 +492,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
           id,
           channel,
           socket,
-          bufferedAmount,
+          binding,
           alive: true,
           open: true,
           established: false,

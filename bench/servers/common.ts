@@ -17,7 +17,8 @@
  */
 import { createServer } from 'node:net';
 import process from 'node:process';
-import type { Hono } from 'hono';
+import { type Hono, Hono as HonoApp } from 'hono';
+import { type AgentHub, createAgentHub } from '../../plugin/index.ts';
 
 /** Settings every server reads: `BENCH_BATCH_MS` (plugin only) and `BENCH_HEARTBEAT_MS` (0 = off). */
 // Exit cleanly on SIGTERM, so `--cpu-prof` and friends get to write their files.
@@ -136,5 +137,28 @@ export function mountBare(app: Hono): void {
   app.post('/bare/:agent_id/updates', async (c) => {
     const parsed = (await c.req.json()) as unknown;
     return c.json({ accepted: Array.isArray(parsed) ? parsed.length : 1 }, 202);
+  });
+}
+
+/**
+ * Starts the plugin on one runtime: a hub with the bench settings, its routes and the bare
+ * routes on one app, served by the runtime's adapter, published to through the control channel.
+ */
+export async function startPluginServer(
+  mount: (hub: AgentHub) => Hono,
+  serve: (options: { fetch: Hono['fetch']; hub: AgentHub; port: number }) => Promise<{ readonly port: number }>,
+): Promise<void> {
+  const hub = createAgentHub({
+    batchInterval: settings.batchMs,
+    heartbeatInterval: settings.heartbeatMs,
+    logger: false,
+    ingest: true,
+  });
+  const app = new HonoApp();
+  app.route('/agents', mount(hub));
+  mountBare(app);
+  const server = await serve({ fetch: app.fetch, hub, port: 0 });
+  startControl(server.port, (agent, message) => {
+    void hub.publishTask(agent, { ...TASK_FIELDS, message });
   });
 }

@@ -2,21 +2,7 @@
  * Bench server: the plugin on Bun (`adapters/bun.ts`: `hono/bun` + `Bun.serve`), batching per
  * `BENCH_BATCH_MS`.
  */
-import { Hono } from 'hono';
 import { routesOptions, serveBun, upgradeWebSocket } from '../../adapters/bun.ts';
-import { createAgentHub } from '../../plugin/index.ts';
-import { mountBare, settings, startControl, TASK_FIELDS } from './common.ts';
+import { startPluginServer } from './common.ts';
 
-const hub = createAgentHub({
-  batchInterval: settings.batchMs,
-  heartbeatInterval: settings.heartbeatMs,
-  logger: false,
-  ingest: true,
-});
-const app = new Hono();
-app.route('/agents', hub.routes(upgradeWebSocket, routesOptions));
-mountBare(app);
-const server = await serveBun({ fetch: app.fetch, hub, port: 0 });
-startControl(server.port, (agent, message) => {
-  void hub.publishTask(agent, { ...TASK_FIELDS, message });
-});
+await startPluginServer((hub) => hub.routes(upgradeWebSocket, routesOptions), serveBun);

@@ -2,21 +2,7 @@
  * Bench server: the plugin on Deno (`adapters/deno.ts`: `hono/deno` + `Deno.serve`), batching
  * per `BENCH_BATCH_MS`.
  */
-import { Hono } from 'hono';
 import { serveDeno, upgradeWebSocket } from '../../adapters/deno.ts';
-import { createAgentHub } from '../../plugin/index.ts';
-import { mountBare, settings, startControl, TASK_FIELDS } from './common.ts';
+import { startPluginServer } from './common.ts';
 
-const hub = createAgentHub({
-  batchInterval: settings.batchMs,
-  heartbeatInterval: settings.heartbeatMs,
-  logger: false,
-  ingest: true,
-});
-const app = new Hono();
-app.route('/agents', hub.routes(upgradeWebSocket));
-mountBare(app);
-const server = await serveDeno({ fetch: app.fetch, hub, port: 0 });
-startControl(server.port, (agent, message) => {
-  void hub.publishTask(agent, { ...TASK_FIELDS, message });
-});
+await startPluginServer((hub) => hub.routes(upgradeWebSocket), serveDeno);

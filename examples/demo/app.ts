@@ -106,6 +106,51 @@ export function createDemo(settings: DemoSettings, mount: (hub: AgentHub) => Hon
  */
 const ignore = () => {};
 
+/** What a runtime entry (`node.ts`, `deno.ts`, `bun.ts`) supplies to `runDemo`. */
+export interface DemoRuntime {
+  /** The process environment. */
+  env: Record<string, string | undefined>;
+  /** Mounts the hub's routes with the runtime's `upgradeWebSocket` and routes options. */
+  mount: (hub: AgentHub) => Hono;
+  /** The adapter's `serveNode` / `serveDeno` / `serveBun`. */
+  serve: (options: {
+    fetch: Hono['fetch'];
+    hub: AgentHub;
+    port: number;
+    hostname: string;
+  }) => Promise<{ readonly port: number; close(): Promise<void> }>;
+  /** Registers a signal handler. */
+  onSignal: (signal: 'SIGINT' | 'SIGTERM', handler: () => void) => void;
+  /** Ends the process. */
+  exit: (code: number) => void;
+}
+
+/**
+ * Runs the demo: reads the settings, serves, prints `listening on http://HOST:PORT` with the
+ * real port, and on SIGINT/SIGTERM closes the hub gracefully and exits 0.
+ */
+export async function runDemo(runtime: DemoRuntime): Promise<void> {
+  const settings = await useRedisIfConfigured(readSettings(runtime.env));
+  const demo = createDemo(settings, runtime.mount);
+  const server = await runtime.serve({
+    fetch: demo.app.fetch,
+    hub: demo.hub,
+    port: settings.port,
+    hostname: settings.host,
+  });
+  console.log(`listening on http://${settings.host}:${server.port}`);
+  let stopping = false;
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    demo.stop();
+    await server.close();
+    runtime.exit(0);
+  };
+  runtime.onSignal('SIGINT', shutdown);
+  runtime.onSignal('SIGTERM', shutdown);
+}
+
 /** Runs `count` pretend agents, each working through tasks with progress. */
 function simulateAgents(hub: AgentHub, count: number): () => void {
   const timers: ReturnType<typeof setInterval>[] = [];
