@@ -13,7 +13,7 @@
  */
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { runtimeBinary, runtimeEnv } from '../scripts/runtimes.ts';
@@ -754,8 +754,6 @@ const svg = chartSvg(`hono-agent-ws vs raw ws, Socket.IO, Bun pub/sub (${date})`
 
 const markdown = `### Benchmark results (${date})\n\n${header}\n\n${sections.join('\n\n')}\n\n#### Goals\n\n${goalTable}\n`;
 const readme = [
-  '## Benchmarks',
-  '',
   `![fan-out throughput, CPU per message and idle memory](bench/results/chart.svg)`,
   '',
   `Latest full run: [bench/results/${date}.md](bench/results/${date}.md) (raw figures in \`${date}.json\`).`,
@@ -795,6 +793,16 @@ const readme = [
   '',
 ].join('\n');
 
+/** Replaces the README's generated results, between its `bench:start` and `bench:end` markers. */
+function updateReadme(section: string): void {
+  const [start, end] = ['<!-- bench:start -->', '<!-- bench:end -->'];
+  const text = readFileSync('README.md', 'utf8');
+  const from = text.indexOf(start);
+  const to = text.indexOf(end);
+  if (from < 0 || to < from) throw new Error(`README.md has no ${start} … ${end} section to update`);
+  writeFileSync('README.md', `${text.slice(0, from + start.length)}\n${section}\n${text.slice(to)}`);
+}
+
 const minutes = ((Date.now() - started) / 60_000).toFixed(1);
 console.log(markdown);
 console.log(`bench: ${minutes} min, ${checks.length} delivery checks, ${failures.length} failures`);
@@ -819,9 +827,9 @@ if (write && repeats.length > 0 && exitCode === 0) {
   writeFileSync(`${base}.md`, markdown);
   if (!quick) {
     writeFileSync('bench/results/chart.svg', svg);
-    writeFileSync('/tmp/readme-bench.md', readme);
+    updateReadme(readme);
   }
-  log(`bench: wrote ${base}.json, ${base}.md${quick ? '' : ', bench/results/chart.svg, /tmp/readme-bench.md'}`);
+  log(`bench: wrote ${base}.json, ${base}.md${quick ? '' : ', bench/results/chart.svg and the README results'}`);
 }
 console.log(`BENCH_CHECKS ${JSON.stringify(checks)}`);
 if (failures.length > 0) {
