@@ -3,11 +3,12 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
-import * as v from 'valibot';
-import { type HubStats, HubStatsSchema } from '../../plugin/index.ts';
+import type { HubStats } from '../../plugin/index.ts';
 import { DEMO_ARGS, runtimeBinary, runtimeEnv } from '../../scripts/runtimes.ts';
+import { loadContract } from '../../spec/contract.ts';
 
 /** Project root. */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -141,6 +142,17 @@ export function request(
   });
 }
 
+/** The HTTP routes' schemas, read from the committed openapi.yaml (not from the valibot code). */
+const httpContract = loadContract(readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8'));
+
+/** Throws when an HTTP response body breaks openapi.yaml. */
+function assertHttpContract(schema: string, body: unknown): unknown {
+  const problems = httpContract.checkSchema(schema, body);
+  if (problems.length > 0)
+    throw new Error(`${schema} body breaks openapi.yaml:\n  ${problems.join('\n  ')}\n${JSON.stringify(body)}`);
+  return body;
+}
+
 /** POSTs updates to the ingest route. */
 export async function ingest(
   server: ServerHandle,
@@ -153,14 +165,16 @@ export async function ingest(
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
-  return { status: response.status, body: JSON.parse(response.text) as Record<string, unknown> };
+  const answer = JSON.parse(response.text) as Record<string, unknown>;
+  assertHttpContract(response.status === 202 ? 'IngestAccepted' : 'HttpError', answer);
+  return { status: response.status, body: answer };
 }
 
 /** Reads the stats. */
 export async function stats(server: ServerHandle): Promise<HubStats> {
   const response = await request(`${server.http}/agents/ws/stats`);
   if (response.status !== 200) throw new Error(`stats answered ${response.status}`);
-  return v.parse(HubStatsSchema, JSON.parse(response.text));
+  return assertHttpContract('HubStats', JSON.parse(response.text)) as HubStats;
 }
 
 /** A task update body for the ingest route. */
