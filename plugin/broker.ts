@@ -14,7 +14,7 @@ export interface BrokerContext {
   readonly onDropped: (agentId: string, count: number) => void;
   /**
    * The hub's instance id (as in the stats); a networked broker registers the instance under it
-   * so cluster figures and `instance_id` name the same process. Optional: the fields below were
+   * so cluster figures and `instance_id` name the same instance. Optional: the fields below were
    * added for networked brokers, and brokers that need none of them ignore them.
    */
   readonly instanceId?: string;

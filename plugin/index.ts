@@ -3,7 +3,7 @@
  *
  * Runtime-neutral: this module uses only standard WebSocket, timer and Web APIs. Bind it to a
  * runtime by passing that runtime's `upgradeWebSocket` to `hub.routes()`; `adapters/` has
- * ready-made bindings for Node, Deno and Bun.
+ * ready-made bindings for Node, Deno and Bun (one file each).
  *
  * @module
  */
