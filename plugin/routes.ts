@@ -112,6 +112,9 @@ export function createRoutes(
 
   app.get('/ws/stats', async (c) => c.json(await hub.stats()));
 
+  // Built once: the agent id was validated by the handler below before the upgrade runs.
+  const upgrade = upgradeWebSocket((c) => hub.connect(c.req.param('agent_id') as string, binding));
+
   app.get('/:agent_id/ws', async (c, next) => {
     const agentId = parseAgentId(c);
     if (agentId === undefined) return invalidAgentId(c, 'invalid_agent_id');
@@ -129,7 +132,6 @@ export function createRoutes(
       }
       if (allowed !== true) return refuse(c, 'forbidden', 403, 'forbidden', 'not allowed to watch this agent', agentId);
     }
-    const upgrade = upgradeWebSocket(() => hub.connect(agentId, binding));
     const response = await upgrade(c, next);
     return response ?? refuse(c, 'upgrade_required', 426, 'upgrade_required', 'WebSocket upgrade failed', agentId);
   });
