@@ -200,17 +200,26 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   const sendTo = (connection: Connection, frame: string) => sendPrepared(connection, connection.binding.prepare(frame));
 
-  /** One frame to every connection of an agent: serialised once, prepared once per binding. */
-  const broadcast = (channel: Channel, frame: string) => {
+  /**
+   * Prepares one frame for many connections: once per binding (in practice once), not once per
+   * socket.
+   */
+  const preparer = (frame: string) => {
     let binding: SocketBinding | undefined;
     let prepared: unknown;
-    for (const connection of channel.connections) {
+    return (connection: Connection) => {
       if (connection.binding !== binding) {
         binding = connection.binding;
         prepared = binding.prepare(frame);
       }
-      sendPrepared(connection, prepared);
-    }
+      return prepared;
+    };
+  };
+
+  /** One frame to every connection of an agent: serialised once, prepared once. */
+  const broadcast = (channel: Channel, frame: string) => {
+    const prepare = preparer(frame);
+    for (const connection of channel.connections) sendPrepared(connection, prepare(connection));
   };
 
   const batchFrame = (channel: Channel, updates: readonly AgentUpdate[], source: BatchUpdate['source']) => {
@@ -405,7 +414,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   // ---- heartbeat: one sweep timer per hub ------------------------------------------------
 
   const sweep = () => {
-    const frame = JSON.stringify({ type: 'ping', timestamp: new Date().toISOString() });
+    const prepare = preparer(JSON.stringify({ type: 'ping', timestamp: new Date().toISOString() }));
     for (const connection of connections) {
       // Not yet established (the broker is subscribing): neither pinged nor timed out.
       if (!connection.established) continue;
@@ -415,7 +424,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
         continue;
       }
       connection.alive = false;
-      sendTo(connection, frame);
+      sendPrepared(connection, prepare(connection));
     }
   };
   const heartbeatTimer = heartbeatInterval > 0 ? setInterval(sweep, heartbeatInterval) : undefined;
