@@ -30,8 +30,31 @@ export { upgradeWebSocket };
  * `bufferedAmount` property, so without this the slow-consumer limit would never trip.
  */
 export const routesOptions: RoutesOptions = {
-  bufferedAmount: (socket: WSContext) => (socket.raw as { getBufferedAmount(): number }).getBufferedAmount(),
+  bufferedAmount: (socket: WSContext) => raw(socket).getBufferedAmount(),
+  // Bun's own pub/sub fans a frame out in one native call. A socket's `publish` skips the socket
+  // itself, so the hub's chosen socket gets its copy with `send`.
+  topics: {
+    subscribe: (socket, topic) => raw(socket).subscribe(topic),
+    unsubscribe: (socket, topic) => raw(socket).unsubscribe(topic),
+    publish(via, topic, frame) {
+      const socket = raw(via);
+      socket.send(frame as string);
+      socket.publish(topic, frame as string);
+    },
+  },
 };
+
+/** The part of Bun's `ServerWebSocket` the hub uses. */
+interface BunSocket {
+  getBufferedAmount(): number;
+  send(data: string): number;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  publish(topic: string, data: string): number;
+}
+
+/** Bun's socket behind hono's context (a fresh context per event, the same socket). */
+const raw = (socket: WSContext) => socket.raw as BunSocket;
 
 /**
  * The `websocket` option of `Bun.serve()`: hono's handler, with frames over four times the

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type FakeSocket, fakeRuntime } from '../test/helpers/fake-runtime.ts';
+import { type FakeSocket, fakeRuntime, fakeTopics } from '../test/helpers/fake-runtime.ts';
 import {
   type AgentHubOptions,
   type BrokerFactory,
@@ -152,6 +152,33 @@ describe('fan-out cost', () => {
     } finally {
       Object.assign(globalThis, { setTimeout: st, setInterval: si, clearTimeout: ct, clearInterval: ci });
     }
+  });
+});
+
+describe('native topic fan-out', () => {
+  it('publishes once per frame, counts per socket, and still drops slow consumers', async () => {
+    const native = fakeTopics();
+    const hub = createAgentHub({ ...quiet, batchInterval: 0, maxBufferedAmount: 1000 });
+    const runtime = fakeRuntime(hub, { topics: native.topics });
+    const sockets = await Promise.all(Array.from({ length: 5 }, () => connected(runtime, 'topical')));
+    const other = await connected(runtime, 'elsewhere');
+    const before = hub.stats().messages_sent;
+    await hub.publishTask('topical', task(1));
+    assert.equal(native.calls, 1, 'one native publish for five sockets');
+    assert.equal(hub.stats().messages_sent - before, 5);
+    for (const socket of sockets)
+      assert.deepEqual(
+        socket.frames().map((frame) => frame.type),
+        ['connection_established', 'task_update'],
+      );
+    assert.equal(other.frames().length, 1, 'another agent hears nothing');
+    (sockets[0] as FakeSocket).bufferedAmount = 5000;
+    await hub.publishTask('topical', task(2));
+    assert.equal(sockets[0]?.closed?.code, 4001);
+    await hub.publishTask('topical', task(3));
+    assert.equal(sockets[0]?.frames().length, 3, 'unsubscribed once dropped');
+    assert.equal(sockets[1]?.frames().length, 4);
+    await hub.close();
   });
 });
 

@@ -110,6 +110,11 @@ interface Channel {
   pending: AgentUpdate[];
   windowOpen: boolean;
   deadline: number;
+  /**
+   * The binding whose native pub/sub fans this agent's frames out, while every connection
+   * shares it; `null` once connections of different bindings mix (then: one write per socket).
+   */
+  topicBinding: SocketBinding | null | undefined;
 }
 
 /** Most frames held from a client before its `connection_established` is sent. */
@@ -218,9 +223,34 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   /** One frame to every connection of an agent: serialised once, prepared once. */
   const broadcast = (channel: Channel, frame: string) => {
+    const binding = channel.topicBinding;
+    const via = channel.connections.values().next().value;
+    if (binding?.topics && via) {
+      try {
+        binding.topics.publish(via.socket, topicOf(channel.agentId), binding.prepare(frame));
+      } catch (error) {
+        // The native fan-out failed as a whole: fall back to one write per socket for good.
+        countError('send_failed');
+        log('error', 'send_error', { agent_id: channel.agentId, via: 'topic', error: String(error) });
+        channel.topicBinding = null;
+        return broadcast(channel, frame);
+      }
+      counters.messages_sent += channel.connections.size;
+      if (maxBufferedAmount > 0) {
+        for (const connection of channel.connections) {
+          if (connection.binding.bufferedAmount(connection.socket) <= maxBufferedAmount) continue;
+          countError('slow_consumer');
+          drop(connection, CloseCode.SLOW_CONSUMER, {});
+        }
+      }
+      return;
+    }
     const prepare = preparer(frame);
     for (const connection of channel.connections) sendPrepared(connection, prepare(connection));
   };
+
+  /** The native topic of an agent, unique per hub (several hubs may share one server). */
+  const topicOf = (agentId: string) => `${idPrefix}:${agentId}`;
 
   const batchFrame = (channel: Channel, updates: readonly AgentUpdate[], source: BatchUpdate['source']) => {
     counters.batches_sent++;
@@ -305,6 +335,10 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   const establish = (connection: Connection) => {
     connection.established = true;
+    const { channel, binding } = connection;
+    if (channel.topicBinding === undefined) channel.topicBinding = binding.topics ? binding : null;
+    else if (channel.topicBinding !== binding) channel.topicBinding = null;
+    if (binding.topics) binding.topics.subscribe(connection.socket, topicOf(channel.agentId));
     sendTo(
       connection,
       JSON.stringify({
@@ -379,6 +413,13 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     connection.open = false;
     connections.delete(connection);
     const { channel } = connection;
+    if (connection.established && connection.binding.topics) {
+      try {
+        connection.binding.topics.unsubscribe(connection.socket, topicOf(channel.agentId));
+      } catch {
+        // Already closed: the runtime dropped its subscriptions with it.
+      }
+    }
     channel.connections.delete(connection);
     if (channel.connections.size === 0) {
       channels.delete(channel.agentId);
@@ -493,7 +534,15 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
         let channel = channels.get(agentId);
         const isNewChannel = channel === undefined;
         if (!channel) {
-          channel = { agentId, connections: new Set(), state: 'joining', pending: [], windowOpen: false, deadline: 0 };
+          channel = {
+            agentId,
+            connections: new Set(),
+            state: 'joining',
+            pending: [],
+            windowOpen: false,
+            deadline: 0,
+            topicBinding: undefined,
+          };
           channels.set(agentId, channel);
         }
         const id = `${idPrefix}-${++connectionSeq}`;

@@ -24,7 +24,7 @@ export { createAgentHub, InvalidUpdateError } from './hub.ts';
 export type { LogEntry, LogEvent, Logger } from './logger.ts';
 export { jsonLogger } from './logger.ts';
 export type { AgentHubOptions, AuthorizeHook } from './options.ts';
-export type { RoutesOptions } from './routes.ts';
+export type { RoutesOptions, TopicFanOut } from './routes.ts';
 export * from './schemas.ts';
 export type { ErrorKind, HubStats } from './stats.ts';
 export { ERROR_KINDS, HubStatsSchema } from './stats.ts';

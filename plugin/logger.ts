@@ -5,6 +5,7 @@ export type LogEvent =
   | 'connection_open'
   | 'connection_close'
   | 'connection_dropped'
+  | 'send_error'
   | 'bad_frame'
   | 'queue_drop'
   | 'upgrade_rejected'

@@ -23,6 +23,24 @@ export interface RoutesOptions {
   prepareFrame?: (frame: string) => unknown;
   /** Writes a prepared frame to one socket as a text frame. Default: `socket.send(frame)`. */
   sendFrame?: (socket: WSContext, prepared: unknown) => void;
+  /**
+   * The runtime's own pub/sub (Bun's topics): the hub subscribes each socket to its agent's
+   * topic and fans a frame out with one `publish` instead of one write per socket. Counters and
+   * the slow-consumer check stay per socket.
+   */
+  topics?: TopicFanOut;
+}
+
+/**
+ * A runtime's native pub/sub, as the hub uses it.
+ */
+export interface TopicFanOut {
+  /** Subscribes a socket to a topic. */
+  subscribe(socket: WSContext, topic: string): void;
+  /** Unsubscribes a socket (the hub gave up on it; it may still be closing). */
+  unsubscribe(socket: WSContext, topic: string): void;
+  /** Writes a prepared frame to every socket subscribed to `topic`; `via` is one of them. */
+  publish(via: WSContext, topic: string, prepared: unknown): void;
 }
 
 /**
@@ -34,6 +52,7 @@ export interface SocketBinding {
   readonly bufferedAmount: (socket: WSContext) => number;
   readonly prepare: (frame: string) => unknown;
   readonly send: (socket: WSContext, prepared: unknown) => void;
+  readonly topics: TopicFanOut | undefined;
 }
 
 /**
@@ -78,6 +97,7 @@ export function createRoutes(
     bufferedAmount: options.bufferedAmount ?? standardBufferedAmount,
     prepare: options.prepareFrame ?? ((frame) => frame),
     send: options.sendFrame ?? ((socket, frame) => socket.send(frame as string)),
+    topics: options.topics,
   };
   const app = new Hono();
 

@@ -77,6 +77,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
         assert.equal(update.task_id, 'task-1');
       }
       await other.expectSilence(BATCH * 3);
+      for (const client of watchers) await client.expectSilence(0);
       const ids = new Set(watchers.map((client) => (client.frames[0] as { connection_id: string }).connection_id));
       assert.equal(ids.size, 3, 'each connection has its own id');
     });
