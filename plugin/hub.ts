@@ -197,6 +197,11 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
       return;
     }
     counters.messages_sent++;
+    dropIfSlow(connection);
+  };
+
+  /** Closes a connection whose send buffer holds more than `maxBufferedAmount` bytes (4001). */
+  const dropIfSlow = (connection: Connection) => {
     if (maxBufferedAmount > 0 && connection.binding.bufferedAmount(connection.socket) > maxBufferedAmount) {
       countError('slow_consumer');
       drop(connection, CloseCode.SLOW_CONSUMER, {});
@@ -236,13 +241,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
         return broadcast(channel, frame);
       }
       counters.messages_sent += channel.connections.size;
-      if (maxBufferedAmount > 0) {
-        for (const connection of channel.connections) {
-          if (connection.binding.bufferedAmount(connection.socket) <= maxBufferedAmount) continue;
-          countError('slow_consumer');
-          drop(connection, CloseCode.SLOW_CONSUMER, {});
-        }
-      }
+      if (maxBufferedAmount > 0) for (const connection of channel.connections) dropIfSlow(connection);
       return;
     }
     const prepare = preparer(frame);
