@@ -10,8 +10,31 @@ export type MaybePromise<T> = T | Promise<T>;
 export interface BrokerContext {
   /** Most updates kept per agent while no instance has a connection for it. */
   readonly maxQueueSize: number;
-  /** Reports updates the broker dropped from a full queue, so the hub counts and logs them. */
-  readonly onDropped: (agentId: string, count: number) => void;
+  /**
+   * Most bytes (the updates' JSON, UTF-8) kept per agent's queue; the oldest updates are dropped
+   * first. An update larger than this on its own is dropped at once.
+   */
+  readonly maxQueueBytes: number;
+  /**
+   * Most bytes all queues together may hold: per process for the in-memory broker, across the
+   * cluster for a networked one. When one more update would pass it, whole queues are dropped,
+   * the one that waited longest since its last update first.
+   */
+  readonly maxTotalQueueBytes: number;
+  /**
+   * Milliseconds a queue may wait for a client of its agent; after that it is dropped whole.
+   * Counted from the queue's newest update. 0 keeps queues until they are taken.
+   */
+  readonly queueTtl: number;
+  /** The byte size the limits above count for an update: its JSON, UTF-8. */
+  readonly sizeOf: (update: AgentUpdate) => number;
+  /**
+   * Reports updates the broker dropped, so the hub counts them and logs them (rate-limited):
+   * `count` (over `maxQueueSize`), `bytes` (over `maxQueueBytes`), `total_bytes` (over
+   * `maxTotalQueueBytes`), `expired` (`queueTtl`), `agents` (the in-memory broker's
+   * `maxQueuedAgents`).
+   */
+  readonly onDropped: (agentId: string, count: number, reason?: DropReason) => void;
   /**
    * The hub's instance id (as in the stats); a networked broker registers the instance under it
    * so cluster figures and `instance_id` name the same instance. Optional: the fields below were
@@ -27,6 +50,11 @@ export interface BrokerContext {
   /** This instance's live figures, which a networked broker shares for the cluster-wide stats. */
   readonly localFigures?: () => LocalFigures;
 }
+
+/**
+ * Why queued updates were dropped; see `BrokerContext.onDropped`.
+ */
+export type DropReason = 'count' | 'bytes' | 'total_bytes' | 'expired' | 'agents';
 
 /**
  * What one instance contributes to the cluster-wide stats.
@@ -113,49 +141,17 @@ export interface MemoryBrokerOptions {
 }
 
 /**
- * A bounded FIFO that drops its oldest items when full.
+ * One agent's offline queue: oldest first, with its byte size.
  *
  * @internal
  */
-class BoundedQueue<T> {
-  #items: T[] = [];
-  #head = 0;
-
-  constructor(readonly limit: number) {}
-
-  get size(): number {
-    return this.#items.length - this.#head;
-  }
-
-  /** Appends items, returns how many old ones were dropped. */
-  push(items: readonly T[]): number {
-    for (const item of items) this.#items.push(item);
-    const overflow = Math.max(0, this.size - this.limit);
-    this.#head += overflow;
-    // Compact once the dropped prefix dominates, so shifting stays amortised O(1).
-    if (this.#head > 64 && this.#head * 2 > this.#items.length) {
-      this.#items = this.#items.slice(this.#head);
-      this.#head = 0;
-    }
-    return overflow;
-  }
-
-  /** Prepends items (they are older than what is queued), returns how many were dropped. */
-  unshift(items: readonly T[]): number {
-    const all = [...items, ...this.#items.slice(this.#head)];
-    const overflow = Math.max(0, all.length - this.limit);
-    this.#items = all.slice(overflow);
-    this.#head = 0;
-    return overflow;
-  }
-
-  /** Removes and returns everything, oldest first. */
-  take(): T[] {
-    const items = this.#items.slice(this.#head);
-    this.#items = [];
-    this.#head = 0;
-    return items;
-  }
+interface Queue {
+  items: AgentUpdate[];
+  sizes: number[];
+  head: number;
+  bytes: number;
+  /** `Date.now()` of the newest update: `queueTtl` counts from here. */
+  touchedAt: number;
 }
 
 /** Shared receipts: publishing allocates nothing on the hot path. */
@@ -165,44 +161,112 @@ const QUEUED: PublishReceipt = Object.freeze({ queued: true });
 /**
  * Creates the in-memory broker: one process, no dependencies. The default of `createAgentHub`.
  *
+ * Queues are kept in the order they were last added to, so the queue evicted first (over
+ * `maxTotalQueueBytes` or `maxQueuedAgents`) is the one that waited longest, and expiry
+ * (`queueTtl`) looks only at the front. Expired queues go when the broker is next used.
+ *
  * @param options The broker options.
  *
  * @returns A broker factory.
  */
 export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
   const maxQueuedAgents = options.maxQueuedAgents ?? 10_000;
-  return ({ maxQueueSize, onDropped }) => {
+  return ({ maxQueueSize, maxQueueBytes, maxTotalQueueBytes, queueTtl, sizeOf, onDropped }) => {
     const subscribers = new Map<string, (update: AgentUpdate) => void>();
-    // Insertion order is creation order, which is what eviction needs.
-    const queues = new Map<string, BoundedQueue<AgentUpdate>>();
+    const queues = new Map<string, Queue>();
     let queued = 0;
+    let queuedBytes = 0;
+
+    const size = (queue: Queue) => queue.items.length - queue.head;
+
+    const remove = (agentId: string, queue: Queue): AgentUpdate[] => {
+      queues.delete(agentId);
+      queued -= size(queue);
+      queuedBytes -= queue.bytes;
+      return queue.items.slice(queue.head);
+    };
+
+    const dropQueue = (agentId: string, queue: Queue, reason: DropReason) => {
+      const count = size(queue);
+      remove(agentId, queue);
+      if (count > 0) onDropped(agentId, count, reason);
+    };
+
+    /** Drops the oldest updates of one queue while it is over its limits. */
+    const trim = (agentId: string, queue: Queue) => {
+      let byCount = 0;
+      let byBytes = 0;
+      while (size(queue) > 0 && (size(queue) > maxQueueSize || queue.bytes > maxQueueBytes)) {
+        if (size(queue) > maxQueueSize) byCount++;
+        else byBytes++;
+        const bytes = queue.sizes[queue.head] as number;
+        queue.head++;
+        queue.bytes -= bytes;
+        queued--;
+        queuedBytes -= bytes;
+      }
+      // Compact once the dropped prefix dominates, so trimming stays amortised O(1).
+      if (queue.head > 64 && queue.head * 2 > queue.items.length) {
+        queue.items = queue.items.slice(queue.head);
+        queue.sizes = queue.sizes.slice(queue.head);
+        queue.head = 0;
+      }
+      if (byCount > 0) onDropped(agentId, byCount, 'count');
+      if (byBytes > 0) onDropped(agentId, byBytes, 'bytes');
+    };
+
+    const expire = (now: number) => {
+      if (queueTtl === 0) return;
+      for (const [agentId, queue] of queues) {
+        if (queue.touchedAt + queueTtl > now) break;
+        dropQueue(agentId, queue, 'expired');
+      }
+    };
 
     const enqueue = (agentId: string, updates: readonly AgentUpdate[], front: boolean): void => {
+      const now = Date.now();
+      expire(now);
       let queue = queues.get(agentId);
-      if (!queue) {
+      if (queue) queues.delete(agentId);
+      else {
         if (queues.size >= maxQueuedAgents) {
-          const [oldestAgent, oldestQueue] = queues.entries().next().value as [string, BoundedQueue<AgentUpdate>];
-          queues.delete(oldestAgent);
-          queued -= oldestQueue.size;
-          onDropped(oldestAgent, oldestQueue.size);
+          const [oldestAgent, oldestQueue] = queues.entries().next().value as [string, Queue];
+          dropQueue(oldestAgent, oldestQueue, 'agents');
         }
-        queue = new BoundedQueue(maxQueueSize);
-        queues.set(agentId, queue);
+        queue = { items: [], sizes: [], head: 0, bytes: 0, touchedAt: now };
       }
-      const before = queue.size;
-      const dropped = front ? queue.unshift(updates) : queue.push(updates);
-      queued += queue.size - before;
-      if (dropped > 0) onDropped(agentId, dropped);
+      // Re-inserted: the map's order is the order queues were last added to.
+      queues.set(agentId, queue);
+      queue.touchedAt = now;
+      const sizes = updates.map(sizeOf);
+      const added = sizes.reduce((sum, bytes) => sum + bytes, 0);
+      if (front) {
+        queue.items = [...updates, ...queue.items.slice(queue.head)];
+        queue.sizes = [...sizes, ...queue.sizes.slice(queue.head)];
+        queue.head = 0;
+      } else {
+        queue.items.push(...updates);
+        queue.sizes.push(...sizes);
+      }
+      queue.bytes += added;
+      queued += updates.length;
+      queuedBytes += added;
+      trim(agentId, queue);
+      // Over the total: whole queues go, the one that waited longest first (this one last).
+      for (const [otherAgent, other] of queues) {
+        if (queuedBytes <= maxTotalQueueBytes) break;
+        if (other !== queue) dropQueue(otherAgent, other, 'total_bytes');
+      }
+      if (queuedBytes > maxTotalQueueBytes) dropQueue(agentId, queue, 'total_bytes');
+      else if (size(queue) === 0) remove(agentId, queue);
     };
 
     return {
       subscribe(agentId, onUpdate) {
         subscribers.set(agentId, onUpdate);
+        expire(Date.now());
         const queue = queues.get(agentId);
-        if (!queue) return [];
-        queues.delete(agentId);
-        queued -= queue.size;
-        return queue.take();
+        return queue ? remove(agentId, queue) : [];
       },
       unsubscribe(agentId, undelivered) {
         subscribers.delete(agentId);
@@ -217,11 +281,15 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
         enqueue(agentId, [update], false);
         return QUEUED;
       },
-      queuedCount: () => queued,
+      queuedCount() {
+        expire(Date.now());
+        return queued;
+      },
       close() {
         subscribers.clear();
         queues.clear();
         queued = 0;
+        queuedBytes = 0;
       },
     };
   };

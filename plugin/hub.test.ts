@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { HTTPException } from 'hono/http-exception';
 import { type FakeSocket, fakeRuntime, fakeTopics } from '../test/helpers/fake-runtime.ts';
 import {
   type AgentHubOptions,
@@ -56,7 +57,7 @@ describe('createAgentHub options', () => {
 });
 
 describe('publishing', () => {
-  it('adds type, agent_id and timestamp, and throws on a bad update', async () => {
+  it('adds type, agent_id and timestamp, and rejects (never throws) a bad update', async () => {
     const hub = createAgentHub({ ...quiet, batchInterval: 0 });
     const runtime = fakeRuntime(hub);
     const socket = await connected(runtime, 'a1');
@@ -66,18 +67,41 @@ describe('publishing', () => {
     assert.equal(frame?.type, 'status_update');
     assert.equal(frame?.agent_id, 'a1');
     assert.ok(!Number.isNaN(Date.parse(frame?.timestamp)));
-    assert.throws(() => hub.publishTask('a1', { task_id: 't', status: 'running', progress: 101 }), InvalidUpdateError);
-    assert.throws(() => hub.publishTask('a1', { status: 'running', progress: 1 } as never), InvalidUpdateError);
-    assert.throws(() => hub.publishStatus('a1', { status: 'x', extra: 1 } as never), /invalid status update/);
-    assert.throws(() => hub.publishStatus('bad id', { status: 'x' }), /invalid agent id/);
+    await assert.rejects(hub.publishTask('a1', { task_id: 't', status: 'running', progress: 101 }), InvalidUpdateError);
+    await assert.rejects(hub.publishTask('a1', { status: 'running', progress: 1 } as never), InvalidUpdateError);
+    await assert.rejects(hub.publishStatus('a1', { status: 'x', extra: 1 } as never), /invalid status update/);
+    await assert.rejects(hub.publishStatus('bad id', { status: 'x' }), /invalid agent id/);
     assert.equal(hub.stats().updates_published, 1);
     await hub.close();
-    assert.throws(() => hub.publishStatus('a1', { status: 'x' }), /closed/);
+    await assert.rejects(hub.publishStatus('a1', { status: 'x' }), /closed/);
+  });
+
+  it('refuses a result nested deeper than maxUpdateDepth, or not serialisable, and sends the rest', async () => {
+    const hub = createAgentHub({ ...quiet, batchInterval: 0, maxUpdateDepth: 8 });
+    const runtime = fakeRuntime(hub);
+    const socket = await connected(runtime, 'a1');
+    const nest = (depth: number): unknown => (depth === 0 ? 1 : [nest(depth - 1)]);
+    let deep: unknown = 1;
+    for (let i = 0; i < 10_000; i++) deep = [deep];
+    const task = (result: unknown) => ({ task_id: 't', status: 'done', progress: 100, result });
+    await assert.rejects(hub.publishTask('a1', task(deep)), /result nests deeper than 8 levels/);
+    await assert.rejects(hub.publishTask('a1', task(nest(9))), InvalidUpdateError);
+    await assert.rejects(hub.publishTask('a1', task({ big: 10n })), /not JSON-serialisable/);
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    await assert.rejects(hub.publishTask('a1', task(cycle)), InvalidUpdateError);
+    await hub.publishTask('a1', task(nest(8)));
+    assert.deepEqual(
+      socket.frames().map((frame) => frame.type),
+      ['connection_established', 'task_update'],
+    );
+    assert.equal(hub.stats().updates_published, 1);
+    await hub.close();
   });
 });
 
 describe('fan-out cost', () => {
-  it('stringifies each frame once per agent, not once per connection', async () => {
+  it('stringifies each update once, not once per frame or per connection', async () => {
     const hub = createAgentHub({ ...quiet, batchInterval: 20 });
     const runtime = fakeRuntime(hub);
     const sockets = await Promise.all(Array.from({ length: 50 }, () => connected(runtime, 'crowd')));
@@ -93,7 +117,7 @@ describe('fan-out cost', () => {
     } finally {
       JSON.stringify = stringify;
     }
-    assert.equal(calls, 2, 'one frame alone, one batch');
+    assert.equal(calls, 5, 'each update serialised once, for its frame alone and for the batch');
     for (const socket of sockets)
       assert.deepEqual(
         socket
@@ -236,18 +260,43 @@ describe('connections', () => {
     await hub.close();
   });
 
-  it('refuses with 403 when authorize returns false and 401 when it throws', async () => {
+  it('refuses with 403 when authorize returns false and with the status of an HTTPException', async () => {
     const hub = createAgentHub({
       ...quiet,
-      authorize: (agentId) => {
-        if (agentId.startsWith('anon')) throw new Error('no credentials');
-        return agentId !== 'secret';
+      authorize: (agentId, _c, action) => {
+        if (agentId?.startsWith('anon')) throw new HTTPException(401, { message: 'no credentials' });
+        return action === 'watch' && agentId !== 'secret';
       },
     });
     const runtime = fakeRuntime(hub);
     assert.equal(((await runtime.connect('secret')) as Response).status, 403);
-    assert.equal(((await runtime.connect('anon-1')) as Response).status, 401);
+    const anonymous = (await runtime.connect('anon-1')) as Response;
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.headers.get('x-agent-ws-error'), 'unauthorized');
     assert.ok(!((await runtime.connect('public')) instanceof Response));
+    // The hook guards every route: this one allows only `watch`.
+    assert.equal((await runtime.app.request('/agents/ws/stats')).status, 403);
+    assert.equal(hub.stats().errors_by_kind.unauthorized, 1);
+    assert.equal(hub.stats().errors_by_kind.forbidden, 2);
+    await hub.close();
+  });
+
+  it('lets any other error of authorize reach the app, counted as internal_error', async () => {
+    const hub = createAgentHub({
+      ...quiet,
+      authorize: () => {
+        throw new Error('session store down');
+      },
+    });
+    const runtime = fakeRuntime(hub);
+    const seen: unknown[] = [];
+    runtime.app.onError((error, c) => {
+      seen.push(error);
+      return c.text('outage', 500);
+    });
+    assert.equal(((await runtime.connect('a')) as Response).status, 500);
+    assert.match(String(seen[0]), /session store down/);
+    assert.equal(hub.stats().errors_by_kind.internal_error, 1);
     await hub.close();
   });
 
@@ -309,8 +358,9 @@ describe('a broker that answers asynchronously', () => {
     const hub = createAgentHub({ ...quiet, broker: factory });
     const socket = await connected(fakeRuntime(hub), 'flood');
     for (let n = 0; n < 20; n++) socket.receive('{"type":"ping"}');
-    assert.equal(socket.closed?.code, 1009);
+    assert.equal(socket.closed?.code, 1008);
     assert.equal(hub.stats().active_connections, 0);
+    assert.equal(hub.stats().errors_by_kind.rate_limited, 1);
     await hub.close();
   });
 });

@@ -1,16 +1,17 @@
-import type { Context, Hono } from 'hono';
+import type { Hono } from 'hono';
 import type { UpgradeWebSocket, WSContext, WSEvents, WSMessageReceive } from 'hono/ws';
 import * as v from 'valibot';
 import { type Broker, memoryBroker } from './broker.ts';
 import { CLOSE_REASONS, CloseCode } from './close-codes.ts';
+import { createUpdateEncoder, nestsDeeperThan } from './encode.ts';
+import { InvalidUpdateError } from './errors.ts';
+import { classifyFrame, classifySocketFailure, type InboundBudget, spendFrame } from './inbound.ts';
 import { jsonLogger, type LogEntry, type Logger } from './logger.ts';
 import { type AgentHubOptions, type ResolvedHubOptions, resolveHubOptions } from './options.ts';
 import { createRoutes, type RoutesOptions, type SocketBinding } from './routes.ts';
 import {
   AgentIdSchema,
   type AgentUpdate,
-  type BatchUpdate,
-  ClientMessageSchema,
   type ErrorCode,
   type IngestItem,
   StatusUpdateFieldsSchema,
@@ -19,20 +20,8 @@ import {
   type TaskUpdateInput,
 } from './schemas.ts';
 import { createErrorCounters, type ErrorKind, type HubStats } from './stats.ts';
-
-/**
- * Thrown by `publishStatus` and `publishTask` for an update that does not match its schema.
- */
-export class InvalidUpdateError extends TypeError {
-  /** The validation issues. */
-  readonly issues: readonly v.BaseIssue<unknown>[];
-
-  constructor(what: string, issues: [v.BaseIssue<unknown>, ...v.BaseIssue<unknown>[]]) {
-    super(`invalid ${what}: ${v.summarize(issues).replaceAll('\n', '; ')}`);
-    this.name = 'InvalidUpdateError';
-    this.issues = issues;
-  }
-}
+import { createLogThrottle } from './throttle.ts';
+import { createWindowScheduler } from './windows.ts';
 
 /**
  * The agent hub: holds every connection, batches and queues updates, runs the heartbeat.
@@ -53,17 +42,18 @@ export interface AgentHub {
   /**
    * Publishes a status update; the hub adds `type`, `agent_id` and `timestamp`.
    *
-   * @throws {InvalidUpdateError} When the agent id or the update is invalid.
-   *
-   * @returns A promise that settles once the broker accepted the update.
+   * @returns A promise that resolves once the broker accepted the update, and rejects with
+   *   `InvalidUpdateError` when the agent id or the update is invalid, or with the broker's
+   *   error when it could not take it (never throws synchronously).
    */
   publishStatus(agentId: string, update: StatusUpdateInput): Promise<void>;
   /**
    * Publishes a task update; the hub adds `type`, `agent_id` and `timestamp`.
    *
-   * @throws {InvalidUpdateError} When the agent id or the update is invalid.
-   *
-   * @returns A promise that settles once the broker accepted the update.
+   * @returns A promise that resolves once the broker accepted the update, and rejects with
+   *   `InvalidUpdateError` when the agent id or the update is invalid (a `result` nesting deeper
+   *   than `maxUpdateDepth` or that cannot be serialised to JSON included), or with the broker's
+   *   error when it could not take it (never throws synchronously).
    */
   publishTask(agentId: string, update: TaskUpdateInput): Promise<void>;
   /**
@@ -81,7 +71,7 @@ export interface AgentHub {
  *
  * @internal
  */
-interface Connection {
+interface Connection extends InboundBudget {
   readonly id: string;
   readonly channel: Channel;
   readonly socket: WSContext;
@@ -134,7 +124,8 @@ const DONE: Promise<void> = Promise.resolve();
  */
 export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   const config = resolveHubOptions(options);
-  const { heartbeatInterval, batchInterval, maxMessageSize, maxBufferedAmount } = config;
+  const { heartbeatInterval, batchInterval, maxMessageSize, maxBufferedAmount, maxInboundRate, maxInboundBurst } =
+    config;
   const logger: Logger | undefined = config.logger === false ? undefined : (config.logger ?? jsonLogger);
   const log = (
     level: LogEntry['level'],
@@ -148,6 +139,10 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
       // A failing logger must not take the hub down with it.
     }
   };
+  // Warnings a client or a publisher can cause at will are throttled: one line per key per
+  // interval, with a count, so they cannot flood the logs.
+  const throttle = createLogThrottle(config.logInterval, log);
+  const encoder = createUpdateEncoder();
 
   const startedAt = Date.now();
   const instanceId = crypto.randomUUID();
@@ -166,6 +161,15 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   const countError = (kind: ErrorKind) => {
     errors[kind]++;
   };
+  /** A failure contained inside the hub: counted, logged (throttled), and it costs one update or one event. */
+  const internalError = (operation: string, error: unknown, agentId?: string) => {
+    countError('internal_error');
+    throttle.note(`internal_error:${operation}`, 'error', 'internal_error', {
+      agent_id: agentId,
+      operation,
+      error: String(error),
+    });
+  };
 
   const connections = new Set<Connection>();
   const channels = new Map<string, Channel>();
@@ -173,9 +177,13 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   const broker: Broker = (config.broker ?? memoryBroker())({
     maxQueueSize: config.maxQueueSize,
-    onDropped(agentId, count) {
+    maxQueueBytes: config.maxQueueBytes,
+    maxTotalQueueBytes: config.maxTotalQueueBytes,
+    queueTtl: config.queueTtl,
+    sizeOf: (update) => encoder.sizeOf(update),
+    onDropped(agentId, count, reason = 'count') {
       counters.messages_dropped += count;
-      log('warn', 'queue_drop', { agent_id: agentId, dropped: count });
+      throttle.note(`queue_drop:${agentId}`, 'warn', 'queue_drop', { agent_id: agentId, reason }, count);
     },
     // For networked brokers: the same id in Redis as in the stats, failures the broker meets
     // on its own (a lost connection) counted like any other broker error, and the figures the
@@ -251,64 +259,62 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   /** The native topic of an agent, unique per hub (several hubs may share one server). */
   const topicOf = (agentId: string) => `${idPrefix}:${agentId}`;
 
-  const batchFrame = (channel: Channel, updates: readonly AgentUpdate[], source: BatchUpdate['source']) => {
-    counters.batches_sent++;
-    return JSON.stringify({
-      type: 'batch_update',
-      agent_id: channel.agentId,
-      source,
-      updates: updates.map((content) => ({ type: content.type, content }) as BatchUpdate['updates'][number]),
-      timestamp: new Date().toISOString(),
-    } satisfies BatchUpdate);
+  /** An accepted update that could not be serialised after all (e.g. one a broker handed back). */
+  const updateFailed = (agentId: string) => (_update: AgentUpdate, error: unknown) =>
+    internalError('serialize', error, agentId);
+
+  /**
+   * Stops counting connections whose socket is closing: a close frame was received or sent, so
+   * a frame written now would be lost. When the last one goes, the channel's pending updates go
+   * back to the queue (`removeConnection`).
+   *
+   * @returns Whether the channel still has connections to send to.
+   */
+  const releaseClosing = (channel: Channel): boolean => {
+    for (const connection of channel.connections) {
+      if (connection.binding.isOpen(connection.socket)) continue;
+      if (removeConnection(connection)) {
+        log('info', 'connection_close', {
+          agent_id: channel.agentId,
+          connection_id: connection.id,
+          code: 'closing',
+        });
+      }
+    }
+    return channel.state === 'live';
   };
 
-  const sendPending = (channel: Channel) => {
+  /** Sends what the channel holds: alone if one update, else as one `batch_update`. */
+  const flush = (channel: Channel) => {
+    if (!releaseClosing(channel)) return;
     const updates = channel.pending;
     channel.pending = [];
-    const frame = updates.length === 1 ? JSON.stringify(updates[0]) : batchFrame(channel, updates, 'window');
-    broadcast(channel, frame);
-  };
-
-  // ---- batching: one timer per hub. Every window has the same length, so windows close in the
-  // order they opened and a FIFO of open windows is already sorted by deadline.
-
-  let windows: Channel[] = [];
-  let windowsHead = 0;
-  let flushTimer: ReturnType<typeof setTimeout> | undefined;
-
-  const openWindow = (channel: Channel, now: number) => {
-    channel.windowOpen = true;
-    channel.deadline = now + batchInterval;
-    windows.push(channel);
-    if (flushTimer === undefined && !flushing) flushTimer = setTimeout(closeDueWindows, batchInterval);
-  };
-
-  // True while closeDueWindows runs: it re-arms the timer itself once it knows the next deadline.
-  let flushing = false;
-  const closeDueWindows = () => {
-    flushTimer = undefined;
-    flushing = true;
-    const now = performance.now();
-    try {
-      // Timers may fire a fraction of a millisecond early; treat those windows as due.
-      while (windowsHead < windows.length && (windows[windowsHead] as Channel).deadline <= now + 1) {
-        const channel = windows[windowsHead++] as Channel;
-        channel.windowOpen = false;
-        if (channel.state !== 'live' || channel.pending.length === 0) continue;
-        sendPending(channel);
-        // Traffic is flowing: keep batching instead of sending the next update alone.
-        openWindow(channel, now);
+    let frame: string | undefined;
+    if (updates.length === 1) {
+      try {
+        frame = encoder.json(updates[0] as AgentUpdate);
+      } catch (error) {
+        updateFailed(channel.agentId)(updates[0] as AgentUpdate, error);
       }
-    } finally {
-      flushing = false;
-      if (windowsHead > 1024 && windowsHead * 2 > windows.length) {
-        windows = windows.slice(windowsHead);
-        windowsHead = 0;
-      }
-      const next = windows[windowsHead];
-      if (next && !closing) flushTimer = setTimeout(closeDueWindows, Math.max(0, next.deadline - now));
+    } else {
+      frame = encoder.batch(channel.agentId, updates, 'window', updateFailed(channel.agentId));
+      if (frame !== undefined) counters.batches_sent++;
     }
+    if (frame !== undefined) broadcast(channel, frame);
   };
+
+  // ---- batching: one timer per hub ---------------------------------------------------------
+
+  const windows = createWindowScheduler<Channel>(
+    batchInterval,
+    (channel, now) => {
+      if (channel.state !== 'live' || channel.pending.length === 0) return;
+      flush(channel);
+      // Traffic is flowing: keep batching instead of sending the next update alone.
+      if (channel.state === 'live') windows.open(channel, now);
+    },
+    (channel, error) => internalError('flush', error, channel.agentId),
+  );
 
   const deliver = (channel: Channel, update: AgentUpdate) => {
     if (channel.state === 'gone') {
@@ -316,12 +322,10 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
       brokerFailed('deliver', channel.agentId, new Error('update delivered after unsubscribe'));
       return;
     }
-    if (channel.state === 'joining' || channel.windowOpen) {
-      channel.pending.push(update);
-      return;
-    }
-    broadcast(channel, JSON.stringify(update));
-    if (batchInterval > 0) openWindow(channel, performance.now());
+    channel.pending.push(update);
+    if (channel.state === 'joining' || channel.windowOpen) return;
+    flush(channel);
+    if (batchInterval > 0 && channel.state === 'live') windows.open(channel, performance.now());
   };
 
   // ---- channels and the broker -----------------------------------------------------------
@@ -363,34 +367,56 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     // has it gets every later update live. (Immediate with the in-memory broker; with a networked
     // one, updates published meanwhile reach the client in the queue replay.)
     for (const connection of channel.connections) establish(connection);
+    // A client that closed while the broker answered takes nothing with it.
+    for (const connection of channel.connections) {
+      if (!connection.binding.isOpen(connection.socket)) removeConnection(connection);
+    }
     if (channel.state === 'gone') {
       // Every connection left while the broker answered: hand everything back to the queue.
       leave(channel.agentId, [...backlog, ...channel.pending]);
       return;
     }
     channel.state = 'live';
-    if (backlog.length > 0) broadcast(channel, batchFrame(channel, backlog, 'queue'));
+    if (backlog.length > 0) {
+      const frame = encoder.batch(channel.agentId, backlog, 'queue', updateFailed(channel.agentId));
+      if (frame !== undefined) {
+        counters.batches_sent++;
+        broadcast(channel, frame);
+      }
+    }
     for (const connection of channel.connections) answerEarlyFrames(connection);
     const live = channel.pending;
     channel.pending = [];
     for (const update of live) deliver(channel, update);
   };
 
+  /** Runs a broker callback or answer: whatever it throws costs that step, not the process. */
+  const contained =
+    <A extends unknown[]>(operation: string, agentId: string, step: (...args: A) => void) =>
+    (...args: A) => {
+      try {
+        step(...args);
+      } catch (error) {
+        internalError(operation, error, agentId);
+      }
+    };
+
   const join = (channel: Channel) => {
     let backlog: AgentUpdate[] | Promise<AgentUpdate[]>;
+    const onUpdate = contained('deliver', channel.agentId, (update: AgentUpdate) => deliver(channel, update));
+    const complete = contained('join', channel.agentId, (updates: readonly AgentUpdate[]) =>
+      completeJoin(channel, updates),
+    );
     try {
-      backlog = broker.subscribe(channel.agentId, (update) => deliver(channel, update));
+      backlog = broker.subscribe(channel.agentId, onUpdate);
     } catch (error) {
       backlog = Promise.reject(error);
     }
-    if (Array.isArray(backlog)) return completeJoin(channel, backlog);
-    backlog.then(
-      (updates) => completeJoin(channel, updates),
-      (error) => {
-        brokerFailed('subscribe', channel.agentId, error);
-        for (const connection of channel.connections) drop(connection, CloseCode.INTERNAL_ERROR, {});
-      },
-    );
+    if (Array.isArray(backlog)) return complete(backlog);
+    backlog.then(complete, (error) => {
+      brokerFailed('subscribe', channel.agentId, error);
+      for (const connection of channel.connections) drop(connection, CloseCode.INTERNAL_ERROR, {});
+    });
   };
 
   const pendingLeaves = new Set<Promise<void>>();
@@ -456,66 +482,55 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   const sweep = () => {
     const prepare = preparer(JSON.stringify({ type: 'ping', timestamp: new Date().toISOString() }));
     for (const connection of connections) {
-      // Not yet established (the broker is subscribing): neither pinged nor timed out.
-      if (!connection.established) continue;
-      if (!connection.alive) {
-        countError('heartbeat_timeout');
-        drop(connection, CloseCode.HEARTBEAT_TIMEOUT, {});
-        continue;
+      try {
+        // Not yet established (the broker is subscribing): neither pinged nor timed out.
+        if (!connection.established) continue;
+        if (!connection.binding.isOpen(connection.socket)) {
+          releaseClosing(connection.channel);
+          continue;
+        }
+        if (!connection.alive) {
+          countError('heartbeat_timeout');
+          drop(connection, CloseCode.HEARTBEAT_TIMEOUT, {});
+          continue;
+        }
+        connection.alive = false;
+        sendPrepared(connection, prepare(connection));
+      } catch (error) {
+        internalError('heartbeat', error, connection.channel.agentId);
       }
-      connection.alive = false;
-      sendPrepared(connection, prepare(connection));
     }
   };
   const heartbeatTimer = heartbeatInterval > 0 ? setInterval(sweep, heartbeatInterval) : undefined;
 
   // ---- inbound frames --------------------------------------------------------------------
 
-  const utf8 = new TextEncoder();
-  const byteLength = (data: WSMessageReceive): number => {
-    if (typeof data === 'string') {
-      // UTF-8 takes at least one byte per UTF-16 unit and at most three.
-      if (data.length > maxMessageSize) return data.length;
-      if (data.length * 3 <= maxMessageSize) return data.length;
-      return utf8.encode(data).byteLength;
-    }
-    return data instanceof Blob ? data.size : data.byteLength;
-  };
-
   const reject = (connection: Connection, code: ErrorCode, message: string) => {
     countError(code);
-    log('warn', 'bad_frame', { agent_id: connection.channel.agentId, connection_id: connection.id, code, message });
+    throttle.note(`bad_frame:${code}`, 'warn', 'bad_frame', {
+      agent_id: connection.channel.agentId,
+      connection_id: connection.id,
+      code,
+      message,
+    });
     sendTo(connection, JSON.stringify({ type: 'error', code, message, timestamp: new Date().toISOString() }));
   };
 
   const receive = (connection: Connection, data: WSMessageReceive) => {
     counters.messages_received++;
-    if (byteLength(data) > maxMessageSize) {
-      countError('message_too_big');
-      drop(connection, CloseCode.MESSAGE_TOO_BIG, { limit: maxMessageSize });
-      return;
-    }
-    if (typeof data !== 'string') {
-      return reject(connection, 'binary_not_supported', 'binary frames are not supported; send JSON text');
-    }
-    let message: unknown;
-    try {
-      message = JSON.parse(data);
-    } catch {
-      return reject(connection, 'invalid_json', 'frame is not valid JSON');
-    }
-    const type = (message as { type?: unknown } | null)?.type;
-    if (typeof message !== 'object' || message === null || Array.isArray(message) || typeof type !== 'string') {
-      return reject(connection, 'invalid_message', 'expected a JSON object with a string "type"');
-    }
-    if (type !== 'pong' && type !== 'ping') {
-      return reject(connection, 'unknown_type', `unknown message type ${JSON.stringify(type.slice(0, 64))}`);
-    }
-    const parsed = v.safeParse(ClientMessageSchema, message);
-    if (!parsed.success) return reject(connection, 'invalid_message', v.summarize(parsed.issues));
-    connection.alive = true;
-    if (parsed.output.type === 'ping') {
-      sendTo(connection, JSON.stringify({ type: 'pong', timestamp: new Date().toISOString() }));
+    const verdict = classifyFrame(data, maxMessageSize);
+    switch (verdict.kind) {
+      case 'pong':
+        connection.alive = true;
+        return;
+      case 'ping':
+        connection.alive = true;
+        return sendTo(connection, JSON.stringify({ type: 'pong', timestamp: new Date().toISOString() }));
+      case 'reject':
+        return reject(connection, verdict.code, verdict.message);
+      case 'close':
+        countError(verdict.error);
+        return drop(connection, verdict.code, { limit: maxMessageSize });
     }
   };
 
@@ -524,8 +539,19 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   const connect = (agentId: string, binding: SocketBinding): WSEvents => {
     // Per-connection state lives in this closure, not on the context object.
     let connection: Connection | undefined;
+    // Every event is contained: what a client sends, or a runtime reports, never escapes into
+    // the runtime's event loop as an uncaught exception.
+    const guard =
+      <A extends unknown[]>(event: string, handler: (...args: A) => void) =>
+      (...args: A) => {
+        try {
+          handler(...args);
+        } catch (error) {
+          internalError(event, error, agentId);
+        }
+      };
     return {
-      onOpen(_event, socket) {
+      onOpen: guard('open', (_event: Event, socket: WSContext) => {
         if (closing) {
           socket.close(CloseCode.GOING_AWAY, CLOSE_REASONS[CloseCode.GOING_AWAY]);
           return;
@@ -554,6 +580,8 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
           open: true,
           established: false,
           early: undefined,
+          tokens: maxInboundBurst,
+          refilledAt: performance.now(),
         };
         connections.add(connection);
         channel.connections.add(connection);
@@ -562,40 +590,50 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
         // A channel still joining establishes its connections when the broker answers.
         if (channel.state === 'live') establish(connection);
         else if (isNewChannel) join(channel);
-      },
-      onMessage(event, _socket) {
+      }),
+      onMessage: guard('message', (event: MessageEvent<WSMessageReceive>, _socket: WSContext) => {
         if (!connection?.open) return;
+        if (!spendFrame(connection, maxInboundRate, maxInboundBurst, performance.now())) {
+          counters.messages_received++;
+          countError('rate_limited');
+          drop(connection, CloseCode.RATE_LIMITED, { rate: maxInboundRate, burst: maxInboundBurst });
+          return;
+        }
         if (connection.established) return receive(connection, event.data);
         // The broker is still subscribing (Redis). A client has no reason to send much before
         // it hears from the server, so a few frames are held and a flood is refused.
         connection.early ??= [];
         if (connection.early.push(event.data) > MAX_EARLY_FRAMES) {
-          countError('message_too_big');
-          drop(connection, CloseCode.MESSAGE_TOO_BIG, { early_frames: connection.early.length });
+          counters.messages_received += connection.early.length;
+          countError('rate_limited');
+          drop(connection, CloseCode.RATE_LIMITED, { early_frames: connection.early.length });
         }
-      },
-      onClose(event, _socket) {
+      }),
+      onClose: guard('close', (event: CloseEvent, _socket: WSContext) => {
         if (!connection) return;
-        const code = (event as CloseEvent).code;
+        const code = event.code;
         const wasOpen = removeConnection(connection);
         if (!wasOpen) return;
-        // 1006 (Node, Bun) and 0 (Deno) mean the peer vanished without a close frame.
+        // 1006 (Node, Bun) and 0 (Deno) mean the peer vanished without a close frame; 1009, 1007
+        // and 1002 that the runtime's WebSocket stack refused what the client sent.
         if (code === 1006 || code === 0) countError('abrupt_close');
+        else if (code === 1009 || code === 1007 || code === 1002) countError(classifySocketFailure({ code }).kind);
         log('info', 'connection_close', { agent_id: agentId, connection_id: connection.id, code });
-      },
-      onError(event, _socket) {
+      }),
+      onError: guard('error', (event: Event, _socket: WSContext) => {
         if (!connection?.open) return;
-        countError('socket_error');
         const error = (event as ErrorEvent).error ?? (event as ErrorEvent).message;
-        drop(connection, CloseCode.INTERNAL_ERROR, { error: String(error) });
-      },
+        const failure = classifySocketFailure({ error });
+        countError(failure.kind);
+        drop(connection, failure.code, { error: String(error) });
+      }),
     };
   };
 
   // ---- publishing ------------------------------------------------------------------------
 
   const publish = (update: AgentUpdate): Promise<void> => {
-    if (closing) throw new Error('hono-agent-ws: the hub is closed');
+    if (closing) return Promise.reject(new Error('hono-agent-ws: the hub is closed'));
     counters.updates_published++;
     let receipt: ReturnType<Broker['publish']>;
     try {
@@ -619,14 +657,59 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     );
   };
 
-  const checkAgentId = (agentId: string) => {
-    const result = v.safeParse(AgentIdSchema, agentId);
-    if (!result.success) throw new InvalidUpdateError('agent id', result.issues);
+  /** Nesting of `result` within `maxUpdateDepth`: checked before anything else touches it. */
+  const DepthSchema = v.object({
+    result: v.optional(
+      v.pipe(
+        v.unknown(),
+        v.check(
+          (input: unknown) => !nestsDeeperThan(input, config.maxUpdateDepth),
+          `result nests deeper than ${config.maxUpdateDepth} levels (maxUpdateDepth)`,
+        ),
+      ),
+    ),
+  });
+
+  /**
+   * Builds a complete update from validated fields, refusing what the hub could not send: too
+   * deep, or not serialisable. Serialises it once, for every frame it will be part of.
+   *
+   * @throws {InvalidUpdateError}
+   */
+  const prepareUpdate = (agentId: string, { type, ...fields }: IngestItem): AgentUpdate => {
+    const what = type === 'status_update' ? 'status update' : 'task update';
+    const depth = v.safeParse(DepthSchema, fields);
+    if (!depth.success) throw new InvalidUpdateError(what, depth.issues);
+    // `type` first, so `type` and `agent_id` lead on the wire.
+    const update = { type, agent_id: agentId, ...fields, timestamp: new Date().toISOString() } as AgentUpdate;
+    try {
+      encoder.json(update);
+    } catch (error) {
+      const failed = v.safeParse(
+        v.custom(() => false, `update is not JSON-serialisable: ${String(error)}`),
+        update,
+      );
+      throw new InvalidUpdateError(what, failed.issues as [v.BaseIssue<unknown>, ...v.BaseIssue<unknown>[]]);
+    }
+    return update;
   };
 
-  // `item` starts with `type`, so `type` and `agent_id` lead on the wire.
-  const buildUpdate = (agentId: string, { type, ...fields }: IngestItem): AgentUpdate =>
-    ({ type, agent_id: agentId, ...fields, timestamp: new Date().toISOString() }) as AgentUpdate;
+  const publishFields = (
+    agentId: string,
+    type: IngestItem['type'],
+    schema: typeof StatusUpdateFieldsSchema | typeof TaskUpdateFieldsSchema,
+    update: unknown,
+  ): Promise<void> => {
+    try {
+      const id = v.safeParse(AgentIdSchema, agentId);
+      if (!id.success) throw new InvalidUpdateError('agent id', id.issues);
+      const result = v.safeParse(schema, update);
+      if (!result.success) throw new InvalidUpdateError(type.replace('_', ' '), result.issues);
+      return publish(prepareUpdate(agentId, { type, ...result.output } as IngestItem));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
 
   const stats = (): HubStats => {
     let errorTotal = 0;
@@ -674,42 +757,38 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
           isClosing: () => closing,
           connect,
           countError,
+          internalError,
           log,
           stats: statsWithCluster,
-          publishIngest: (agentId, items) => Promise.all(items.map((item) => publish(buildUpdate(agentId, item)))),
-          authorize: authorize as ((agentId: string, c: Context) => boolean | Promise<boolean>) | undefined,
+          prepareUpdate,
+          publish: (updates) => Promise.all(updates.map(publish)),
+          authorize,
         },
         upgradeWebSocket,
         routesOptions,
       );
     },
-    publishStatus(agentId, update) {
-      checkAgentId(agentId);
-      const result = v.safeParse(StatusUpdateFieldsSchema, update);
-      if (!result.success) throw new InvalidUpdateError('status update', result.issues);
-      return publish(buildUpdate(agentId, { type: 'status_update', ...result.output }));
-    },
-    publishTask(agentId, update) {
-      checkAgentId(agentId);
-      const result = v.safeParse(TaskUpdateFieldsSchema, update);
-      if (!result.success) throw new InvalidUpdateError('task update', result.issues);
-      return publish(buildUpdate(agentId, { type: 'task_update', ...result.output }));
-    },
+    publishStatus: (agentId, update) => publishFields(agentId, 'status_update', StatusUpdateFieldsSchema, update),
+    publishTask: (agentId, update) => publishFields(agentId, 'task_update', TaskUpdateFieldsSchema, update),
     stats,
     async close() {
       if (closing) return;
       closing = true;
       if (heartbeatTimer !== undefined) clearInterval(heartbeatTimer);
-      if (flushTimer !== undefined) clearTimeout(flushTimer);
-      flushTimer = undefined;
+      windows.clear();
       for (const channel of channels.values()) {
-        if (channel.state === 'live' && channel.pending.length > 0) sendPending(channel);
+        if (channel.state === 'live' && channel.pending.length > 0) {
+          try {
+            flush(channel);
+          } catch (error) {
+            internalError('flush', error, channel.agentId);
+          }
+        }
       }
-      windows = [];
-      windowsHead = 0;
       for (const connection of [...connections]) drop(connection, CloseCode.GOING_AWAY, {});
       await Promise.all(pendingLeaves);
       await broker.close();
+      throttle.close();
       log('info', 'hub_closed', { total_connections: counters.total_connections });
     },
   };

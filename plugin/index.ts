@@ -12,18 +12,21 @@ export type {
   BrokerContext,
   BrokerFactory,
   ClusterStats,
+  DropReason,
   LocalFigures,
   MaybePromise,
   MemoryBrokerOptions,
   PublishReceipt,
 } from './broker.ts';
 export { memoryBroker } from './broker.ts';
-export { CLOSE_REASONS, CloseCode } from './close-codes.ts';
+export type { CloseCodeInfo } from './close-codes.ts';
+export { CLOSE_CODES, CLOSE_REASONS, CloseCode } from './close-codes.ts';
+export { InvalidUpdateError } from './errors.ts';
 export type { AgentHub } from './hub.ts';
-export { createAgentHub, InvalidUpdateError } from './hub.ts';
+export { createAgentHub } from './hub.ts';
 export type { LogEntry, LogEvent, Logger } from './logger.ts';
 export { jsonLogger } from './logger.ts';
-export type { AgentHubOptions, AuthorizeHook } from './options.ts';
+export type { AgentHubOptions, AuthorizeHook, HubAction } from './options.ts';
 export type { RoutesOptions, TopicFanOut } from './routes.ts';
 export * from './schemas.ts';
 export type { ErrorKind, HubStats } from './stats.ts';

@@ -9,9 +9,11 @@ export type LogEvent =
   | 'bad_frame'
   | 'queue_drop'
   | 'upgrade_rejected'
+  | 'request_rejected'
   | 'ingest_rejected'
   | 'broker_error'
   | 'hook_error'
+  | 'internal_error'
   | 'hub_closed';
 
 /**

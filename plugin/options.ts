@@ -3,6 +3,16 @@ import * as v from 'valibot';
 import type { BrokerFactory } from './broker.ts';
 import type { Logger } from './logger.ts';
 
+/** `scheme://host[:port]` with nothing after it, as browsers send in `Origin`; or the literal `null`. */
+function isOrigin(input: string): boolean {
+  if (input === 'null') return true;
+  try {
+    return new URL(input).origin === input;
+  } catch {
+    return false;
+  }
+}
+
 /** A whole number of milliseconds, 0 or more, at most about 24 days (the timer limit). */
 const Milliseconds = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(2 ** 31 - 1));
 
@@ -18,6 +28,25 @@ export const HubOptionsSchema = v.strictObject({
   maxMessageSize: v.optional(v.pipe(v.number(), v.integer(), v.minValue(64), v.maxValue(64 * 1024 * 1024)), 65_536),
   maxBufferedAmount: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 4 * 1024 * 1024),
   maxIngestBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(64)), 1024 * 1024),
+  maxQueueBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 1024 * 1024),
+  maxTotalQueueBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 64 * 1024 * 1024),
+  queueTtl: v.optional(Milliseconds, 3_600_000),
+  maxUpdateDepth: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)), 32),
+  maxInboundRate: v.optional(v.pipe(v.number(), v.minValue(0), v.finite()), 20),
+  maxInboundBurst: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 60),
+  allowedOrigins: v.optional(
+    v.union([
+      v.literal('*'),
+      v.array(
+        v.pipe(
+          v.string(),
+          v.check(isOrigin, 'allowedOrigins: each entry must be an origin like https://app.example.com, or "null"'),
+        ),
+      ),
+    ]),
+    [],
+  ),
+  logInterval: v.optional(v.pipe(Milliseconds, v.minValue(1)), 10_000),
   logger: v.optional(v.union([v.literal(false), v.custom<Logger>((input) => typeof input === 'function')])),
   ingest: v.optional(v.boolean(), false),
   authorize: v.optional(
@@ -29,10 +58,21 @@ export const HubOptionsSchema = v.strictObject({
 });
 
 /**
- * Decides whether a client may watch an agent. Return `false` to refuse with 403; throw to
- * refuse with 401. Runs before the upgrade, so a refused client never gets a socket.
+ * What a request wants to do, as `authorize` sees it: `watch` an agent (the WebSocket route),
+ * `publish` to one (ingest), or read the hub-wide `stats`.
  */
-export type AuthorizeHook = (agentId: string, c: Context) => boolean | Promise<boolean>;
+export type HubAction = 'watch' | 'publish' | 'stats';
+
+/**
+ * Decides whether a request may proceed; it guards every route the hub mounts. Return `true` to
+ * allow, `false` to refuse with 403, or throw Hono's `HTTPException` to refuse with its status
+ * (401 for a missing or bad credential). Any other error is not a refusal: it goes to the app's
+ * `onError` (500 by default) and is counted as `internal_error`. Runs before the upgrade, so a
+ * refused client never gets a socket.
+ *
+ * `agentId` is the agent watched or published to; `undefined` for `stats`.
+ */
+export type AuthorizeHook = (agentId: string | undefined, c: Context, action: HubAction) => boolean | Promise<boolean>;
 
 /**
  * Options of `createAgentHub`. Every interval is in milliseconds.
@@ -50,11 +90,31 @@ export interface AgentHubOptions {
   maxBufferedAmount?: number;
   /** Largest ingest request body in bytes; a larger one gets 413. Default 1 MiB. */
   maxIngestBytes?: number;
+  /** Most bytes (the updates' JSON) queued per agent while it has no connection; the oldest are dropped. Default 1 MiB. */
+  maxQueueBytes?: number;
+  /** Most bytes all offline queues together may hold; whole queues are dropped, oldest first. Default 64 MiB. */
+  maxTotalQueueBytes?: number;
+  /** How long a queue waits for a client of its agent, from its newest update; then it is dropped. 0 keeps it. Default 1 hour. */
+  queueTtl?: number;
+  /** Deepest nesting of arrays and objects an update may carry (in `result`); deeper is refused. Default 32. */
+  maxUpdateDepth?: number;
+  /** Frames per second a client may send on one connection, on average; more closes it with 1008. 0 disables. Default 20. */
+  maxInboundRate?: number;
+  /** Frames a client may send at once before `maxInboundRate` applies. Default 60. */
+  maxInboundBurst?: number;
+  /**
+   * Browser origins allowed to open a WebSocket besides the server's own (an `Origin` whose host
+   * equals the request's `Host`), e.g. `['https://dashboard.example.com']`; `'*'` allows any.
+   * Requests without `Origin` (non-browser clients) are always allowed. Default `[]`.
+   */
+  allowedOrigins?: readonly string[] | '*';
+  /** Repeated warnings (bad frames, queue drops) are logged at most once per this interval, with a count. Default 10000. */
+  logInterval?: number;
   /** Receives one structured entry per event worth logging; `false` silences. Default: JSON lines on the console. */
   logger?: Logger | false;
   /** Mounts `POST /:agent_id/updates`. Default false. */
   ingest?: boolean;
-  /** Refuses connections before the upgrade. */
+  /** Guards every route the hub mounts; see `AuthorizeHook`. */
   authorize?: AuthorizeHook;
   /** Moves updates between instances; default `memoryBroker()`. */
   broker?: BrokerFactory;

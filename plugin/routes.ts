@@ -1,10 +1,12 @@
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
 import type { UpgradeWebSocket, WSContext, WSEvents } from 'hono/ws';
 import * as v from 'valibot';
+import { InvalidUpdateError } from './errors.ts';
 import type { LogEntry } from './logger.ts';
-import type { ResolvedHubOptions } from './options.ts';
-import { AgentIdSchema, IngestBodySchema, type IngestItem } from './schemas.ts';
+import type { AuthorizeHook, HubAction, ResolvedHubOptions } from './options.ts';
+import { AgentIdSchema, type AgentUpdate, type HttpErrorCode, IngestBodySchema, type IngestItem } from './schemas.ts';
 import type { ErrorKind, HubStats } from './stats.ts';
 
 /**
@@ -23,6 +25,12 @@ export interface RoutesOptions {
   prepareFrame?: (frame: string) => unknown;
   /** Writes a prepared frame to one socket as a text frame. Default: `socket.send(frame)`. */
   sendFrame?: (socket: WSContext, prepared: unknown) => void;
+  /**
+   * Whether a socket is still open: `false` from the moment a close frame was received or sent,
+   * so the hub stops counting it and sends its updates elsewhere. Default: the live
+   * `raw.readyState` (Node's `ws`, Deno, Bun), else the context's `readyState`.
+   */
+  isOpen?: (socket: WSContext) => boolean;
   /**
    * The runtime's own pub/sub (Bun's topics): the hub subscribes each socket to its agent's
    * topic and fans a frame out with one `publish` instead of one write per socket. Counters and
@@ -50,6 +58,7 @@ export interface TopicFanOut {
  */
 export interface SocketBinding {
   readonly bufferedAmount: (socket: WSContext) => number;
+  readonly isOpen: (socket: WSContext) => boolean;
   readonly prepare: (frame: string) => unknown;
   readonly send: (socket: WSContext, prepared: unknown) => void;
   readonly topics: TopicFanOut | undefined;
@@ -65,6 +74,7 @@ export interface HubInternals {
   readonly isClosing: () => boolean;
   readonly connect: (agentId: string, binding: SocketBinding) => WSEvents;
   readonly countError: (kind: ErrorKind) => void;
+  readonly internalError: (operation: string, error: unknown, agentId?: string) => void;
   readonly log: (
     level: LogEntry['level'],
     event: LogEntry['event'],
@@ -72,13 +82,40 @@ export interface HubInternals {
   ) => void;
   /** Own figures, plus `cluster` when the broker spans several instances (hence async). */
   readonly stats: () => Promise<HubStats>;
-  readonly publishIngest: (agentId: string, items: readonly IngestItem[]) => Promise<unknown>;
-  readonly authorize: ((agentId: string, c: Context) => boolean | Promise<boolean>) | undefined;
+  /** Builds an update from validated fields; throws `InvalidUpdateError` for what cannot be sent. */
+  readonly prepareUpdate: (agentId: string, item: IngestItem) => AgentUpdate;
+  readonly publish: (updates: readonly AgentUpdate[]) => Promise<unknown>;
+  readonly authorize: AuthorizeHook | undefined;
 }
 
 /** Reads the standard `bufferedAmount` of the raw socket. */
 const standardBufferedAmount = (socket: WSContext): number =>
   (socket.raw as { bufferedAmount?: number } | undefined)?.bufferedAmount ?? 0;
+
+/**
+ * Reads the raw socket's live `readyState` (1 = OPEN): Bun hands a context whose own
+ * `readyState` never changes, the raw sockets of `ws`, Deno and Bun all keep theirs current.
+ */
+const standardIsOpen = (socket: WSContext): boolean =>
+  ((socket.raw as { readyState?: number } | undefined)?.readyState ?? socket.readyState) === 1;
+
+/** `application/json` or `application/*+json`, with no charset or UTF-8 (RFC 8259 §8.1). */
+const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
+const JSON_ANY_CHARSET = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+
+/**
+ * Whether a browser origin may open a WebSocket: its host equals the request's `Host` (the
+ * server's own pages), or it is listed. `Origin: null` (sandboxed frames, files) only if listed.
+ */
+const originAllowed = (origin: string, host: string | undefined, allowed: readonly string[] | '*'): boolean => {
+  if (allowed === '*' || allowed.includes(origin)) return true;
+  if (origin === 'null' || host === undefined) return false;
+  try {
+    return new URL(origin).host === host.toLowerCase();
+  } catch {
+    return false;
+  }
+};
 
 /**
  * Builds the hub's Hono app.
@@ -95,22 +132,31 @@ export function createRoutes(
   }
   const binding: SocketBinding = {
     bufferedAmount: options.bufferedAmount ?? standardBufferedAmount,
+    isOpen: options.isOpen ?? standardIsOpen,
     prepare: options.prepareFrame ?? ((frame) => frame),
     send: options.sendFrame ?? ((socket, frame) => socket.send(frame as string)),
     topics: options.topics,
   };
   const app = new Hono();
+  const { config } = hub;
 
   const refuse = (
     c: Context,
     kind: ErrorKind,
-    status: 400 | 401 | 403 | 413 | 415 | 426 | 503,
-    error: string,
+    status: 400 | 401 | 403 | 413 | 415 | 426 | 503 | (number & {}),
+    error: HttpErrorCode,
     message: string,
     agentId?: string,
+    extraHeaders?: Record<string, string>,
   ) => {
     hub.countError(kind);
-    hub.log('warn', kind === 'ingest_rejected' ? 'ingest_rejected' : 'upgrade_rejected', {
+    const event =
+      kind === 'ingest_rejected'
+        ? 'ingest_rejected'
+        : c.req.path.endsWith('/ws')
+          ? 'upgrade_rejected'
+          : 'request_rejected';
+    hub.log('warn', event, {
       agent_id: agentId,
       status,
       error,
@@ -118,9 +164,53 @@ export function createRoutes(
     });
     // Some servers drop the body of a refused upgrade (@hono/node-server sends the status and
     // headers only), so the error code travels in a header too.
-    const headers: Record<string, string> = { 'X-Agent-WS-Error': error };
+    const headers: Record<string, string> = { ...extraHeaders, 'X-Agent-WS-Error': error };
     if (status === 426) headers.Upgrade = 'websocket';
-    return c.json({ error, message }, status, headers);
+    return c.json({ error, message }, status as 400, headers);
+  };
+
+  /**
+   * Runs `authorize` for a request: `undefined` to proceed, else the refusal. `false` is 403, an
+   * `HTTPException` its own status; any other error goes on to the app's `onError`.
+   */
+  const guard = async (c: Context, action: HubAction, agentId: string | undefined): Promise<Response | undefined> => {
+    if (!hub.authorize) return undefined;
+    let allowed: boolean;
+    try {
+      allowed = await hub.authorize(agentId, c, action);
+    } catch (error) {
+      if (error instanceof HTTPException) {
+        const status = error.status;
+        const kind: ErrorKind = status === 401 ? 'unauthorized' : 'forbidden';
+        const headers: Record<string, string> = {};
+        error.getResponse().headers.forEach((value, name) => {
+          if (name.toLowerCase() !== 'content-type' && name.toLowerCase() !== 'content-length') headers[name] = value;
+        });
+        const code: HttpErrorCode = status === 401 ? 'unauthorized' : 'forbidden';
+        return refuse(c, kind, status, code, error.message || code, agentId, headers);
+      }
+      hub.internalError('authorize', error, agentId);
+      throw error;
+    }
+    if (allowed === true) return undefined;
+    return refuse(c, 'forbidden', 403, 'forbidden', `not allowed to ${action} here`, agentId);
+  };
+
+  /** 400 with what is wrong; `index` is the item's place in a batch, where paths start. */
+  const invalidUpdate = (c: Context, agentId: string, issues: readonly v.BaseIssue<unknown>[], index?: number) => {
+    hub.countError('ingest_rejected');
+    hub.log('warn', 'ingest_rejected', { agent_id: agentId, status: 400, error: 'invalid_update' });
+    const list = issues.map((issue) => {
+      const path = v.getDotPath(issue);
+      return {
+        path: index === undefined ? path : [index, path].filter((part) => part !== null).join('.'),
+        message: issue.message,
+      };
+    });
+    return c.json(
+      { error: 'invalid_update', message: v.summarize(issues as [v.BaseIssue<unknown>]), issues: list },
+      400,
+    );
   };
 
   const parseAgentId = (c: Context): string | undefined => {
@@ -130,88 +220,97 @@ export function createRoutes(
   const invalidAgentId = (c: Context, kind: ErrorKind) =>
     refuse(c, kind, 400, 'invalid_agent_id', 'agent_id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -');
 
-  app.get('/ws/stats', async (c) => c.json(await hub.stats()));
+  app.get('/ws/stats', async (c) => (await guard(c, 'stats', undefined)) ?? c.json(await hub.stats()));
 
   // Built once: the agent id was validated by the handler below before the upgrade runs.
   const upgrade = upgradeWebSocket((c) => hub.connect(c.req.param('agent_id') as string, binding));
 
-  app.get('/:agent_id/ws', async (c, next) => {
+  const watch = async (c: Context, next: () => Promise<void>) => {
     const agentId = parseAgentId(c);
     if (agentId === undefined) return invalidAgentId(c, 'invalid_agent_id');
     if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
       return refuse(c, 'upgrade_required', 426, 'upgrade_required', 'this endpoint speaks WebSocket only', agentId);
     }
-    if (hub.isClosing()) return refuse(c, 'unavailable', 503, 'unavailable', 'the server is shutting down', agentId);
-    if (hub.authorize) {
-      let allowed: boolean;
-      try {
-        allowed = await hub.authorize(agentId, c);
-      } catch (error) {
-        hub.log('warn', 'hook_error', { agent_id: agentId, hook: 'authorize', error: String(error) });
-        return refuse(c, 'unauthorized', 401, 'unauthorized', 'authentication failed', agentId);
-      }
-      if (allowed !== true) return refuse(c, 'forbidden', 403, 'forbidden', 'not allowed to watch this agent', agentId);
+    // Cross-site WebSocket hijacking: a browser sends cookies and HTTP auth with any page's
+    // upgrade, so a foreign page's request is refused before anything else looks at it.
+    const origin = c.req.header('origin');
+    if (origin !== undefined && !originAllowed(origin, c.req.header('host'), config.allowedOrigins)) {
+      return refuse(
+        c,
+        'origin_forbidden',
+        403,
+        'origin_forbidden',
+        `origin ${origin.slice(0, 200)} is not allowed`,
+        agentId,
+      );
     }
+    if (hub.isClosing()) return refuse(c, 'unavailable', 503, 'unavailable', 'the server is shutting down', agentId);
+    const refused = await guard(c, 'watch', agentId);
+    if (refused) return refused;
     const response = await upgrade(c, next);
     return response ?? refuse(c, 'upgrade_required', 426, 'upgrade_required', 'WebSocket upgrade failed', agentId);
-  });
+  };
+  app.get('/:agent_id/ws', watch);
+  // An empty id matches no `:agent_id`; it gets the same 400 as any other bad id, not a 404.
+  app.get('//ws', watch);
 
   const limitBody = bodyLimit({
-    maxSize: hub.config.maxIngestBytes,
+    maxSize: config.maxIngestBytes,
     onError: (c) =>
-      refuse(c, 'ingest_rejected', 413, 'payload_too_large', `body larger than ${hub.config.maxIngestBytes} bytes`),
+      refuse(c, 'ingest_rejected', 413, 'payload_too_large', `body larger than ${config.maxIngestBytes} bytes`),
   });
 
-  if (hub.config.ingest) {
-    app.post(
-      '/:agent_id/updates',
-      async (c, next) => {
-        // A declared length within the limit is enforced by the HTTP parser itself: no need
-        // for bodyLimit's byte counting, which on Node wraps every body in a stream.
-        const declared = c.req.header('content-length');
-        const length = declared === undefined ? Number.NaN : Number(declared);
-        if (c.req.header('transfer-encoding') === undefined && length <= hub.config.maxIngestBytes) return next();
-        return limitBody(c, next);
-      },
-      async (c) => {
-        const agentId = parseAgentId(c);
-        if (agentId === undefined) return invalidAgentId(c, 'ingest_rejected');
-        const contentType = c.req.header('content-type') ?? '';
-        if (!/^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(contentType)) {
-          return refuse(
-            c,
-            'ingest_rejected',
-            415,
-            'unsupported_media_type',
-            'send Content-Type: application/json',
-            agentId,
-          );
-        }
-        let body: unknown;
+  if (config.ingest) {
+    const ingest = async (c: Context) => {
+      const agentId = parseAgentId(c);
+      if (agentId === undefined) return invalidAgentId(c, 'ingest_rejected');
+      const refused = await guard(c, 'publish', agentId);
+      if (refused) return refused;
+      const contentType = c.req.header('content-type') ?? '';
+      if (!JSON_MEDIA_TYPE.test(contentType)) {
+        const message = JSON_ANY_CHARSET.test(contentType)
+          ? 'JSON must be UTF-8: send no charset or charset=utf-8'
+          : 'send Content-Type: application/json';
+        return refuse(c, 'ingest_rejected', 415, 'unsupported_media_type', message, agentId);
+      }
+      let body: unknown;
+      try {
+        body = await c.req.json();
+      } catch {
+        return refuse(c, 'ingest_rejected', 400, 'invalid_json', 'body is not valid JSON', agentId);
+      }
+      const parsed = v.safeParse(IngestBodySchema, body);
+      if (!parsed.success) return invalidUpdate(c, agentId, parsed.issues);
+      const batch = Array.isArray(parsed.output);
+      const items = Array.isArray(parsed.output) ? parsed.output : [parsed.output];
+      const updates: AgentUpdate[] = [];
+      for (const [index, item] of items.entries()) {
         try {
-          body = await c.req.json();
-        } catch {
-          return refuse(c, 'ingest_rejected', 400, 'invalid_json', 'body is not valid JSON', agentId);
+          updates.push(hub.prepareUpdate(agentId, item));
+        } catch (error) {
+          if (!(error instanceof InvalidUpdateError)) throw error;
+          return invalidUpdate(c, agentId, error.issues, batch ? index : undefined);
         }
-        const parsed = v.safeParse(IngestBodySchema, body);
-        if (!parsed.success) {
-          hub.countError('ingest_rejected');
-          hub.log('warn', 'ingest_rejected', { agent_id: agentId, status: 400, error: 'invalid_update' });
-          const issues = parsed.issues.map((issue) => ({ path: v.getDotPath(issue), message: issue.message }));
-          return c.json({ error: 'invalid_update', message: v.summarize(parsed.issues), issues }, 400);
-        }
-        if (hub.isClosing())
-          return refuse(c, 'unavailable', 503, 'unavailable', 'the server is shutting down', agentId);
-        const items = Array.isArray(parsed.output) ? parsed.output : [parsed.output];
-        try {
-          await hub.publishIngest(agentId, items);
-        } catch {
-          // The broker failure is already counted and logged by the hub.
-          return c.json({ error: 'unavailable', message: 'could not publish; retry later' }, 503);
-        }
-        return c.json({ accepted: items.length }, 202);
-      },
-    );
+      }
+      if (hub.isClosing()) return refuse(c, 'unavailable', 503, 'unavailable', 'the server is shutting down', agentId);
+      try {
+        await hub.publish(updates);
+      } catch {
+        // The broker failure is already counted and logged by the hub.
+        return c.json({ error: 'unavailable', message: 'could not publish; retry later' }, 503);
+      }
+      return c.json({ accepted: updates.length }, 202);
+    };
+    const limit = async (c: Context, next: () => Promise<void>) => {
+      // A declared length within the limit is enforced by the HTTP parser itself: no need
+      // for bodyLimit's byte counting, which on Node wraps every body in a stream.
+      const declared = c.req.header('content-length');
+      const length = declared === undefined ? Number.NaN : Number(declared);
+      if (c.req.header('transfer-encoding') === undefined && length <= config.maxIngestBytes) return next();
+      return limitBody(c, next);
+    };
+    app.post('/:agent_id/updates', limit, ingest);
+    app.post('//updates', limit, ingest);
   }
 
   return app;

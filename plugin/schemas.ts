@@ -369,14 +369,30 @@ export const IngestAcceptedSchema = v.pipe(
 );
 
 /**
+ * Error codes of the HTTP routes' refusals (the `error` field and the `X-Agent-WS-Error` header).
+ */
+export const HTTP_ERROR_CODES = [
+  'invalid_agent_id',
+  'upgrade_required',
+  'unauthorized',
+  'forbidden',
+  'origin_forbidden',
+  'unavailable',
+  'payload_too_large',
+  'unsupported_media_type',
+  'invalid_json',
+  'invalid_update',
+] as const;
+
+/**
  * HTTP error schema: the body of every refusal of the HTTP routes (handshake and ingest).
  */
 export const HttpErrorSchema = v.pipe(
   v.object({
     error: v.pipe(
-      v.string(),
+      v.picklist(HTTP_ERROR_CODES),
       v.description(
-        'Machine-readable code: `invalid_agent_id`, `upgrade_required`, `unauthorized`, `forbidden`, `unavailable`, `payload_too_large`, `unsupported_media_type`, `invalid_json` or `invalid_update`. Handshake refusals repeat it in the `X-Agent-WS-Error` header.',
+        'Machine-readable code. `invalid_agent_id` (400), `upgrade_required` (426), `unauthorized` (401) and `forbidden` (403, or another status an `authorize` hook chose), `origin_forbidden` (403: a browser origin not allowed), `unavailable` (503), `payload_too_large` (413), `unsupported_media_type` (415: not JSON, or not UTF-8), `invalid_json` (400), `invalid_update` (400, with `issues`; also for a `result` nesting deeper than `maxUpdateDepth`). Every refusal repeats it in the `X-Agent-WS-Error` header.',
       ),
     ),
     message: v.pipe(v.string(), v.description('Human-readable explanation.')),
@@ -421,6 +437,8 @@ export type Pong = v.InferOutput<typeof PongSchema>;
 export type ErrorMessage = v.InferOutput<typeof ErrorSchema>;
 /** Error code of an `error` frame. */
 export type ErrorCode = (typeof ERROR_CODES)[number];
+/** Error code of an HTTP refusal. */
+export type HttpErrorCode = (typeof HTTP_ERROR_CODES)[number];
 /** Any frame the server sends. */
 export type ServerMessage = v.InferOutput<typeof ServerMessageSchema>;
 /** Any frame a client may send. */

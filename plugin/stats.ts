@@ -9,8 +9,13 @@ export const ERROR_KINDS = [
   'invalid_message',
   'unknown_type',
   'binary_not_supported',
-  // Frames over `maxMessageSize`, answered with close 1009.
+  // Frames over `maxMessageSize` (close 1009), invalid UTF-8 in a text frame (1007), a broken
+  // WebSocket protocol (1002), frames faster than the inbound budget (1008): whoever detects
+  // them, the hub or the runtime's WebSocket stack.
   'message_too_big',
+  'invalid_utf8',
+  'protocol_error',
+  'rate_limited',
   // Sockets that failed: a send threw, the runtime reported an error, the peer vanished
   // (close 1006 or 0), no pong between two sweeps (4000), or the send buffer overflowed (4001).
   'send_failed',
@@ -18,17 +23,21 @@ export const ERROR_KINDS = [
   'abrupt_close',
   'heartbeat_timeout',
   'slow_consumer',
-  // Refused upgrades: 400 bad agent id, 426 not a WebSocket request, 401/403 from `authorize`,
-  // 503 while the hub is closing.
+  // Refused requests: 400 bad agent id, 426 not a WebSocket request, 401/403 from `authorize`,
+  // 403 for a browser origin not allowed, 503 while the hub is closing.
   'invalid_agent_id',
   'upgrade_required',
   'unauthorized',
   'forbidden',
+  'origin_forbidden',
   'unavailable',
   // Ingest requests answered 400, 413 or 415.
   'ingest_rejected',
   // The broker failed to deliver, queue or subscribe.
   'broker_error',
+  // A failure contained inside the hub (an update that could not be serialised, a throwing
+  // hook or callback): it cost one update or one request, never the process.
+  'internal_error',
 ] as const;
 
 /** A kind of error the hub counts. */
@@ -51,7 +60,9 @@ export const HubStatsSchema = v.pipe(
     batches_sent: count('batch_update frames built (once per agent, however many clients receive it).'),
     messages_queued: count('Updates put in an offline queue because their agent had no connection.'),
     queued_messages: count('Updates waiting in offline queues now.'),
-    messages_dropped: count('Queued updates dropped because a queue was full.'),
+    messages_dropped: count(
+      'Queued updates dropped: a queue over maxQueueSize or maxQueueBytes, all queues over maxTotalQueueBytes, or a queue older than queueTtl.',
+    ),
     errors: count('Sum of errors_by_kind.'),
     errors_by_kind: v.pipe(
       v.object(

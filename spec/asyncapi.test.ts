@@ -80,7 +80,7 @@ describe('asyncapi.yaml', () => {
   it('documents close codes, heartbeat, batching, the offline queue and error codes', () => {
     const channel = contract.document.channels.agentSocket;
     const codes = (channel['x-close-codes'] as { code: number; description: string }[]).map(({ code }) => code);
-    assert.deepEqual(codes, [1001, 1009, 1011, 4000, 4001]);
+    assert.deepEqual(codes, [1001, 1002, 1007, 1008, 1009, 1011, 4000, 4001]);
     for (const extension of ['x-heartbeat', 'x-batching', 'x-offline-queue', 'x-limits']) {
       assert.ok(channel[extension]?.rule, extension);
     }

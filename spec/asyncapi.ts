@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { JsonSchema } from '@valibot/to-json-schema';
 import * as v from 'valibot';
-import { CLOSE_REASONS, CloseCode } from '../plugin/close-codes.ts';
+import { CLOSE_CODES, CloseCode } from '../plugin/close-codes.ts';
 import { HubOptionsSchema } from '../plugin/options.ts';
 import { AgentIdSchema, ClientMessageSchema, ERROR_CODES, ServerMessageSchema } from '../plugin/schemas.ts';
 import { type AnySchema, componentSchemas, messageType, metadataOf, nameOf, variantMembers } from './json-schema.ts';
@@ -32,21 +32,14 @@ export interface CloseCodeDoc {
   description: string;
 }
 
-/**
- * The close codes with their meaning. The meaning is the JSDoc of each `CloseCode` member, read
- * from the source so it is written once; a member without JSDoc fails the generation.
- */
+/** The close codes with their meaning, from the one table in plugin/close-codes.ts. */
 export function closeCodes(): CloseCodeDoc[] {
-  const source = readFileSync(new URL('plugin/close-codes.ts', ROOT), 'utf8');
-  const docs = new Map<string, string>();
-  for (const match of source.matchAll(/\/\*\*((?:(?!\*\/)[\s\S])*)\*\/\s*([A-Z_]+):\s*\d+/g)) {
-    docs.set(match[2] as string, (match[1] as string).replace(/\s*\n\s*\*?\s*/g, ' ').trim());
-  }
-  return Object.entries(CloseCode).map(([name, code]) => {
-    const description = docs.get(name);
-    if (!description) throw new Error(`plugin/close-codes.ts: CloseCode.${name} needs a JSDoc comment`);
-    return { code, name, reason: CLOSE_REASONS[code], description };
-  });
+  return Object.entries(CLOSE_CODES).map(([code, { name, reason, description }]) => ({
+    code: Number(code),
+    name,
+    reason,
+    description,
+  }));
 }
 
 /** The default of one hub option, read from the option schema. */
@@ -101,6 +94,8 @@ export function buildAsyncApi(): Record<string, unknown> {
   const queue = optionDefault('maxQueueSize');
   const maxMessage = optionDefault('maxMessageSize');
   const maxBuffered = optionDefault('maxBufferedAmount');
+  const inboundRate = optionDefault('maxInboundRate');
+  const inboundBurst = optionDefault('maxInboundBurst');
   const codes = closeCodes();
   const agentId = metadataOf(AgentIdSchema);
 
@@ -120,7 +115,9 @@ export function buildAsyncApi(): Record<string, unknown> {
     'x-limits': {
       defaultMaxMessageBytes: maxMessage,
       defaultMaxBufferedBytes: maxBuffered,
-      rule: `An inbound frame over \`maxMessageSize\` bytes (default ${maxMessage}) closes the connection with ${CloseCode.MESSAGE_TOO_BIG}. A client that reads so slowly that more than \`maxBufferedAmount\` bytes (default ${maxBuffered}) wait in its send buffer is closed with ${CloseCode.SLOW_CONSUMER}.`,
+      defaultMaxInboundRate: inboundRate,
+      defaultMaxInboundBurst: inboundBurst,
+      rule: `An inbound frame over \`maxMessageSize\` bytes (default ${maxMessage}) closes the connection with ${CloseCode.MESSAGE_TOO_BIG}, a text frame that is not valid UTF-8 with ${CloseCode.INVALID_UTF8}, a WebSocket protocol violation with ${CloseCode.PROTOCOL_ERROR}. A client may send \`maxInboundRate\` frames per second on average (default ${inboundRate}) after a burst of \`maxInboundBurst\` (default ${inboundBurst}); more closes the connection with ${CloseCode.RATE_LIMITED}. A client that reads so slowly that more than \`maxBufferedAmount\` bytes (default ${maxBuffered}) wait in its send buffer is closed with ${CloseCode.SLOW_CONSUMER}.`,
     },
     'x-close-codes': codes,
     'x-error-codes': [...ERROR_CODES],
@@ -135,7 +132,7 @@ export function buildAsyncApi(): Record<string, unknown> {
   const description = [
     'A real-time channel per agent: every client connected to `/agents/{agent_id}/ws` receives the status and task updates of that agent. This document describes the **server**: `send` operations are frames the server sends, `receive` operations frames it accepts from clients. Every frame is one JSON text message.',
     '## Connection',
-    `The first frame is always \`connection_established\`, carrying the intervals the server runs with. The handshake is refused with an HTTP status and a JSON body \`{ "error", "message" }\` (the code also travels in the \`X-Agent-WS-Error\` header): 400 \`invalid_agent_id\`, 401 \`unauthorized\` and 403 \`forbidden\` (from the application's \`authorize\` hook), 426 \`upgrade_required\` for a plain HTTP request, 503 \`unavailable\` while the server shuts down.`,
+    `The first frame is always \`connection_established\`, carrying the intervals the server runs with. The handshake is refused with an HTTP status and a JSON body \`{ "error", "message" }\` (the code also travels in the \`X-Agent-WS-Error\` header): 400 \`invalid_agent_id\`, 403 \`origin_forbidden\` for a browser \`Origin\` other than the server's own host or the listed \`allowedOrigins\` (requests without \`Origin\` are not affected), 401 \`unauthorized\` and 403 \`forbidden\` (from the application's \`authorize\` hook), 426 \`upgrade_required\` for a plain HTTP request, 503 \`unavailable\` while the server shuts down.`,
     '## Heartbeat',
     rules['x-heartbeat'].rule,
     '## Batching',

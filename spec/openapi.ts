@@ -38,7 +38,11 @@ export function buildOpenApi(): Record<string, unknown> {
           operationId: 'getStats',
           summary: stats.title,
           description: stats.description,
-          responses: { '200': json(HubStatsSchema, 'The counters.') },
+          responses: {
+            '200': json(HubStatsSchema, 'The counters.'),
+            '401': refusal('`unauthorized`: the `authorize` hook refused the credentials (action `stats`).'),
+            '403': refusal('`forbidden`: the `authorize` hook refused (action `stats`).'),
+          },
         },
       },
       '/agents/{agent_id}/updates': {
@@ -68,9 +72,15 @@ export function buildOpenApi(): Record<string, unknown> {
           },
           responses: {
             '202': json(IngestAcceptedSchema, 'Accepted.'),
-            '400': refusal('`invalid_agent_id`, `invalid_json` or `invalid_update` (with `issues`).'),
+            '400': refusal(
+              '`invalid_agent_id`, `invalid_json` or `invalid_update` (with `issues`; a `result` nesting deeper than `maxUpdateDepth`, 32 by default, included). Nothing of a refused body is published.',
+            ),
+            '401': refusal('`unauthorized`: the `authorize` hook refused the credentials (action `publish`).'),
+            '403': refusal('`forbidden`: the `authorize` hook refused (action `publish`).'),
             '413': refusal('`payload_too_large`: the body is over `maxIngestBytes`.'),
-            '415': refusal('`unsupported_media_type`: the body is not `application/json`.'),
+            '415': refusal(
+              '`unsupported_media_type`: the body is not `application/json` (or `application/*+json`), or names a charset other than UTF-8.',
+            ),
             '503': refusal('`unavailable`: the server is shutting down or could not publish; retry later.'),
           },
         },

@@ -14,6 +14,7 @@ import {
   type ServerHandle,
   startServer,
   stats,
+  statsWith,
   task,
 } from './helpers/server.ts';
 
@@ -343,21 +344,49 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
       }
     });
 
-    it('refuses with 401 without credentials and 403 with wrong ones, before any upgrade', async () => {
+    it('with AUTH_TOKEN guards every route: 401 without or with a wrong token, before any upgrade', async () => {
       const server = await startServer(runtime, { AUTH_TOKEN: 's3cret' });
       try {
         const id = agent('auth');
+        const bearer = { authorization: 'Bearer s3cret' };
         await assert.rejects(TestClient.connect(`${server.ws}/agents/${id}/ws`), { status: 401 });
-        await assert.rejects(TestClient.connect(`${server.ws}/agents/${id}/ws?token=wrong`), { status: 403 });
-        const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`, {
-          headers: { authorization: 'Bearer s3cret' },
-        });
+        await assert.rejects(TestClient.connect(`${server.ws}/agents/${id}/ws?token=wrong`), { status: 401 });
+        const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`, { headers: bearer });
         await client.next('connection_established');
-        const counted = await stats(server);
-        assert.equal(counted.errors_by_kind.unauthorized, 1);
-        assert.equal(counted.errors_by_kind.forbidden, 1);
+        // Stats and ingest are guarded too: an update injected without the token never lands.
+        assert.equal((await request(`${server.http}/agents/ws/stats`)).status, 401);
+        assert.equal((await ingest(server, id, task(1))).status, 401);
+        assert.equal((await ingest(server, id, task(2), { authorization: 'Bearer nope' })).status, 401);
+        assert.equal((await ingest(server, id, task(3), bearer)).status, 202);
+        assert.equal(((await client.next('task_update')) as TaskUpdate).task_id, 'task-3');
+        await client.expectSilence(BATCH * 2);
+        const counted = await statsWith(server, bearer);
+        assert.equal(counted.errors_by_kind.unauthorized, 5);
         assert.equal(counted.total_connections, 1);
+        const tokenInQuery = await TestClient.connect(`${server.ws}/agents/${id}/ws?token=s3cret`);
+        await tokenInQuery.next('connection_established');
         client.socket.terminate();
+        tokenInQuery.socket.terminate();
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it('refuses a foreign browser Origin with 403 before the upgrade, accepts its own and listed ones', async () => {
+      const server = await startServer(runtime, { ALLOWED_ORIGINS: 'https://dashboard.example, null' });
+      try {
+        const id = agent('origin');
+        for (const origin of ['https://evil.example', 'http://127.0.0.1:1']) {
+          await assert.rejects(TestClient.connect(`${server.ws}/agents/${id}/ws`, { headers: { origin } }), {
+            status: 403,
+          });
+        }
+        for (const origin of [`http://127.0.0.1:${server.port}`, 'https://dashboard.example', 'null']) {
+          const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`, { headers: { origin } });
+          await client.next('connection_established');
+          client.socket.terminate();
+        }
+        assert.equal((await stats(server)).errors_by_kind.origin_forbidden, 2);
       } finally {
         await server.stop();
       }

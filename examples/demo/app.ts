@@ -5,6 +5,8 @@
  * @module
  */
 import { Hono } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import { timingSafeEqual } from 'hono/utils/buffer';
 import type { RedisBrokerOptions } from '../../adapters/redis.ts';
 import { type AgentHub, type AgentHubOptions, createAgentHub } from '../../plugin/index.ts';
 
@@ -30,10 +32,13 @@ const integer = (env: Record<string, string | undefined>, name: string, fallback
 
 /**
  * Reads the demo settings: PORT (8787; 0 picks a free port), HOST (127.0.0.1),
- * HEARTBEAT_INTERVAL_MS, MAX_QUEUE_SIZE, BATCH_INTERVAL_MS, MAX_MESSAGE_SIZE, DEMO_AGENTS (3),
- * AUTH_TOKEN (when set, clients must send `?token=` or `Authorization: Bearer`), LOG (`off`),
- * REDIS_URL (when set, instances sharing that Redis behave as one hub) and PRESENCE_TTL_MS
- * (with REDIS_URL: how long a vanished instance still counts as holding its agents; 15000).
+ * HEARTBEAT_INTERVAL_MS, MAX_QUEUE_SIZE, MAX_QUEUE_BYTES, MAX_TOTAL_QUEUE_BYTES, QUEUE_TTL_MS,
+ * BATCH_INTERVAL_MS, MAX_MESSAGE_SIZE, MAX_INBOUND_RATE, MAX_INBOUND_BURST, DEMO_AGENTS (3),
+ * AUTH_TOKEN (when set, every route needs `?token=` or `Authorization: Bearer`),
+ * ALLOWED_ORIGINS (comma-separated browser origins allowed besides the server's own), LOG
+ * (`off`), REDIS_URL (when set, instances sharing that Redis behave as one hub) and
+ * PRESENCE_TTL_MS (with REDIS_URL: how long a vanished instance still counts as holding its
+ * agents; 15000).
  */
 export function readSettings(env: Record<string, string | undefined>): DemoSettings {
   const hub: AgentHubOptions = { ingest: true };
@@ -41,6 +46,16 @@ export function readSettings(env: Record<string, string | undefined>): DemoSetti
   if (env.MAX_QUEUE_SIZE) hub.maxQueueSize = integer(env, 'MAX_QUEUE_SIZE', 100);
   if (env.BATCH_INTERVAL_MS) hub.batchInterval = integer(env, 'BATCH_INTERVAL_MS', 100);
   if (env.MAX_MESSAGE_SIZE) hub.maxMessageSize = integer(env, 'MAX_MESSAGE_SIZE', 65_536);
+  if (env.MAX_QUEUE_BYTES) hub.maxQueueBytes = integer(env, 'MAX_QUEUE_BYTES', 0);
+  if (env.MAX_TOTAL_QUEUE_BYTES) hub.maxTotalQueueBytes = integer(env, 'MAX_TOTAL_QUEUE_BYTES', 0);
+  if (env.QUEUE_TTL_MS) hub.queueTtl = integer(env, 'QUEUE_TTL_MS', 0);
+  if (env.MAX_INBOUND_RATE) hub.maxInboundRate = integer(env, 'MAX_INBOUND_RATE', 0);
+  if (env.MAX_INBOUND_BURST) hub.maxInboundBurst = integer(env, 'MAX_INBOUND_BURST', 1);
+  if (env.ALLOWED_ORIGINS) {
+    hub.allowedOrigins = env.ALLOWED_ORIGINS.split(',')
+      .map((origin) => origin.trim())
+      .filter(Boolean);
+  }
   if (env.LOG === 'off') hub.logger = false;
   return {
     port: integer(env, 'PORT', 8787),
@@ -81,11 +96,16 @@ export function createDemo(settings: DemoSettings, mount: (hub: AgentHub) => Hon
   const { authToken } = settings;
   const hub = createAgentHub({
     ...settings.hub,
+    // Guards every route the hub mounts (watch, publish, stats). Browsers cannot set headers on
+    // a WebSocket, so the token may also come as `?token=`.
     authorize: authToken
-      ? (_agentId, c) => {
+      ? async (_agentId, c) => {
           const given = c.req.query('token') ?? c.req.header('authorization')?.replace(/^Bearer\s+/i, '');
-          if (!given) throw new Error('no token');
-          return given === authToken;
+          if (given === undefined || !(await timingSafeEqual(given, authToken))) {
+            const res = new Response(null, { status: 401, headers: { 'WWW-Authenticate': 'Bearer' } });
+            throw new HTTPException(401, { message: 'a valid token is required', res });
+          }
+          return true;
         }
       : undefined,
   });

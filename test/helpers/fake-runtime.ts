@@ -12,6 +12,8 @@ export class FakeSocket {
   readonly sent: string[] = [];
   closed: { code?: number; reason?: string } | undefined;
   bufferedAmount = 0;
+  /** Live, like the raw sockets of `ws`, Deno and Bun: 2 (CLOSING) once a close frame went either way. */
+  readyState = 1;
   failSends = false;
   readonly context: WSContext;
 
@@ -26,6 +28,7 @@ export class FakeSocket {
       },
       close: (code, reason) => {
         this.closed = { code, reason };
+        this.readyState = 2;
       },
     });
   }
@@ -39,8 +42,14 @@ export class FakeSocket {
     this.events.onMessage?.(new MessageEvent('message', { data }), this.context);
   }
 
+  /** The peer sent a close frame but the runtime has not reported the close yet. */
+  peerClosing(): void {
+    this.readyState = 2;
+  }
+
   /** The peer closed (code 1006 = vanished). */
   peerClosed(code = 1000): void {
+    this.readyState = 3;
     this.events.onClose?.(Object.assign(new Event('close'), { code, reason: '' }) as CloseEvent, this.context);
   }
 }

@@ -171,8 +171,13 @@ export async function ingest(
 }
 
 /** Reads the stats. */
-export async function stats(server: ServerHandle): Promise<HubStats> {
-  const response = await request(`${server.http}/agents/ws/stats`);
+export function stats(server: ServerHandle): Promise<HubStats> {
+  return statsWith(server, {});
+}
+
+/** Reads the stats, sending `headers` (credentials). */
+export async function statsWith(server: ServerHandle, headers: Record<string, string>): Promise<HubStats> {
+  const response = await request(`${server.http}/agents/ws/stats`, { headers });
   if (response.status !== 200) throw new Error(`stats answered ${response.status}`);
   return assertHttpContract('HubStats', JSON.parse(response.text)) as HubStats;
 }

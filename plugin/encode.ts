@@ -1,0 +1,105 @@
+import type { AgentUpdate, BatchUpdate } from './schemas.ts';
+
+/**
+ * Whether a value nests arrays and objects more than `limit` levels deep. Iterative, so a hostile
+ * depth cannot overflow the stack; a cycle counts as too deep.
+ *
+ * @param value The value, e.g. an update's `result`.
+ * @param limit Most levels allowed; a scalar has depth 0, `{}` and `[]` depth 1.
+ *
+ * @returns `true` when the value nests deeper than `limit`.
+ *
+ * @internal
+ */
+export function nestsDeeperThan(value: unknown, limit: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const stack: unknown[] = [value];
+  const depths: number[] = [1];
+  while (stack.length > 0) {
+    const node = stack.pop() as object;
+    const depth = depths.pop() as number;
+    if (depth > limit) return true;
+    for (const child of Array.isArray(node) ? node : Object.values(node)) {
+      if (typeof child === 'object' && child !== null) {
+        stack.push(child);
+        depths.push(depth + 1);
+      }
+    }
+  }
+  return false;
+}
+
+/**
+ * Bytes of a string in UTF-8, without encoding it.
+ *
+ * @internal
+ */
+export function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) continue;
+    if (code < 0x800) bytes += 1;
+    else if (code >= 0xd800 && code <= 0xdbff) i++, (bytes += 2);
+    else bytes += 2;
+  }
+  return bytes;
+}
+
+/**
+ * Serialises each update once, whatever number of frames, batches, queues and sockets it goes
+ * to, and builds `batch_update` frames from the serialised updates by concatenation.
+ *
+ * @internal
+ */
+export interface UpdateEncoder {
+  /** The update's JSON; throws when it cannot be serialised. */
+  json(update: AgentUpdate): string;
+  /** Bytes of the update's JSON in UTF-8 (what queue limits count). */
+  sizeOf(update: AgentUpdate): number;
+  /**
+   * A `batch_update` frame of the updates; an update that cannot be serialised is left out and
+   * reported to `onFailure`. `undefined` when none could be.
+   */
+  batch(
+    agentId: string,
+    updates: readonly AgentUpdate[],
+    source: BatchUpdate['source'],
+    onFailure: (update: AgentUpdate, error: unknown) => void,
+  ): string | undefined;
+}
+
+/**
+ * Creates an update encoder with a cache that lives as long as the updates it describes.
+ *
+ * @internal
+ */
+export function createUpdateEncoder(): UpdateEncoder {
+  const cache = new WeakMap<AgentUpdate, string>();
+  const json = (update: AgentUpdate): string => {
+    let text = cache.get(update);
+    if (text === undefined) {
+      text = JSON.stringify(update);
+      cache.set(update, text);
+    }
+    return text;
+  };
+  return {
+    json,
+    sizeOf: (update) => utf8Length(json(update)),
+    batch(agentId, updates, source, onFailure) {
+      const entries: string[] = [];
+      for (const update of updates) {
+        try {
+          // Same shape as `{ type, content }`; `type` is one of two literals, no escaping needed.
+          entries.push(`{"type":"${update.type}","content":${json(update)}}`);
+        } catch (error) {
+          onFailure(update, error);
+        }
+      }
+      if (entries.length === 0) return undefined;
+      // Agent ids are `[A-Za-z0-9._:-]` (AgentIdSchema): nothing to escape.
+      return `{"type":"batch_update","agent_id":"${agentId}","source":"${source}","updates":[${entries.join(',')}],"timestamp":"${new Date().toISOString()}"}`;
+    },
+  };
+}
