@@ -40,8 +40,11 @@ export function utf8Length(text: string): number {
     const code = text.charCodeAt(i);
     if (code < 0x80) continue;
     if (code < 0x800) bytes += 1;
-    else if (code >= 0xd800 && code <= 0xdbff) i++, (bytes += 2);
-    else bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff) {
+      // A surrogate pair: two UTF-16 units, four bytes.
+      i++;
+      bytes += 2;
+    } else bytes += 2;
   }
   return bytes;
 }
