@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type DropReason, memoryBroker } from './broker.ts';
-import type { AgentUpdate } from './schemas.ts';
+import { type DropReason, type Joined, memoryBroker } from './broker.ts';
+import type { AgentUpdate, UnsequencedUpdate } from './schemas.ts';
 
-const update = (n: number): AgentUpdate => ({
+const update = (n: number): UnsequencedUpdate => ({
   type: 'task_update',
   agent_id: 'a',
   task_id: `t${n}`,
@@ -11,7 +11,10 @@ const update = (n: number): AgentUpdate => ({
   progress: 0,
   timestamp: '2026-01-01T00:00:00.000Z',
 });
-const ids = (updates: readonly AgentUpdate[]) => updates.map((u) => (u.type === 'task_update' ? u.task_id : u.status));
+/** An update as the broker hands it out. */
+const sequenced = (n: number) => ({ ...update(n), seq: n, epoch: 'e' }) as AgentUpdate;
+const ids = (updates: readonly UnsequencedUpdate[]) =>
+  updates.map((u) => (u.type === 'task_update' ? u.task_id : u.status));
 
 describe('memoryBroker', () => {
   const setup = (
@@ -26,6 +29,9 @@ describe('memoryBroker', () => {
       maxQueueBytes: limits.maxQueueBytes ?? 1 << 30,
       maxTotalQueueBytes: limits.maxTotalQueueBytes ?? 1 << 30,
       queueTtl: limits.queueTtl ?? 0,
+      historySize: 1000,
+      maxHistoryBytes: 1 << 30,
+      maxTotalHistoryBytes: 1 << 30,
       sizeOf: (u) => JSON.stringify(u).length,
       onDropped: (agentId, count, reason) => {
         drops.push([agentId, count]);
@@ -42,15 +48,12 @@ describe('memoryBroker', () => {
     assert.deepEqual(broker.publish('a', update(2)), { queued: true });
     assert.equal(broker.queuedCount?.(), 2);
     const live: AgentUpdate[] = [];
-    assert.deepEqual(ids(broker.subscribe('a', (u) => live.push(u)) as AgentUpdate[]), ['t1', 't2']);
+    assert.deepEqual(ids((broker.subscribe('a', (u) => live.push(u)) as Joined).queue), ['t1', 't2']);
     assert.equal(broker.queuedCount?.(), 0);
     assert.deepEqual(broker.publish('a', update(3)), { queued: false });
     assert.deepEqual(ids(live), ['t3']);
     broker.unsubscribe('a', []);
-    assert.deepEqual(
-      broker.subscribe('a', () => {}),
-      [],
-    );
+    assert.deepEqual((broker.subscribe('a', () => {}) as Joined).queue, []);
   });
 
   it('drops the oldest on overflow and reports how many', () => {
@@ -60,15 +63,15 @@ describe('memoryBroker', () => {
       drops.reduce((sum, [, count]) => sum + count, 0),
       997,
     );
-    assert.deepEqual(ids(broker.subscribe('a', () => {}) as AgentUpdate[]), ['t998', 't999', 't1000']);
+    assert.deepEqual(ids((broker.subscribe('a', () => {}) as Joined).queue), ['t998', 't999', 't1000']);
   });
 
   it('puts undelivered updates ahead of later ones', () => {
     const { broker } = setup(4);
     broker.subscribe('a', () => {});
-    broker.unsubscribe('a', [update(1), update(2)]);
+    broker.unsubscribe('a', [sequenced(1), sequenced(2)]);
     broker.publish('a', update(3));
-    assert.deepEqual(ids(broker.subscribe('a', () => {}) as AgentUpdate[]), ['t1', 't2', 't3']);
+    assert.deepEqual(ids((broker.subscribe('a', () => {}) as Joined).queue), ['t1', 't2', 't3']);
   });
 
   it('bounds the number of queued agents, evicting the oldest queue', () => {
@@ -77,10 +80,7 @@ describe('memoryBroker', () => {
     broker.publish('b', update(2));
     broker.publish('c', update(3));
     assert.deepEqual(drops, [['a', 1]]);
-    assert.deepEqual(
-      broker.subscribe('a', () => {}),
-      [],
-    );
+    assert.deepEqual((broker.subscribe('a', () => {}) as Joined).queue, []);
     assert.equal(broker.queuedCount?.(), 2);
   });
 
@@ -96,10 +96,7 @@ describe('memoryBroker', () => {
     const huge = { ...update(6), message: 'x'.repeat(bytes * 4) };
     broker.publish('a', huge);
     assert.equal(broker.queuedCount?.(), 0, 'the oversized update pushed out everything, then itself');
-    assert.deepEqual(
-      broker.subscribe('a', () => {}),
-      [],
-    );
+    assert.deepEqual((broker.subscribe('a', () => {}) as Joined).queue, []);
   });
 
   it('bounds all queues together, dropping whole queues that waited longest', () => {
@@ -111,8 +108,8 @@ describe('memoryBroker', () => {
     broker.publish('c', update(5));
     assert.deepEqual(drops, [['a', 2]]);
     assert.deepEqual(reasons, ['total_bytes']);
-    assert.deepEqual(ids(broker.subscribe('c', () => {}) as AgentUpdate[]), ['t4', 't5']);
-    assert.deepEqual(ids(broker.subscribe('b', () => {}) as AgentUpdate[]), ['t3']);
+    assert.deepEqual(ids((broker.subscribe('c', () => {}) as Joined).queue), ['t4', 't5']);
+    assert.deepEqual(ids((broker.subscribe('b', () => {}) as Joined).queue), ['t3']);
   });
 
   it('expires a queue nobody took within queueTtl of its newest update', async () => {
@@ -123,9 +120,70 @@ describe('memoryBroker', () => {
     assert.equal(broker.queuedCount?.(), 0);
     assert.deepEqual(drops, [['a', 2]]);
     assert.deepEqual(reasons, ['expired']);
+    assert.deepEqual((broker.subscribe('a', () => {}) as Joined).queue, []);
+  });
+
+  it('numbers each agent’s updates 1, 2, 3 in one epoch, and hands history after a seq', () => {
+    const { broker } = setup(10);
+    const published = [1, 2, 3, 4].map((n) => {
+      const draft = update(n);
+      broker.publish('a', draft);
+      return draft as AgentUpdate;
+    });
     assert.deepEqual(
-      broker.subscribe('a', () => {}),
-      [],
+      published.map((u) => u.seq),
+      [1, 2, 3, 4],
+    );
+    const { epoch } = published[0] as AgentUpdate;
+    assert.ok(published.every((u) => u.epoch === epoch));
+    broker.publish('b', update(9));
+    const joined = broker.subscribe('a', () => {}) as Joined;
+    assert.equal(joined.epoch, epoch);
+    assert.equal(joined.seq, 4);
+    assert.deepEqual(ids(broker.history('a', 2, epoch) as AgentUpdate[]), ['t3', 't4']);
+    assert.deepEqual(broker.history('a', 4, epoch), []);
+    assert.equal(broker.history('a', 1, 'another'), undefined);
+    assert.equal(broker.history('a', 5, epoch), undefined, 'a seq from the future');
+  });
+
+  it('says history is lost once it is trimmed, by count or bytes', () => {
+    const drops: unknown[] = [];
+    const broker = memoryBroker()({
+      maxQueueSize: 10,
+      maxQueueBytes: 1 << 20,
+      maxTotalQueueBytes: 1 << 20,
+      queueTtl: 0,
+      historySize: 3,
+      maxHistoryBytes: 1 << 20,
+      maxTotalHistoryBytes: 1 << 20,
+      sizeOf: (u) => JSON.stringify(u).length,
+      onDropped: (...args) => drops.push(args),
+    });
+    for (let n = 1; n <= 5; n++) broker.publish('a', update(n));
+    const { epoch } = broker.subscribe('a', () => {}) as Joined;
+    assert.equal(broker.history('a', 1, epoch), undefined);
+    assert.deepEqual(ids(broker.history('a', 2, epoch) as AgentUpdate[]), ['t3', 't4', 't5']);
+  });
+
+  it('keeps the state a snapshot shows: latest status, open tasks, recent ended ones', () => {
+    const { broker } = setup(10);
+    broker.publish('a', {
+      type: 'status_update',
+      agent_id: 'a',
+      status: 'busy',
+      timestamp: '2026-01-01T00:00:00.000Z',
+    });
+    broker.publish('a', { ...update(1), status: 'running' });
+    broker.publish('a', { ...update(2), status: 'running' });
+    broker.publish('a', { ...update(1), status: 'completed', progress: 100 } as UnsequencedUpdate);
+    const joined = broker.subscribe('a', () => {}) as Joined;
+    assert.equal(joined.status?.status, 'busy');
+    assert.deepEqual(
+      joined.tasks.map((task) => [task.task_id, task.status, task.seq]),
+      [
+        ['t2', 'running', 3],
+        ['t1', 'completed', 4],
+      ],
     );
   });
 });

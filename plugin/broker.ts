@@ -1,4 +1,5 @@
-import type { AgentUpdate } from './schemas.ts';
+import { type AgentState, applyUpdate, createAgentState, snapshotTasks } from './agent-state.ts';
+import type { AgentUpdate, StatusUpdate, TaskUpdate, UnsequencedUpdate } from './schemas.ts';
 import type { HubStats } from './stats.ts';
 
 /** A value, or a promise of it: in-memory brokers answer synchronously, networked ones do not. */
@@ -26,6 +27,16 @@ export interface BrokerContext {
    * Counted from the queue's newest update. 0 keeps queues until they are taken.
    */
   readonly queueTtl: number;
+  /** Most updates of each agent's history kept for resuming clients (`?since=`). */
+  readonly historySize: number;
+  /** Most bytes of each agent's history. */
+  readonly maxHistoryBytes: number;
+  /**
+   * Most bytes of history all agents together may hold (per process in memory; a networked
+   * broker may bound it by other means). Over it, the history of the agents published to least
+   * recently goes first; their `seq` and `epoch` stay, only older resumes fail.
+   */
+  readonly maxTotalHistoryBytes: number;
   /** The byte size the limits above count for an update: its JSON, UTF-8. */
   readonly sizeOf: (update: AgentUpdate) => number;
   /**
@@ -70,6 +81,29 @@ export interface LocalFigures {
 export type ClusterStats = NonNullable<HubStats['cluster']>;
 
 /**
+ * Where an agent's stream stands, and its state: what a subscription starts from.
+ */
+export interface StreamPosition {
+  /** The agent's current epoch (a new one is made for an agent never seen). */
+  readonly epoch: string;
+  /** The latest `seq` published (0 if none). */
+  readonly seq: number;
+  /** The agent's latest status update, or null. */
+  readonly status: StatusUpdate | null;
+  /** The snapshot's tasks (see `SnapshotSchema`), oldest update first. */
+  readonly tasks: readonly TaskUpdate[];
+}
+
+/**
+ * What `subscribe` hands the hub: the stream's position and state at the moment the
+ * subscription started (every later update reaches `onUpdate`), and the offline queue.
+ */
+export interface Joined extends StreamPosition {
+  /** The queued updates, oldest first; they are removed from the queue. */
+  readonly queue: AgentUpdate[];
+}
+
+/**
  * Outcome of one publish.
  */
 export interface PublishReceipt {
@@ -90,11 +124,24 @@ export interface Broker {
    * Starts delivering `agentId`'s updates to `onUpdate` and takes the agent's offline queue.
    *
    * @param agentId The agent.
-   * @param onUpdate Called with every update published for the agent from now on, in order.
+   * @param onUpdate Called with every update published for the agent after the returned
+   *   position, in `seq` order. (A networked broker may also call it with updates up to the
+   *   position; the hub ignores every `seq` it already has.)
    *
-   * @returns The queued updates, oldest first; they are removed from the queue.
+   * @returns The stream's position and state, and the queued updates.
    */
-  subscribe(agentId: string, onUpdate: (update: AgentUpdate) => void): MaybePromise<AgentUpdate[]>;
+  subscribe(agentId: string, onUpdate: (update: AgentUpdate) => void): MaybePromise<Joined>;
+  /**
+   * The agent's updates after `since` in `epoch`, for a resuming client.
+   *
+   * @param agentId The agent.
+   * @param since The last `seq` the client has.
+   * @param epoch The epoch that `seq` belongs to.
+   *
+   * @returns Every update with a larger `seq`, oldest first, up to the latest; `undefined` when
+   *   the epoch is not the agent's current one or some of those updates are no longer held.
+   */
+  history(agentId: string, since: number, epoch: string): MaybePromise<AgentUpdate[] | undefined>;
   /**
    * Stops delivering `agentId`'s updates to this instance.
    *
@@ -104,14 +151,15 @@ export interface Broker {
    */
   unsubscribe(agentId: string, undelivered: readonly AgentUpdate[]): MaybePromise<void>;
   /**
-   * Delivers an update to every instance subscribed to its agent, or queues it if none is.
+   * Numbers an update (sets its `seq` and `epoch`), keeps it in the agent's history and state,
+   * and delivers it to every instance subscribed to its agent, or queues it if none is.
    *
    * @param agentId The agent.
-   * @param update The complete message.
+   * @param update The complete message but `seq` and `epoch`, which the broker sets on it.
    *
    * @returns Whether it was queued (overflow is reported through `BrokerContext.onDropped`).
    */
-  publish(agentId: string, update: AgentUpdate): MaybePromise<PublishReceipt>;
+  publish(agentId: string, update: UnsequencedUpdate): MaybePromise<PublishReceipt>;
   /** Number of updates queued across all agents, when the broker can tell cheaply. */
   queuedCount?(): number;
   /**
@@ -138,6 +186,38 @@ export interface MemoryBrokerOptions {
    * publish to many agent ids nobody ever watches. Default 10000.
    */
   maxQueuedAgents?: number;
+  /**
+   * Most agents whose stream (epoch, seq, history, state) is kept; past it, the agent published
+   * to least recently is forgotten, and gets a new epoch if it comes back. Default 10000.
+   */
+  maxAgents?: number;
+}
+
+/**
+ * One agent's stream: its numbering, history and state.
+ *
+ * @internal
+ */
+interface Stream {
+  readonly epoch: string;
+  seq: number;
+  history: AgentUpdate[];
+  sizes: number[];
+  head: number;
+  bytes: number;
+  readonly state: AgentState;
+}
+
+/**
+ * A new epoch: 12 random characters, so epochs of different streams and restarts never meet.
+ *
+ * @internal
+ */
+export function newEpoch(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  let epoch = '';
+  for (const byte of crypto.getRandomValues(new Uint8Array(12))) epoch += alphabet[byte % 36];
+  return epoch;
 }
 
 /**
@@ -171,11 +251,87 @@ const QUEUED: PublishReceipt = Object.freeze({ queued: true });
  */
 export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
   const maxQueuedAgents = options.maxQueuedAgents ?? 10_000;
-  return ({ maxQueueSize, maxQueueBytes, maxTotalQueueBytes, queueTtl, sizeOf, onDropped }) => {
+  const maxAgents = options.maxAgents ?? 10_000;
+  return (context) => {
+    const { maxQueueSize, maxQueueBytes, maxTotalQueueBytes, queueTtl, sizeOf, onDropped } = context;
+    const { historySize, maxHistoryBytes, maxTotalHistoryBytes } = context;
     const subscribers = new Map<string, (update: AgentUpdate) => void>();
     const queues = new Map<string, Queue>();
     let queued = 0;
     let queuedBytes = 0;
+    // In the order agents were last published to: the front is evicted first.
+    const streams = new Map<string, Stream>();
+    let historyBytes = 0;
+
+    const newStream = (): Stream => ({
+      epoch: newEpoch(),
+      seq: 0,
+      history: [],
+      sizes: [],
+      head: 0,
+      bytes: 0,
+      state: createAgentState(),
+    });
+
+    const forgetHistory = (stream: Stream, keep: number) => {
+      while (stream.history.length - stream.head > keep) {
+        const bytes = stream.sizes[stream.head] as number;
+        stream.history[stream.head] = undefined as unknown as AgentUpdate;
+        stream.head++;
+        stream.bytes -= bytes;
+        historyBytes -= bytes;
+      }
+      if (stream.head > 64 && stream.head * 2 > stream.history.length) {
+        stream.history = stream.history.slice(stream.head);
+        stream.sizes = stream.sizes.slice(stream.head);
+        stream.head = 0;
+      }
+    };
+
+    /** Numbers the update, records it in history and state, within every bound. */
+    const record = (agentId: string, draft: UnsequencedUpdate): AgentUpdate => {
+      let stream = streams.get(agentId);
+      if (stream) streams.delete(agentId);
+      else {
+        stream = newStream();
+        if (streams.size >= maxAgents) {
+          const [oldest, evicted] = streams.entries().next().value as [string, Stream];
+          forgetHistory(evicted, 0);
+          streams.delete(oldest);
+        }
+      }
+      streams.set(agentId, stream);
+      const update = draft as AgentUpdate;
+      update.seq = ++stream.seq;
+      update.epoch = stream.epoch;
+      applyUpdate(stream.state, update);
+      if (historySize > 0) {
+        const bytes = sizeOf(update);
+        stream.history.push(update);
+        stream.sizes.push(bytes);
+        stream.bytes += bytes;
+        historyBytes += bytes;
+        while (stream.history.length - stream.head > historySize || stream.bytes > maxHistoryBytes) {
+          forgetHistory(stream, stream.history.length - stream.head - 1);
+        }
+        for (const other of streams.values()) {
+          if (historyBytes <= maxTotalHistoryBytes) break;
+          forgetHistory(other, 0);
+        }
+      }
+      return update;
+    };
+
+    const position = (agentId: string): StreamPosition => {
+      let stream = streams.get(agentId);
+      if (!stream) {
+        // An agent never published to starts its epoch now, so a client that resumes from it
+        // later finds the same epoch.
+        stream = newStream();
+        streams.set(agentId, stream);
+      }
+      return { epoch: stream.epoch, seq: stream.seq, status: stream.state.status, tasks: snapshotTasks(stream.state) };
+    };
 
     const size = (queue: Queue) => queue.items.length - queue.head;
 
@@ -266,13 +422,22 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
         subscribers.set(agentId, onUpdate);
         expire(Date.now());
         const queue = queues.get(agentId);
-        return queue ? remove(agentId, queue) : [];
+        return { ...position(agentId), queue: queue ? remove(agentId, queue) : [] };
+      },
+      history(agentId, since, epoch) {
+        const stream = streams.get(agentId);
+        if (!stream || stream.epoch !== epoch || since > stream.seq || since < 0) return undefined;
+        const held = stream.history.length - stream.head;
+        const first = stream.seq - held + 1;
+        if (since + 1 < first) return undefined;
+        return stream.history.slice(stream.head + (since + 1 - first));
       },
       unsubscribe(agentId, undelivered) {
         subscribers.delete(agentId);
         if (undelivered.length > 0) enqueue(agentId, undelivered, true);
       },
-      publish(agentId, update) {
+      publish(agentId, draft) {
+        const update = record(agentId, draft);
         const deliver = subscribers.get(agentId);
         if (deliver) {
           deliver(update);
@@ -288,8 +453,10 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
       close() {
         subscribers.clear();
         queues.clear();
+        streams.clear();
         queued = 0;
         queuedBytes = 0;
+        historyBytes = 0;
       },
     };
   };

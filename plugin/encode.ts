@@ -1,4 +1,4 @@
-import type { AgentUpdate, BatchUpdate } from './schemas.ts';
+import type { AgentUpdate, BatchUpdate, UnsequencedUpdate } from './schemas.ts';
 
 /**
  * Whether a value nests arrays and objects more than `limit` levels deep. Iterative, so a hostile
@@ -56,6 +56,11 @@ export function utf8Length(text: string): number {
  * @internal
  */
 export interface UpdateEncoder {
+  /**
+   * Serialises an update before the broker numbers it; throws when it cannot be serialised.
+   * Its wire JSON is then this plus `seq` and `epoch`, with no second serialisation.
+   */
+  body(update: UnsequencedUpdate): string;
   /** The update's JSON; throws when it cannot be serialised. */
   json(update: AgentUpdate): string;
   /** Bytes of the update's JSON in UTF-8 (what queue limits count). */
@@ -78,16 +83,30 @@ export interface UpdateEncoder {
  * @internal
  */
 export function createUpdateEncoder(): UpdateEncoder {
-  const cache = new WeakMap<AgentUpdate, string>();
+  const wire = new WeakMap<object, string>();
+  const bodies = new WeakMap<object, string>();
   const json = (update: AgentUpdate): string => {
-    let text = cache.get(update);
-    if (text === undefined) {
-      text = JSON.stringify(update);
-      cache.set(update, text);
-    }
+    let text = wire.get(update);
+    if (text !== undefined) return text;
+    const body = bodies.get(update);
+    // `epoch` is `[A-Za-z0-9_-]` (EpochSchema): nothing to escape.
+    text =
+      body !== undefined && update.seq !== undefined
+        ? `${body.slice(0, -1)},"seq":${update.seq},"epoch":"${update.epoch}"}`
+        : JSON.stringify(update);
+    bodies.delete(update);
+    wire.set(update, text);
     return text;
   };
   return {
+    body(update) {
+      let text = bodies.get(update);
+      if (text === undefined) {
+        text = JSON.stringify(update);
+        bodies.set(update, text);
+      }
+      return text;
+    },
     json,
     sizeOf: (update) => utf8Length(json(update)),
     batch(agentId, updates, source, onFailure) {

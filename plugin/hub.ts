@@ -1,7 +1,8 @@
 import type { Hono } from 'hono';
 import type { UpgradeWebSocket, WSContext, WSEvents, WSMessageReceive } from 'hono/ws';
 import * as v from 'valibot';
-import { type Broker, memoryBroker } from './broker.ts';
+import { type AgentState, applyUpdate, createAgentState } from './agent-state.ts';
+import { type Broker, type Joined, memoryBroker } from './broker.ts';
 import { CLOSE_REASONS, CloseCode } from './close-codes.ts';
 import { createUpdateEncoder, nestsDeeperThan } from './encode.ts';
 import { InvalidUpdateError } from './errors.ts';
@@ -14,10 +15,12 @@ import {
   type AgentUpdate,
   type ErrorCode,
   type IngestItem,
+  type Snapshot,
   StatusUpdateFieldsSchema,
   type StatusUpdateInput,
   TaskUpdateFieldsSchema,
   type TaskUpdateInput,
+  type UnsequencedUpdate,
 } from './schemas.ts';
 import { createErrorCounters, type ErrorKind, type HubStats } from './stats.ts';
 import { createLogThrottle } from './throttle.ts';
@@ -84,6 +87,16 @@ interface Connection extends InboundBudget {
   established: boolean;
   /** Frames that arrived before `connection_established` went out; answered right after it. */
   early: WSMessageReceive[] | undefined;
+  /** Where the client asked to resume from (`?since=&epoch=`). */
+  readonly resume: ResumePoint | undefined;
+}
+
+/**
+ * Where a client asks to resume: the last `seq` it has, in `epoch`.
+ */
+export interface ResumePoint {
+  readonly since: number;
+  readonly epoch: string;
 }
 
 /**
@@ -96,6 +109,19 @@ interface Channel {
   readonly connections: Set<Connection>;
   /** `joining` until the broker answered the subscription with the offline queue. */
   state: 'joining' | 'live' | 'gone';
+  /** The agent's stream: its epoch, the last `seq` accepted into `pending` and the last sent. */
+  epoch: string;
+  headSeq: number;
+  flushedSeq: number;
+  /** The agent's state as of `flushedSeq`: what a snapshot shows. */
+  agent: AgentState;
+  /** Connections whose resume history is being read: nothing is flushed meanwhile. */
+  pauses: number;
+  /**
+   * The offline queue this channel took and every update sent since, for connections that join
+   * within `QUEUE_HANDOVER_MS` after it: they get the same `queue` batch as the first.
+   */
+  handover: { readonly updates: AgentUpdate[]; readonly until: number } | undefined;
   /** Updates held for the end of the window (or, while joining, for the end of the join). */
   pending: AgentUpdate[];
   windowOpen: boolean;
@@ -109,6 +135,13 @@ interface Channel {
 
 /** Most frames held from a client before its `connection_established` is sent. */
 const MAX_EARLY_FRAMES = 16;
+
+/**
+ * Milliseconds after a channel took its offline queue during which joining connections get it
+ * too: watchers that open together (a dashboard with several panes, a reconnect storm) all see
+ * the same queue, not only the first.
+ */
+export const QUEUE_HANDOVER_MS = 1000;
 
 /** A promise that needs no allocation per publish. */
 const DONE: Promise<void> = Promise.resolve();
@@ -180,6 +213,9 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     maxQueueBytes: config.maxQueueBytes,
     maxTotalQueueBytes: config.maxTotalQueueBytes,
     queueTtl: config.queueTtl,
+    historySize: config.historySize,
+    maxHistoryBytes: config.maxHistoryBytes,
+    maxTotalHistoryBytes: config.maxTotalHistoryBytes,
     sizeOf: (update) => encoder.sizeOf(update),
     onDropped(agentId, count, reason = 'count') {
       counters.messages_dropped += count;
@@ -253,7 +289,10 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
       return;
     }
     const prepare = preparer(frame);
-    for (const connection of channel.connections) sendPrepared(connection, prepare(connection));
+    for (const connection of channel.connections) {
+      // Not admitted yet: it gets connection_established first, and what it missed with it.
+      if (connection.established) sendPrepared(connection, prepare(connection));
+    }
   };
 
   /** The native topic of an agent, unique per hub (several hubs may share one server). */
@@ -286,9 +325,16 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   /** Sends what the channel holds: alone if one update, else as one `batch_update`. */
   const flush = (channel: Channel) => {
-    if (!releaseClosing(channel)) return;
+    if (channel.pauses > 0 || !releaseClosing(channel)) return;
     const updates = channel.pending;
     channel.pending = [];
+    if (updates.length === 0) return;
+    for (const update of updates) applyUpdate(channel.agent, update);
+    channel.flushedSeq = (updates[updates.length - 1] as AgentUpdate).seq;
+    if (channel.handover) {
+      if (performance.now() < channel.handover.until) channel.handover.updates.push(...updates);
+      else channel.handover = undefined;
+    }
     let frame: string | undefined;
     if (updates.length === 1) {
       try {
@@ -308,7 +354,8 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   const windows = createWindowScheduler<Channel>(
     batchInterval,
     (channel, now) => {
-      if (channel.state !== 'live' || channel.pending.length === 0) return;
+      // Paused: the resume that paused it flushes when it ends.
+      if (channel.state !== 'live' || channel.pending.length === 0 || channel.pauses > 0) return;
       flush(channel);
       // Traffic is flowing: keep batching instead of sending the next update alone.
       if (channel.state === 'live') windows.open(channel, now);
@@ -322,8 +369,27 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
       brokerFailed('deliver', channel.agentId, new Error('update delivered after unsubscribe'));
       return;
     }
+    if (channel.state === 'live') {
+      if (update.epoch !== channel.epoch) {
+        // The broker lost the history (Redis data loss): a new stream starts; clients see the epoch change.
+        channel.epoch = update.epoch;
+        channel.headSeq = 0;
+        channel.flushedSeq = 0;
+        channel.agent = createAgentState();
+      }
+      // Already held: a networked broker may repeat what the subscription's position covered.
+      if (update.seq <= channel.headSeq) return;
+      channel.headSeq = update.seq;
+    }
     channel.pending.push(update);
-    if (channel.state === 'joining' || channel.windowOpen) return;
+    if (channel.state === 'joining' || channel.windowOpen || channel.pauses > 0) return;
+    flush(channel);
+    if (batchInterval > 0 && channel.state === 'live') windows.open(channel, performance.now());
+  };
+
+  /** Flushes what waited while the channel was paused, and goes on batching. */
+  const resumeFlushing = (channel: Channel) => {
+    if (channel.state !== 'live' || channel.pauses > 0 || channel.pending.length === 0 || channel.windowOpen) return;
     flush(channel);
     if (batchInterval > 0 && channel.state === 'live') windows.open(channel, performance.now());
   };
@@ -336,9 +402,31 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     log('error', 'broker_error', { agent_id: agentId, operation: what, error: String(error) });
   }
 
-  const establish = (connection: Connection) => {
-    connection.established = true;
+  const snapshotFrame = (channel: Channel): string => {
+    const { status, open, ended } = channel.agent;
+    const tasks = [...open.values(), ...ended.values()].sort((a, b) => a.seq - b.seq);
+    // The updates' JSON is reused: a snapshot costs no re-serialisation of what it shows.
+    const json = (update: AgentUpdate) => encoder.json(update);
+    return `{"type":"snapshot","agent_id":"${channel.agentId}","epoch":"${channel.epoch}","seq":${channel.flushedSeq},"status":${status ? json(status) : 'null'},"tasks":[${tasks.map(json).join(',')}],"timestamp":"${new Date().toISOString()}"}`;
+  };
+
+  /**
+   * Starts a connection: `connection_established`, the snapshot, then what it missed (the
+   * `resume` batch when recovered, else the `queue` handover), and from then on every update.
+   *
+   * @param missed The updates after the client's `since` (up to at least `flushedSeq`), or
+   *   `undefined` when it did not ask to resume or they are not all held.
+   */
+  const establish = (connection: Connection, missed: readonly AgentUpdate[] | undefined) => {
     const { channel, binding } = connection;
+    const since = connection.resume?.since ?? 0;
+    const resume = missed?.filter((update) => update.seq <= channel.flushedSeq);
+    const recovered =
+      resume !== undefined &&
+      (resume.length === 0
+        ? since === channel.flushedSeq
+        : (resume[0] as AgentUpdate).seq === since + 1 && (resume.at(-1) as AgentUpdate).seq === channel.flushedSeq);
+    connection.established = true;
     if (channel.topicBinding === undefined) channel.topicBinding = binding.topics ? binding : null;
     else if (channel.topicBinding !== binding) channel.topicBinding = null;
     if (binding.topics) binding.topics.subscribe(connection.socket, topicOf(channel.agentId));
@@ -346,47 +434,109 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
       connection,
       JSON.stringify({
         type: 'connection_established',
-        agent_id: connection.channel.agentId,
+        agent_id: channel.agentId,
         connection_id: connection.id,
         heartbeat_interval: heartbeatInterval,
         batch_interval: batchInterval,
+        epoch: channel.epoch,
+        seq: channel.flushedSeq,
+        recovered,
         timestamp: new Date().toISOString(),
       }),
     );
+    if (!connection.open) return;
+    if (config.snapshot) sendTo(connection, snapshotFrame(channel));
+    const backlog = recovered
+      ? resume
+      : channel.handover && performance.now() < channel.handover.until
+        ? channel.handover.updates
+        : [];
+    if (backlog && backlog.length > 0 && connection.open) {
+      const frame = encoder.batch(
+        channel.agentId,
+        backlog,
+        recovered ? 'resume' : 'queue',
+        updateFailed(channel.agentId),
+      );
+      if (frame !== undefined) {
+        counters.batches_sent++;
+        sendTo(connection, frame);
+      }
+    }
+    if (connection.resume)
+      log('info', 'connection_resumed', {
+        agent_id: channel.agentId,
+        connection_id: connection.id,
+        since,
+        recovered,
+        replayed: recovered ? resume.length : 0,
+      });
+    answerEarlyFrames(connection);
   };
 
-  /** Answers frames a client sent while its channel joined: after connection_established and the replay. */
+  /** Answers frames a client sent while it was being admitted: after connection_established and the replay. */
   const answerEarlyFrames = (connection: Connection) => {
     const early = connection.early;
     connection.early = undefined;
     if (early) for (const data of early) if (connection.open) receive(connection, data);
   };
 
-  const completeJoin = (channel: Channel, backlog: readonly AgentUpdate[]) => {
-    // connection_established goes out only now that the broker has subscribed, so a client that
-    // has it gets every later update live. (Immediate with the in-memory broker; with a networked
-    // one, updates published meanwhile reach the client in the queue replay.)
-    for (const connection of channel.connections) establish(connection);
+  /**
+   * Admits a connection to a live channel: reads what it missed when it asks to resume (the
+   * channel pauses meanwhile, so nothing is sent twice or skipped), then establishes it.
+   */
+  const admit = (connection: Connection) => {
+    const { channel } = connection;
+    const resume = connection.resume;
+    if (!resume || resume.epoch !== channel.epoch || resume.since > channel.flushedSeq)
+      return establish(connection, undefined);
+    if (resume.since === channel.flushedSeq) return establish(connection, []);
+    let history: ReturnType<Broker['history']>;
+    try {
+      history = broker.history(channel.agentId, resume.since, resume.epoch);
+    } catch (error) {
+      brokerFailed('history', channel.agentId, error);
+      return establish(connection, undefined);
+    }
+    if (!(history instanceof Promise)) return establish(connection, history);
+    channel.pauses++;
+    const done = contained('resume', channel.agentId, (missed: AgentUpdate[] | undefined) => {
+      channel.pauses--;
+      if (connection.open) establish(connection, missed);
+      resumeFlushing(channel);
+    });
+    history.then(done, (error) => {
+      brokerFailed('history', channel.agentId, error);
+      done(undefined);
+    });
+  };
+
+  const completeJoin = (channel: Channel, joined: Joined) => {
+    channel.epoch = joined.epoch;
+    channel.headSeq = joined.seq;
+    channel.flushedSeq = joined.seq;
+    channel.agent = createAgentState();
+    if (joined.status) applyUpdate(channel.agent, joined.status);
+    for (const task of joined.tasks) applyUpdate(channel.agent, task);
+    // Updates that arrived while joining: a networked broker may repeat some the position covers.
+    const live = channel.pending.filter((update) => update.epoch !== joined.epoch || update.seq > joined.seq);
+    channel.pending = [];
     // A client that closed while the broker answered takes nothing with it.
     for (const connection of channel.connections) {
       if (!connection.binding.isOpen(connection.socket)) removeConnection(connection);
     }
     if (channel.state === 'gone') {
       // Every connection left while the broker answered: hand everything back to the queue.
-      leave(channel.agentId, [...backlog, ...channel.pending]);
+      leave(channel.agentId, [...joined.queue, ...live]);
       return;
     }
     channel.state = 'live';
-    if (backlog.length > 0) {
-      const frame = encoder.batch(channel.agentId, backlog, 'queue', updateFailed(channel.agentId));
-      if (frame !== undefined) {
-        counters.batches_sent++;
-        broadcast(channel, frame);
-      }
+    if (joined.queue.length > 0) {
+      channel.handover = { updates: [...joined.queue], until: performance.now() + QUEUE_HANDOVER_MS };
     }
-    for (const connection of channel.connections) answerEarlyFrames(connection);
-    const live = channel.pending;
-    channel.pending = [];
+    // connection_established goes out only now that the broker has subscribed, so a client that
+    // has it gets every later update live.
+    for (const connection of channel.connections) admit(connection);
     for (const update of live) deliver(channel, update);
   };
 
@@ -402,18 +552,16 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     };
 
   const join = (channel: Channel) => {
-    let backlog: AgentUpdate[] | Promise<AgentUpdate[]>;
+    let joined: Joined | Promise<Joined>;
     const onUpdate = contained('deliver', channel.agentId, (update: AgentUpdate) => deliver(channel, update));
-    const complete = contained('join', channel.agentId, (updates: readonly AgentUpdate[]) =>
-      completeJoin(channel, updates),
-    );
+    const complete = contained('join', channel.agentId, (result: Joined) => completeJoin(channel, result));
     try {
-      backlog = broker.subscribe(channel.agentId, onUpdate);
+      joined = broker.subscribe(channel.agentId, onUpdate);
     } catch (error) {
-      backlog = Promise.reject(error);
+      joined = Promise.reject(error);
     }
-    if (Array.isArray(backlog)) return complete(backlog);
-    backlog.then(complete, (error) => {
+    if (!(joined instanceof Promise)) return complete(joined);
+    joined.then(complete, (error) => {
       brokerFailed('subscribe', channel.agentId, error);
       for (const connection of channel.connections) drop(connection, CloseCode.INTERNAL_ERROR, {});
     });
@@ -536,7 +684,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   // ---- connections -----------------------------------------------------------------------
 
-  const connect = (agentId: string, binding: SocketBinding): WSEvents => {
+  const connect = (agentId: string, binding: SocketBinding, resume: ResumePoint | undefined): WSEvents => {
     // Per-connection state lives in this closure, not on the context object.
     let connection: Connection | undefined;
     // Every event is contained: what a client sends, or a runtime reports, never escapes into
@@ -563,6 +711,12 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
             agentId,
             connections: new Set(),
             state: 'joining',
+            epoch: '',
+            headSeq: 0,
+            flushedSeq: 0,
+            agent: createAgentState(),
+            pauses: 0,
+            handover: undefined,
             pending: [],
             windowOpen: false,
             deadline: 0,
@@ -580,6 +734,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
           open: true,
           established: false,
           early: undefined,
+          resume,
           tokens: maxInboundBurst,
           refilledAt: performance.now(),
         };
@@ -587,9 +742,12 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
         channel.connections.add(connection);
         counters.total_connections++;
         log('info', 'connection_open', { agent_id: agentId, connection_id: id });
-        // A channel still joining establishes its connections when the broker answers.
-        if (channel.state === 'live') establish(connection);
-        else if (isNewChannel) join(channel);
+        // A channel still joining admits its connections when the broker answers. A live one
+        // first sends what its window holds, so the newcomer starts exactly where the others are.
+        if (channel.state === 'live') {
+          flush(channel);
+          admit(connection);
+        } else if (isNewChannel) join(channel);
       }),
       onMessage: guard('message', (event: MessageEvent<WSMessageReceive>, _socket: WSContext) => {
         if (!connection?.open) return;
@@ -632,7 +790,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   // ---- publishing ------------------------------------------------------------------------
 
-  const publish = (update: AgentUpdate): Promise<void> => {
+  const publish = (update: UnsequencedUpdate): Promise<void> => {
     if (closing) return Promise.reject(new Error('hono-agent-ws: the hub is closed'));
     counters.updates_published++;
     let receipt: ReturnType<Broker['publish']>;
@@ -676,14 +834,14 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
    *
    * @throws {InvalidUpdateError}
    */
-  const prepareUpdate = (agentId: string, { type, ...fields }: IngestItem): AgentUpdate => {
+  const prepareUpdate = (agentId: string, { type, ...fields }: IngestItem): UnsequencedUpdate => {
     const what = type === 'status_update' ? 'status update' : 'task update';
     const depth = v.safeParse(DepthSchema, fields);
     if (!depth.success) throw new InvalidUpdateError(what, depth.issues);
     // `type` first, so `type` and `agent_id` lead on the wire.
-    const update = { type, agent_id: agentId, ...fields, timestamp: new Date().toISOString() } as AgentUpdate;
+    const update = { type, agent_id: agentId, ...fields, timestamp: new Date().toISOString() } as UnsequencedUpdate;
     try {
-      encoder.json(update);
+      encoder.body(update);
     } catch (error) {
       const failed = v.safeParse(
         v.custom(() => false, `update is not JSON-serialisable: ${String(error)}`),

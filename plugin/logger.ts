@@ -4,6 +4,7 @@
 export type LogEvent =
   | 'connection_open'
   | 'connection_close'
+  | 'connection_resumed'
   | 'connection_dropped'
   | 'send_error'
   | 'bad_frame'

@@ -46,6 +46,10 @@ export const HubOptionsSchema = v.strictObject({
     ]),
     [],
   ),
+  historySize: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1_000_000)), 1000),
+  maxHistoryBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 512 * 1024),
+  maxTotalHistoryBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 64 * 1024 * 1024),
+  snapshot: v.optional(v.boolean(), true),
   logInterval: v.optional(v.pipe(Milliseconds, v.minValue(1)), 10_000),
   logger: v.optional(v.union([v.literal(false), v.custom<Logger>((input) => typeof input === 'function')])),
   ingest: v.optional(v.boolean(), false),
@@ -108,6 +112,14 @@ export interface AgentHubOptions {
    * Requests without `Origin` (non-browser clients) are always allowed. Default `[]`.
    */
   allowedOrigins?: readonly string[] | '*';
+  /** Updates of each agent kept for clients that resume (`?since=`); 0 keeps none. Default 1000. */
+  historySize?: number;
+  /** Bytes of each agent's history; the oldest go first. Default 512 KiB. */
+  maxHistoryBytes?: number;
+  /** Bytes of history of all agents together (in memory); the least recently published agents lose theirs first. Default 64 MiB. */
+  maxTotalHistoryBytes?: number;
+  /** Sends each new connection a `snapshot` of the agent's state after `connection_established`. Default true. */
+  snapshot?: boolean;
   /** Repeated warnings (bad frames, queue drops) are logged at most once per this interval, with a count. Default 10000. */
   logInterval?: number;
   /** Receives one structured entry per event worth logging; `false` silences. Default: JSON lines on the console. */

@@ -4,9 +4,17 @@ import { HTTPException } from 'hono/http-exception';
 import type { UpgradeWebSocket, WSContext, WSEvents } from 'hono/ws';
 import * as v from 'valibot';
 import { InvalidUpdateError } from './errors.ts';
+import type { ResumePoint } from './hub.ts';
 import type { LogEntry } from './logger.ts';
 import type { AuthorizeHook, HubAction, ResolvedHubOptions } from './options.ts';
-import { AgentIdSchema, type AgentUpdate, type HttpErrorCode, IngestBodySchema, type IngestItem } from './schemas.ts';
+import {
+  AgentIdSchema,
+  EpochSchema,
+  type HttpErrorCode,
+  IngestBodySchema,
+  type IngestItem,
+  type UnsequencedUpdate,
+} from './schemas.ts';
 import type { ErrorKind, HubStats } from './stats.ts';
 
 /**
@@ -72,7 +80,7 @@ export interface SocketBinding {
 export interface HubInternals {
   readonly config: ResolvedHubOptions;
   readonly isClosing: () => boolean;
-  readonly connect: (agentId: string, binding: SocketBinding) => WSEvents;
+  readonly connect: (agentId: string, binding: SocketBinding, resume: ResumePoint | undefined) => WSEvents;
   readonly countError: (kind: ErrorKind) => void;
   readonly internalError: (operation: string, error: unknown, agentId?: string) => void;
   readonly log: (
@@ -83,8 +91,8 @@ export interface HubInternals {
   /** Own figures, plus `cluster` when the broker spans several instances (hence async). */
   readonly stats: () => Promise<HubStats>;
   /** Builds an update from validated fields; throws `InvalidUpdateError` for what cannot be sent. */
-  readonly prepareUpdate: (agentId: string, item: IngestItem) => AgentUpdate;
-  readonly publish: (updates: readonly AgentUpdate[]) => Promise<unknown>;
+  readonly prepareUpdate: (agentId: string, item: IngestItem) => UnsequencedUpdate;
+  readonly publish: (updates: readonly UnsequencedUpdate[]) => Promise<unknown>;
   readonly authorize: AuthorizeHook | undefined;
 }
 
@@ -222,8 +230,22 @@ export function createRoutes(
 
   app.get('/ws/stats', async (c) => (await guard(c, 'stats', undefined)) ?? c.json(await hub.stats()));
 
-  // Built once: the agent id was validated by the handler below before the upgrade runs.
-  const upgrade = upgradeWebSocket((c) => hub.connect(c.req.param('agent_id') as string, binding));
+  /**
+   * The resume point of `?since=<seq>&epoch=<epoch>`: `undefined` without `since`, `null` when
+   * malformed (both are needed, `since` a whole number).
+   */
+  const parseResume = (c: Context): ResumePoint | undefined | null => {
+    const since = c.req.query('since');
+    if (since === undefined) return undefined;
+    const epoch = c.req.query('epoch') ?? '';
+    if (!/^\d{1,15}$/.test(since) || !v.is(EpochSchema, epoch)) return null;
+    return { since: Number(since), epoch };
+  };
+
+  // Built once: the agent id and resume point were validated by the handler below before the upgrade runs.
+  const upgrade = upgradeWebSocket((c) =>
+    hub.connect(c.req.param('agent_id') as string, binding, parseResume(c) ?? undefined),
+  );
 
   const watch = async (c: Context, next: () => Promise<void>) => {
     const agentId = parseAgentId(c);
@@ -241,6 +263,16 @@ export function createRoutes(
         403,
         'origin_forbidden',
         `origin ${origin.slice(0, 200)} is not allowed`,
+        agentId,
+      );
+    }
+    if (parseResume(c) === null) {
+      return refuse(
+        c,
+        'invalid_resume',
+        400,
+        'invalid_resume',
+        'since must be a whole number and epoch 1 to 64 characters of A-Z a-z 0-9 _ -, given together',
         agentId,
       );
     }
@@ -283,7 +315,7 @@ export function createRoutes(
       if (!parsed.success) return invalidUpdate(c, agentId, parsed.issues);
       const batch = Array.isArray(parsed.output);
       const items = Array.isArray(parsed.output) ? parsed.output : [parsed.output];
-      const updates: AgentUpdate[] = [];
+      const updates: UnsequencedUpdate[] = [];
       for (const [index, item] of items.entries()) {
         try {
           updates.push(hub.prepareUpdate(agentId, item));

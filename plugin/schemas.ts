@@ -10,6 +10,8 @@ import * as v from 'valibot';
 const EXAMPLE_AGENT = 'research-agent-7';
 /** Example timestamp used throughout the examples. */
 const EXAMPLE_TIME = '2026-11-27T13:37:00.000Z';
+/** Example epoch used throughout the examples. */
+const EXAMPLE_EPOCH = 'k3v9x2m1q7tz';
 
 /**
  * Agent id schema: 1 to 128 characters of `[A-Za-z0-9._:-]`.
@@ -63,6 +65,31 @@ export const TimestampSchema = v.pipe(
     'RFC 3339 timestamp of when the message was produced; the server writes UTC, as `Date#toISOString()` does.',
   ),
   v.examples([EXAMPLE_TIME]),
+);
+
+/**
+ * Sequence number schema: an agent's updates are numbered 1, 2, 3, … within its epoch.
+ */
+export const SeqSchema = v.pipe(
+  v.number(),
+  v.integer(),
+  v.minValue(0),
+  v.maxValue(Number.MAX_SAFE_INTEGER),
+  v.description(
+    "Position of the update in the agent's stream: 1 for its first update, then strictly increasing by 1 within the epoch. 0 in `connection_established` and `snapshot` means no update yet.",
+  ),
+);
+
+/**
+ * Epoch schema: names one continuous history of an agent's updates.
+ */
+export const EpochSchema = v.pipe(
+  v.string(),
+  v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'epoch must be 1 to 64 characters of A-Z a-z 0-9 _ -'),
+  v.description(
+    "Names one unbroken history of the agent's updates. It changes whenever history may have been lost (a restart of the in-memory broker, Redis data loss, an agent evicted from memory): `seq` values of different epochs are unrelated.",
+  ),
+  v.examples(['k3v9x2m1q7tz']),
 );
 
 /** Short free-text field limit, shared by the update fields. */
@@ -125,11 +152,22 @@ export const ConnectionEstablishedSchema = v.pipe(
     connection_id: v.pipe(v.string(), v.minLength(1)),
     heartbeat_interval: v.pipe(v.number(), v.integer(), v.minValue(0)),
     batch_interval: v.pipe(v.number(), v.integer(), v.minValue(0)),
+    epoch: EpochSchema,
+    seq: v.pipe(
+      SeqSchema,
+      v.description("The agent's latest `seq` this connection starts after: every later update reaches it."),
+    ),
+    recovered: v.pipe(
+      v.boolean(),
+      v.description(
+        '`true` when the client asked to resume (`?since=&epoch=`) and the server still held every update after `since` in that epoch: they follow, right after the snapshot, as one `batch_update` with `source: resume` (none when nothing was missed). `false` otherwise: the snapshot is the current truth.',
+      ),
+    ),
     timestamp: TimestampSchema,
   }),
   v.title('Connection established'),
   v.description(
-    'First frame on every connection. Carries the connection id and the intervals (milliseconds) the server runs with, so a client can size its own pong and reconnect timers.',
+    "First frame on every connection. Carries the connection id, the intervals (milliseconds) the server runs with, so a client can size its own pong and reconnect timers, and the agent's stream position (`epoch`, `seq`) a client resumes from after a drop.",
   ),
   v.examples([
     {
@@ -138,6 +176,9 @@ export const ConnectionEstablishedSchema = v.pipe(
       connection_id: '3f2a9c1e-17',
       heartbeat_interval: 30000,
       batch_interval: 100,
+      epoch: EXAMPLE_EPOCH,
+      seq: 41,
+      recovered: false,
       timestamp: EXAMPLE_TIME,
     },
   ]),
@@ -152,6 +193,8 @@ export const StatusUpdateSchema = v.pipe(
     agent_id: AgentIdSchema,
     ...StatusUpdateFieldsSchema.entries,
     timestamp: TimestampSchema,
+    seq: v.pipe(SeqSchema, v.minValue(1)),
+    epoch: EpochSchema,
   }),
   v.title('Status update'),
   v.description('A change in the status of the agent, optionally with what it is executing.'),
@@ -162,6 +205,8 @@ export const StatusUpdateSchema = v.pipe(
       status: 'running',
       execution_status: { state: 'executing', task_id: 'task-42', progress: 40, message: 'Reading sources' },
       timestamp: EXAMPLE_TIME,
+      seq: 41,
+      epoch: EXAMPLE_EPOCH,
     },
   ]),
 );
@@ -175,6 +220,8 @@ export const TaskUpdateSchema = v.pipe(
     agent_id: AgentIdSchema,
     ...TaskUpdateFieldsSchema.entries,
     timestamp: TimestampSchema,
+    seq: v.pipe(SeqSchema, v.minValue(1)),
+    epoch: EpochSchema,
   }),
   v.title('Task update'),
   v.description('Progress of one task of the agent; `result` (any JSON) or `error` when it ends.'),
@@ -188,6 +235,8 @@ export const TaskUpdateSchema = v.pipe(
       message: 'Summary written',
       result: { pages: 3 },
       timestamp: EXAMPLE_TIME,
+      seq: 42,
+      epoch: EXAMPLE_EPOCH,
     },
   ]),
 );
@@ -219,9 +268,9 @@ export const BatchUpdateSchema = v.pipe(
     type: v.literal('batch_update'),
     agent_id: AgentIdSchema,
     source: v.pipe(
-      v.picklist(['window', 'queue']),
+      v.picklist(['window', 'queue', 'resume']),
       v.description(
-        '`window`: updates that arrived during one batching window. `queue`: the offline queue, replayed once to the first connection(s) after the agent had none.',
+        '`window`: updates that arrived during one batching window. `queue`: the offline queue (updates published while the agent had no connection), replayed right after `connection_established` and the snapshot to the connections that join within the handover after the agent had none. `resume`: the updates a resuming client missed (`?since=`), right after `connection_established` (`recovered: true`) and the snapshot.',
       ),
     ),
     updates: v.pipe(v.array(BatchEntrySchema), v.minLength(1)),
@@ -246,11 +295,78 @@ export const BatchUpdateSchema = v.pipe(
             status: 'running',
             progress: 60,
             timestamp: EXAMPLE_TIME,
+            seq: 43,
+            epoch: EXAMPLE_EPOCH,
           },
         },
         {
           type: 'status_update',
-          content: { type: 'status_update', agent_id: EXAMPLE_AGENT, status: 'idle', timestamp: EXAMPLE_TIME },
+          content: {
+            type: 'status_update',
+            agent_id: EXAMPLE_AGENT,
+            status: 'idle',
+            timestamp: EXAMPLE_TIME,
+            seq: 44,
+            epoch: EXAMPLE_EPOCH,
+          },
+        },
+      ],
+      timestamp: EXAMPLE_TIME,
+    },
+  ]),
+);
+
+/**
+ * Snapshot message schema (server → client, right after `connection_established`).
+ */
+export const SnapshotSchema = v.pipe(
+  v.object({
+    type: v.literal('snapshot'),
+    agent_id: AgentIdSchema,
+    epoch: EpochSchema,
+    seq: v.pipe(SeqSchema, v.description('The latest update the snapshot includes; every later update follows it.')),
+    status: v.pipe(
+      v.nullable(StatusUpdateSchema),
+      v.description(
+        "The agent's latest `status_update`, or null if it never had one (in the history the server holds).",
+      ),
+    ),
+    tasks: v.pipe(
+      v.array(TaskUpdateSchema),
+      v.description(
+        'The latest `task_update` of every task not yet in a final state, and of the most recent tasks that ended (`completed`, `succeeded`, `done`, `failed`, `error`, `cancelled`, `canceled`, `timed_out`), oldest first; bounded.',
+      ),
+    ),
+    timestamp: TimestampSchema,
+  }),
+  v.title('Snapshot'),
+  v.description(
+    "The agent's current state, sent right after `connection_established` on every connection (the server may turn it off), before any `queue` or `resume` batch, so a dashboard draws the truth at once. It is not an update: clients that only handle updates ignore it and never see old updates again as if they were new.",
+  ),
+  v.examples([
+    {
+      type: 'snapshot',
+      agent_id: EXAMPLE_AGENT,
+      epoch: EXAMPLE_EPOCH,
+      seq: 42,
+      status: {
+        type: 'status_update',
+        agent_id: EXAMPLE_AGENT,
+        status: 'running',
+        timestamp: EXAMPLE_TIME,
+        seq: 40,
+        epoch: EXAMPLE_EPOCH,
+      },
+      tasks: [
+        {
+          type: 'task_update',
+          agent_id: EXAMPLE_AGENT,
+          task_id: 'task-42',
+          status: 'running',
+          progress: 60,
+          timestamp: EXAMPLE_TIME,
+          seq: 42,
+          epoch: EXAMPLE_EPOCH,
         },
       ],
       timestamp: EXAMPLE_TIME,
@@ -312,6 +428,7 @@ export const ErrorSchema = v.pipe(
  */
 export const ServerMessageSchema = v.variant('type', [
   ConnectionEstablishedSchema,
+  SnapshotSchema,
   StatusUpdateSchema,
   TaskUpdateSchema,
   BatchUpdateSchema,
@@ -373,6 +490,7 @@ export const IngestAcceptedSchema = v.pipe(
  */
 export const HTTP_ERROR_CODES = [
   'invalid_agent_id',
+  'invalid_resume',
   'upgrade_required',
   'unauthorized',
   'forbidden',
@@ -392,7 +510,7 @@ export const HttpErrorSchema = v.pipe(
     error: v.pipe(
       v.picklist(HTTP_ERROR_CODES),
       v.description(
-        'Machine-readable code. `invalid_agent_id` (400), `upgrade_required` (426), `unauthorized` (401) and `forbidden` (403, or another status an `authorize` hook chose), `origin_forbidden` (403: a browser origin not allowed), `unavailable` (503), `payload_too_large` (413), `unsupported_media_type` (415: not JSON, or not UTF-8), `invalid_json` (400), `invalid_update` (400, with `issues`; also for a `result` nesting deeper than `maxUpdateDepth`). Every refusal repeats it in the `X-Agent-WS-Error` header.',
+        'Machine-readable code. `invalid_agent_id` (400), `invalid_resume` (400: `since`/`epoch` malformed), `upgrade_required` (426), `unauthorized` (401) and `forbidden` (403, or another status an `authorize` hook chose), `origin_forbidden` (403: a browser origin not allowed), `unavailable` (503), `payload_too_large` (413), `unsupported_media_type` (415: not JSON, or not UTF-8), `invalid_json` (400), `invalid_update` (400, with `issues`; also for a `result` nesting deeper than `maxUpdateDepth`). Every refusal repeats it in the `X-Agent-WS-Error` header.',
       ),
     ),
     message: v.pipe(v.string(), v.description('Human-readable explanation.')),
@@ -427,6 +545,14 @@ export type StatusUpdate = v.InferOutput<typeof StatusUpdateSchema>;
 export type TaskUpdate = v.InferOutput<typeof TaskUpdateSchema>;
 /** Either update an agent produces. */
 export type AgentUpdate = v.InferOutput<typeof AgentUpdateSchema>;
+/** An update before the broker numbered it: what `Broker.publish` receives. */
+export type UnsequencedUpdate = AgentUpdate extends infer U
+  ? U extends AgentUpdate
+    ? Omit<U, 'seq' | 'epoch'>
+    : never
+  : never;
+/** Snapshot message. */
+export type Snapshot = v.InferOutput<typeof SnapshotSchema>;
 /** Batch update message. */
 export type BatchUpdate = v.InferOutput<typeof BatchUpdateSchema>;
 /** Ping message. */

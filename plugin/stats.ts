@@ -26,6 +26,7 @@ export const ERROR_KINDS = [
   // Refused requests: 400 bad agent id, 426 not a WebSocket request, 401/403 from `authorize`,
   // 403 for a browser origin not allowed, 503 while the hub is closing.
   'invalid_agent_id',
+  'invalid_resume',
   'upgrade_required',
   'unauthorized',
   'forbidden',
