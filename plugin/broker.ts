@@ -112,6 +112,14 @@ export interface PublishReceipt {
 }
 
 /**
+ * Outcome of one unsubscribe.
+ */
+export interface UnsubscribeReceipt {
+  /** Undelivered updates put back in the queue (none when another instance holds the agent). */
+  readonly queued: number;
+}
+
+/**
  * Moves updates between publishers and the instances that hold the agents' connections, and
  * keeps each agent's offline queue while no instance holds one.
  *
@@ -148,8 +156,10 @@ export interface Broker {
    * @param agentId The agent.
    * @param undelivered Updates this instance accepted but could not send before its last
    *   connection closed; they go to the front of the queue if no instance has a connection.
+   *
+   * @returns How many of them were queued (the hub counts them in `messages_queued`).
    */
-  unsubscribe(agentId: string, undelivered: readonly AgentUpdate[]): MaybePromise<void>;
+  unsubscribe(agentId: string, undelivered: readonly AgentUpdate[]): MaybePromise<UnsubscribeReceipt | void>;
   /**
    * Numbers an update (sets its `seq` and `epoch`), keeps it in the agent's history and state,
    * and delivers it to every instance subscribed to its agent, or queues it if none is.
@@ -233,6 +243,9 @@ interface Queue {
   /** `Date.now()` of the newest update: `queueTtl` counts from here. */
   touchedAt: number;
 }
+
+/** Receipts of unsubscribing without handing anything back. */
+const NOTHING_QUEUED: UnsubscribeReceipt = Object.freeze({ queued: 0 });
 
 /** Shared receipts: publishing allocates nothing on the hot path. */
 const NOT_QUEUED: PublishReceipt = Object.freeze({ queued: false });
@@ -434,7 +447,9 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
       },
       unsubscribe(agentId, undelivered) {
         subscribers.delete(agentId);
-        if (undelivered.length > 0) enqueue(agentId, undelivered, true);
+        if (undelivered.length === 0) return NOTHING_QUEUED;
+        enqueue(agentId, undelivered, true);
+        return { queued: undelivered.length };
       },
       publish(agentId, draft) {
         const update = record(agentId, draft);

@@ -2,7 +2,7 @@ import type { Hono } from 'hono';
 import type { UpgradeWebSocket, WSContext, WSEvents, WSMessageReceive } from 'hono/ws';
 import * as v from 'valibot';
 import { type AgentState, applyUpdate, createAgentState } from './agent-state.ts';
-import { type Broker, type Joined, memoryBroker } from './broker.ts';
+import { type Broker, type Joined, memoryBroker, type UnsubscribeReceipt } from './broker.ts';
 import { CLOSE_REASONS, CloseCode } from './close-codes.ts';
 import { createUpdateEncoder, nestsDeeperThan } from './encode.ts';
 import { InvalidUpdateError } from './errors.ts';
@@ -15,7 +15,6 @@ import {
   type AgentUpdate,
   type ErrorCode,
   type IngestItem,
-  type Snapshot,
   StatusUpdateFieldsSchema,
   type StatusUpdateInput,
   TaskUpdateFieldsSchema,
@@ -569,10 +568,14 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   const pendingLeaves = new Set<Promise<void>>();
   const leave = (agentId: string, undelivered: readonly AgentUpdate[]) => {
+    const countQueued = (receipt: UnsubscribeReceipt | void) => {
+      if (receipt) counters.messages_queued += receipt.queued;
+    };
     try {
       const result = broker.unsubscribe(agentId, undelivered);
-      if (result instanceof Promise) {
-        const settled = result.catch((error) => brokerFailed('unsubscribe', agentId, error));
+      if (!(result instanceof Promise)) countQueued(result);
+      else {
+        const settled = result.then(countQueued, (error) => brokerFailed('unsubscribe', agentId, error));
         pendingLeaves.add(settled);
         settled.finally(() => pendingLeaves.delete(settled));
       }
@@ -772,16 +775,15 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
         const code = event.code;
         const wasOpen = removeConnection(connection);
         if (!wasOpen) return;
-        // 1006 (Node, Bun) and 0 (Deno) mean the peer vanished without a close frame; 1009, 1007
-        // and 1002 that the runtime's WebSocket stack refused what the client sent.
+        // 1006 (Node, Bun) and 0 (Deno) mean the peer vanished without a close frame. Other codes
+        // are the client's own choice, not an error of ours.
         if (code === 1006 || code === 0) countError('abrupt_close');
-        else if (code === 1009 || code === 1007 || code === 1002) countError(classifySocketFailure({ code }).kind);
         log('info', 'connection_close', { agent_id: agentId, connection_id: connection.id, code });
       }),
       onError: guard('error', (event: Event, _socket: WSContext) => {
         if (!connection?.open) return;
         const error = (event as ErrorEvent).error ?? (event as ErrorEvent).message;
-        const failure = classifySocketFailure({ error });
+        const failure = classifySocketFailure(error);
         countError(failure.kind);
         drop(connection, failure.code, { error: String(error) });
       }),
@@ -869,7 +871,23 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     }
   };
 
+  /**
+   * Releases every connection whose socket is closing. A runtime reports a close only once TCP
+   * is gone (`ws` waits up to 30 s for a peer that keeps it open), and sends find such sockets
+   * only for agents that get updates; the stats look at all of them, at most once a second.
+   */
+  let releasedAt = Number.NEGATIVE_INFINITY;
+  const releaseAllClosing = () => {
+    const now = performance.now();
+    if (now - releasedAt < 1000) return;
+    releasedAt = now;
+    for (const connection of connections) {
+      if (connection.established && !connection.binding.isOpen(connection.socket)) releaseClosing(connection.channel);
+    }
+  };
+
   const stats = (): HubStats => {
+    releaseAllClosing();
     let errorTotal = 0;
     for (const kind in errors) errorTotal += errors[kind as ErrorKind];
     return {

@@ -113,26 +113,33 @@ export function spendFrame(budget: InboundBudget, rate: number, burst: number, n
   return true;
 }
 
+/** What each close code a WebSocket stack sends for a bad frame counts as. */
+const FAILURE_KINDS: Partial<Record<number, { kind: ErrorKind; code: CloseCode }>> = {
+  1002: { kind: 'protocol_error', code: CloseCode.PROTOCOL_ERROR },
+  1007: { kind: 'invalid_utf8', code: CloseCode.INVALID_UTF8 },
+  1008: { kind: 'rate_limited', code: CloseCode.RATE_LIMITED },
+  1009: { kind: 'message_too_big', code: CloseCode.MESSAGE_TOO_BIG },
+};
+
 /**
- * What a runtime's WebSocket stack reported, mapped to the error it counts as and the close code
- * it already sent: `ws` (Node, under both `@hono/node-server` and `@hono/node-ws`) raises errors
- * with a `WS_ERR_*` code; Bun and Deno close with the standard code.
+ * The close code `ws` (Node, under both `@hono/node-server` and `@hono/node-ws`) attaches to
+ * the error it raises for a bad frame, as a symbol-keyed `status-code` property.
+ */
+function wsStatusCode(error: unknown): number | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  for (const key of Object.getOwnPropertySymbols(error)) {
+    if (key.description === 'status-code') return (error as Record<symbol, unknown>)[key] as number;
+  }
+  return undefined;
+}
+
+/**
+ * What a runtime's WebSocket stack reported in an error event, mapped to the error it counts as
+ * and the close code it already sent. Only `ws` says why; Bun and Deno answer bad frames
+ * themselves and report them as a dropped connection.
  *
  * @internal
  */
-export function classifySocketFailure(failure: { error?: unknown; code?: number }): {
-  kind: ErrorKind;
-  code: CloseCode;
-} {
-  const wsCode = (failure.error as { code?: unknown } | undefined)?.code;
-  if (wsCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || failure.code === 1009) {
-    return { kind: 'message_too_big', code: CloseCode.MESSAGE_TOO_BIG };
-  }
-  if (wsCode === 'WS_ERR_INVALID_UTF8' || failure.code === 1007) {
-    return { kind: 'invalid_utf8', code: CloseCode.INVALID_UTF8 };
-  }
-  if ((typeof wsCode === 'string' && wsCode.startsWith('WS_ERR_')) || failure.code === 1002) {
-    return { kind: 'protocol_error', code: CloseCode.PROTOCOL_ERROR };
-  }
-  return { kind: 'socket_error', code: CloseCode.INTERNAL_ERROR };
+export function classifySocketFailure(error: unknown): { kind: ErrorKind; code: CloseCode } {
+  return FAILURE_KINDS[wsStatusCode(error) ?? 0] ?? { kind: 'socket_error', code: CloseCode.INTERNAL_ERROR };
 }
