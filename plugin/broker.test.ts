@@ -40,7 +40,8 @@ describe('memoryBroker', () => {
     });
     return { broker, drops, reasons };
   };
-  const bytes = JSON.stringify(update(1)).length;
+  /** Bytes of one numbered update (seq < 10). */
+  const bytes = JSON.stringify({ ...update(1), seq: 1, epoch: 'abcdefghijkl' }).length;
 
   it('delivers to the subscriber, queues without one, and hands the queue over once', () => {
     const { broker } = setup(10);

@@ -12,7 +12,7 @@ import {
 } from './index.ts';
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0 };
+const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0, snapshot: false };
 const connected = async (runtime: ReturnType<typeof fakeRuntime>, agentId: string) => {
   const socket = await runtime.connect(agentId);
   assert.ok(!(socket instanceof Response), 'connection accepted');

@@ -69,9 +69,9 @@ export function fakeRuntime(hub: AgentHub, routesOptions?: RoutesOptions) {
   }) as unknown as UpgradeWebSocket;
   const app = new Hono().route('/agents', hub.routes(upgradeWebSocket, routesOptions));
   /** Opens a connection for `agentId`; returns its socket (or the HTTP response when refused). */
-  const connect = async (agentId: string, headers: Record<string, string> = {}) => {
+  const connect = async (agentId: string, headers: Record<string, string> = {}, query = '') => {
     const id = String(++requests);
-    const response = await app.request(`/agents/${agentId}/ws`, {
+    const response = await app.request(`/agents/${agentId}/ws${query}`, {
       headers: { upgrade: 'websocket', 'x-fake-request': id, ...headers },
     });
     const socket = opened.get(id);
