@@ -23,6 +23,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { NODE_VERSIONS, nodeBinary } from '../scripts/node-versions.ts';
 import { runtimeBinary, runtimeEnv } from '../scripts/runtimes.ts';
 import { TestClient } from './helpers/client.ts';
@@ -186,6 +187,10 @@ describe('the npm package', { concurrency: false, timeout: 600_000 }, () => {
     );
     for (const file of files.filter((name) => name.startsWith('dist/')))
       assert.match(file, /^dist\/[\w/-]+\.(js|js\.map|d\.ts)$/, file);
+    for (const file of files.filter((name) => name.endsWith('.js'))) {
+      assert.ok(files.includes(`${file}.map`), `${file} has a source map`);
+      assert.ok(files.includes(file.replace(/\.js$/, '.d.ts')), `${file} has declarations`);
+    }
     assert.equal(files.filter((file) => file.includes('.test.')).length, 0, 'no tests');
     for (const target of Object.values(PACKAGE.exports).flatMap((entry) =>
       typeof entry === 'string' ? [entry] : [entry.types, entry.import],
@@ -231,6 +236,22 @@ describe('the npm package', { concurrency: false, timeout: 600_000 }, () => {
         );
       });
     }
+
+    it('resolves the specs and package.json through exports, with source maps carrying the sources', () => {
+      const script = `for (const entry of ['asyncapi.yaml', 'openapi.yaml', 'package.json'])
+        console.log(import.meta.resolve('hono-agent-ws/' + entry));
+        console.log(import.meta.resolve('hono-agent-ws'));`;
+      const [asyncapi, openapi, manifest, core] = run(process.execPath, ['--input-type=module', '-e', script], nodeApp)
+        .trim()
+        .split('\n')
+        .map((url) => fileURLToPath(url));
+      assert.match(readFileSync(asyncapi!, 'utf8'), /^asyncapi: 3\.0\.0$/m);
+      assert.match(readFileSync(openapi!, 'utf8'), /^openapi: 3\.1\.\d+$/m);
+      assert.equal(JSON.parse(readFileSync(manifest!, 'utf8')).name, PACKAGE.name);
+      const map = JSON.parse(readFileSync(`${core}.map`, 'utf8')) as { sources: string[]; sourcesContent?: string[] };
+      assert.equal(map.sourcesContent?.length, map.sources.length);
+      assert.match(map.sourcesContent?.[0] ?? '', /export \* from '\.\/schemas\.ts'/);
+    });
 
     it('type-checks the Node example and every Node entry: strict NodeNext, no skipLibCheck', (t) => {
       const tsc = join(nodeApp, 'node_modules', 'typescript', 'bin', 'tsc');
