@@ -14,14 +14,78 @@ function isOrigin(input: string): boolean {
 }
 
 /** A whole number of milliseconds, 0 or more, at most about 24 days (the timer limit). */
-const Milliseconds = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(2 ** 31 - 1));
+const Milliseconds: v.SchemaWithPipe<
+  readonly [
+    v.NumberSchema<undefined>,
+    v.IntegerAction<number, undefined>,
+    v.MinValueAction<number, 0, undefined>,
+    v.MaxValueAction<number, number, undefined>,
+  ]
+> = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(2 ** 31 - 1));
 
 /**
  * Hub options schema: `createAgentHub` validates its options with it.
  *
  * @internal
  */
-export const HubOptionsSchema = v.strictObject({
+export const HubOptionsSchema: v.StrictObjectSchema<
+  {
+    readonly heartbeatInterval: v.OptionalSchema<typeof Milliseconds, 30_000>;
+    readonly maxQueueSize: v.OptionalSchema<
+      v.SchemaWithPipe<
+        readonly [
+          v.NumberSchema<undefined>,
+          v.IntegerAction<number, undefined>,
+          v.MinValueAction<number, 0, undefined>,
+          v.MaxValueAction<number, 1_000_000, undefined>,
+        ]
+      >,
+      100
+    >;
+    readonly batchInterval: v.OptionalSchema<typeof Milliseconds, 100>;
+    readonly maxMessageSize: v.OptionalSchema<
+      v.SchemaWithPipe<
+        readonly [
+          v.NumberSchema<undefined>,
+          v.IntegerAction<number, undefined>,
+          v.MinValueAction<number, 64, undefined>,
+          v.MaxValueAction<number, number, undefined>,
+        ]
+      >,
+      65_536
+    >;
+    readonly maxBufferedAmount: v.OptionalSchema<
+      v.SchemaWithPipe<
+        readonly [v.NumberSchema<undefined>, v.IntegerAction<number, undefined>, v.MinValueAction<number, 0, undefined>]
+      >,
+      number
+    >;
+    readonly maxIngestBytes: v.OptionalSchema<
+      v.SchemaWithPipe<
+        readonly [
+          v.NumberSchema<undefined>,
+          v.IntegerAction<number, undefined>,
+          v.MinValueAction<number, 64, undefined>,
+        ]
+      >,
+      number
+    >;
+    readonly logger: v.OptionalSchema<
+      v.UnionSchema<[v.LiteralSchema<false, undefined>, v.CustomSchema<Logger, undefined>], undefined>,
+      undefined
+    >;
+    readonly ingest: v.OptionalSchema<v.BooleanSchema<undefined>, false>;
+    readonly authorize: v.OptionalSchema<
+      v.CustomSchema<AuthorizeHook, v.ErrorMessage<v.CustomIssue> | undefined>,
+      undefined
+    >;
+    readonly broker: v.OptionalSchema<
+      v.CustomSchema<BrokerFactory, v.ErrorMessage<v.CustomIssue> | undefined>,
+      undefined
+    >;
+  },
+  undefined
+> = v.strictObject({
   heartbeatInterval: v.optional(Milliseconds, 30_000),
   maxQueueSize: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1_000_000)), 100),
   batchInterval: v.optional(Milliseconds, 100),
