@@ -638,7 +638,9 @@ export const HTTP_ERROR_CODES = [
 export const HttpErrorSchema: DocumentedWithExamples<
   v.ObjectSchema<
     {
-      readonly error: v.SchemaWithPipe<readonly [v.StringSchema<undefined>, v.DescriptionAction<string, string>]>;
+      readonly error: v.SchemaWithPipe<
+        readonly [v.PicklistSchema<typeof HTTP_ERROR_CODES, undefined>, v.DescriptionAction<HttpErrorCode, string>]
+      >;
       readonly message: v.SchemaWithPipe<readonly [v.StringSchema<undefined>, v.DescriptionAction<string, string>]>;
       readonly issues: v.OptionalSchema<
         v.SchemaWithPipe<
