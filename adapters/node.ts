@@ -3,7 +3,9 @@
  *
  * @module
  */
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { upgradeWebSocket as nodeUpgradeWebSocket, type ServerType, serve } from '@hono/node-server';
 import type { Context, Hono } from 'hono';
 import type { WSContext } from 'hono/ws';
@@ -49,7 +51,37 @@ export interface ServeNodeOptions {
   port?: number;
   /** Interface to bind. Default 127.0.0.1. */
   hostname?: string;
+  /**
+   * Ms a client has to send a request's headers (Node's default: 60 s). Default 10000: Node caps
+   * headers at 16 KB, so 10 s is ample on a slow link, and it caps how long a client that dribbles
+   * headers (slowloris), or connects and sends nothing, holds a socket. It gets 408.
+   */
+  headersTimeout?: number;
+  /**
+   * Ms a client has to send a whole request, body included (Node's default: 5 min). Default
+   * 30000: the largest body is an ingest of `maxIngestBytes` (1 MiB), i.e. 35 KB/s at worst.
+   * WebSocket connections are not affected once upgraded.
+   */
+  requestTimeout?: number;
+  /** Ms an idle keep-alive connection stays open between requests. Default 5000 (Node's). */
+  keepAliveTimeout?: number;
+  /**
+   * How often Node checks the two timeouts above, so a slow client is cut within the timeout
+   * plus this. Default 1000 (Node's default of 30 s would make the bounds 40 s and 60 s).
+   */
+  connectionsCheckingInterval?: number;
 }
+
+/**
+ * `serveNode`'s timeouts, for the `serverOptions` of `serve()` if you call it yourself (see
+ * `ServeNodeOptions` for why each).
+ */
+export const serverTimeouts = {
+  headersTimeout: 10_000,
+  requestTimeout: 30_000,
+  keepAliveTimeout: 5_000,
+  connectionsCheckingInterval: 1_000,
+} as const;
 
 /**
  * A running Node server.
@@ -77,7 +109,89 @@ export function nodeWebSocket(hub: AgentHub): { server: WebSocketServer } {
 }
 
 /**
- * Serves an app with the hub on Node and resolves once it listens.
+ * Makes sure every request Node hands to the server's `upgrade` listeners gets an answer.
+ *
+ * WHY: once any `upgrade` listener exists, Node gives it every request with `Connection: Upgrade`
+ * and an `Upgrade` header, detached from the HTTP parser, whatever the protocol asked for.
+ * `@hono/node-server` handles only `Upgrade: websocket` and returns without touching the socket
+ * otherwise (`h2c`, `foo`), so nobody answers, reads or closes it: the file descriptor stays
+ * taken after the client is gone, and a few hundred such requests exhaust the process's limit.
+ *
+ * This takes over the listeners installed so far (call it right after `serve()` returns, as
+ * `serveNode` does) and dispatches: `websocket` upgrades (compared as `@hono/node-server` does,
+ * case-insensitively) go to them as before; any other request is put back into Node's HTTP parser without its `Upgrade` and `Connection`
+ * headers, plus `Connection: close`, so the app answers it as the plain HTTP request it now is
+ * (the hub's WebSocket route answers 426, the stats route 200) and Node closes the connection
+ * after the response, with the usual `headersTimeout`/`requestTimeout` and body handling. A
+ * listener that throws or rejects mid-way has its socket destroyed rather than left open (and
+ * the process is not ended by an unhandled rejection). Calling it twice does nothing more.
+ * Listeners of the server's `connection` event see such a socket a second time.
+ *
+ * @param server The server `serve()` returned. Tested on plain HTTP; on HTTPS the request is
+ *   re-injected through `secureConnection` (checked by hand, not in the test suite).
+ *
+ * @returns The same server.
+ */
+export function guardUpgrades<T extends ServerType>(server: T): T {
+  const target = server as unknown as GuardedServer;
+  if (target[guarded]) return server;
+  target[guarded] = true;
+  const upstream = target.listeners('upgrade') as UpgradeListener[];
+  target.removeAllListeners('upgrade');
+  // One listener: `@hono/node-server` answers a refused upgrade only while it is the sole one.
+  target.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (socket.destroyed) return;
+    if (upstream.length === 0 || req.headers.upgrade?.toLowerCase() !== 'websocket') {
+      serveAsPlainHttp(target, req, socket, head);
+      return;
+    }
+    for (const listener of upstream) {
+      try {
+        Promise.resolve(listener.call(target, req, socket, head)).catch(() => socket.destroy());
+      } catch {
+        socket.destroy();
+      }
+    }
+  });
+  return server;
+}
+
+const guarded = Symbol('hono-agent-ws.guardUpgrades');
+type UpgradeListener = (req: IncomingMessage, socket: Socket, head: Buffer) => unknown;
+interface GuardedServer {
+  [guarded]?: true;
+  listeners(event: 'upgrade'): unknown[];
+  removeAllListeners(event: 'upgrade'): unknown;
+  on(event: 'upgrade', listener: UpgradeListener): unknown;
+  emit(event: 'connection' | 'secureConnection', socket: Socket): boolean;
+}
+
+/**
+ * Feeds a request Node took for an upgrade back to the HTTP server as an ordinary one: the
+ * header block is rebuilt from what the parser read (`rawHeaders` keep the client's bytes,
+ * decoded as latin1), minus the hop-by-hop `Upgrade` and `Connection` headers, which is what
+ * made Node treat it as an upgrade, so it cannot loop. `unshift` puts it, and any bytes read past
+ * the headers (`head`, e.g. the start of a body), back in front of the socket's data, and
+ * emitting the connection event (documented for injecting connections) gives the socket a fresh
+ * HTTP parser. `Connection: close` because the client asked to leave HTTP/1.1 on this connection
+ * and was refused: it gets one answer, then the socket is released.
+ */
+function serveAsPlainHttp(server: GuardedServer, req: IncomingMessage, socket: Socket, head: Buffer): void {
+  let block = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name !== 'upgrade' && name !== 'connection') block += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  }
+  block += 'Connection: close\r\n\r\n';
+  socket.unshift(head.length > 0 ? Buffer.concat([Buffer.from(block, 'latin1'), head]) : Buffer.from(block, 'latin1'));
+  // HTTPS servers run the HTTP connection listener on 'secureConnection' (the TLS socket).
+  server.emit(socket instanceof TLSSocket ? 'secureConnection' : 'connection', socket);
+}
+
+/**
+ * Serves an app with the hub on Node and resolves once it listens. The server answers every
+ * upgrade request (`guardUpgrades`) and cuts slow clients (`headersTimeout`, `requestTimeout`).
  *
  * @param options The server options.
  *
@@ -85,9 +199,21 @@ export function nodeWebSocket(hub: AgentHub): { server: WebSocketServer } {
  */
 export function serveNode(options: ServeNodeOptions): Promise<NodeServer> {
   const websocket = nodeWebSocket(options.hub);
+  const serverOptions = {
+    headersTimeout: options.headersTimeout ?? serverTimeouts.headersTimeout,
+    requestTimeout: options.requestTimeout ?? serverTimeouts.requestTimeout,
+    keepAliveTimeout: options.keepAliveTimeout ?? serverTimeouts.keepAliveTimeout,
+    connectionsCheckingInterval: options.connectionsCheckingInterval ?? serverTimeouts.connectionsCheckingInterval,
+  };
   return new Promise((resolve, reject) => {
     const server = serve(
-      { fetch: options.fetch, port: options.port ?? 8787, hostname: options.hostname ?? '127.0.0.1', websocket },
+      {
+        fetch: options.fetch,
+        port: options.port ?? 8787,
+        hostname: options.hostname ?? '127.0.0.1',
+        websocket,
+        serverOptions,
+      },
       (info: AddressInfo) => {
         server.off('error', reject);
         resolve({
@@ -104,6 +230,7 @@ export function serveNode(options: ServeNodeOptions): Promise<NodeServer> {
         });
       },
     );
+    guardUpgrades(server);
     server.once('error', reject);
   });
 }

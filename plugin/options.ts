@@ -13,27 +13,72 @@ function isOrigin(input: string): boolean {
   }
 }
 
-/** A whole number of milliseconds, 0 or more, at most about 24 days (the timer limit). */
-const Milliseconds = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(2 ** 31 - 1));
+/** A whole number from `min` to `max`. */
+type WholeNumber = v.SchemaWithPipe<
+  readonly [
+    v.NumberSchema<undefined>,
+    v.IntegerAction<number, undefined>,
+    v.MinValueAction<number, number, undefined>,
+    v.MaxValueAction<number, number, undefined>,
+  ]
+>;
+const wholeNumber = (min: number, max: number = Number.MAX_SAFE_INTEGER): WholeNumber =>
+  v.pipe(v.number(), v.integer(), v.minValue(min), v.maxValue(max));
+
+/** A whole number of milliseconds, `min` or more, at most about 24 days (the timer limit). */
+const milliseconds = (min = 0): WholeNumber => wholeNumber(min, 2 ** 31 - 1);
+
+/** The options that are numbers: milliseconds, bytes, counts, rates. */
+type NumericOption =
+  | 'heartbeatInterval'
+  | 'maxQueueSize'
+  | 'batchInterval'
+  | 'maxMessageSize'
+  | 'maxBufferedAmount'
+  | 'maxIngestBytes'
+  | 'maxQueueBytes'
+  | 'maxTotalQueueBytes'
+  | 'queueTtl'
+  | 'maxUpdateDepth'
+  | 'maxInboundRate'
+  | 'maxInboundBurst'
+  | 'historySize'
+  | 'maxHistoryBytes'
+  | 'maxTotalHistoryBytes'
+  | 'logInterval';
+
+/** The function-valued options, checked only for being functions. */
+type FunctionOption<T> = v.OptionalSchema<v.GenericSchema<T>, undefined>;
 
 /**
- * Hub options schema: `createAgentHub` validates its options with it.
+ * Hub options schema: `createAgentHub` validates its options with it. Its type is spelled out
+ * (JSR needs explicit types on exports) in the loosest form that still types the output.
  *
  * @internal
  */
-export const HubOptionsSchema = v.strictObject({
-  heartbeatInterval: v.optional(Milliseconds, 30_000),
-  maxQueueSize: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1_000_000)), 100),
-  batchInterval: v.optional(Milliseconds, 100),
-  maxMessageSize: v.optional(v.pipe(v.number(), v.integer(), v.minValue(64), v.maxValue(64 * 1024 * 1024)), 65_536),
-  maxBufferedAmount: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 4 * 1024 * 1024),
-  maxIngestBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(64)), 1024 * 1024),
-  maxQueueBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 1024 * 1024),
-  maxTotalQueueBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 64 * 1024 * 1024),
-  queueTtl: v.optional(Milliseconds, 3_600_000),
-  maxUpdateDepth: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)), 32),
-  maxInboundRate: v.optional(v.pipe(v.number(), v.minValue(0), v.finite()), 20),
-  maxInboundBurst: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1)), 60),
+export const HubOptionsSchema: v.StrictObjectSchema<
+  { readonly [Name in NumericOption]: v.OptionalSchema<v.GenericSchema<number>, number> } & {
+    readonly allowedOrigins: v.OptionalSchema<v.GenericSchema<readonly string[] | '*'>, readonly string[]>;
+    readonly ingest: v.OptionalSchema<v.GenericSchema<boolean>, boolean>;
+    readonly snapshot: v.OptionalSchema<v.GenericSchema<boolean>, boolean>;
+    readonly logger: FunctionOption<Logger | false>;
+    readonly authorize: FunctionOption<AuthorizeHook>;
+    readonly broker: FunctionOption<BrokerFactory>;
+  },
+  undefined
+> = v.strictObject({
+  heartbeatInterval: v.optional(milliseconds(), 30_000),
+  maxQueueSize: v.optional(wholeNumber(0, 1_000_000), 100),
+  batchInterval: v.optional(milliseconds(), 100),
+  maxMessageSize: v.optional(wholeNumber(64, 64 * 1024 * 1024), 65_536),
+  maxBufferedAmount: v.optional(wholeNumber(0), 4 * 1024 * 1024),
+  maxIngestBytes: v.optional(wholeNumber(64), 1024 * 1024),
+  maxQueueBytes: v.optional(wholeNumber(0), 1024 * 1024),
+  maxTotalQueueBytes: v.optional(wholeNumber(0), 64 * 1024 * 1024),
+  queueTtl: v.optional(milliseconds(), 3_600_000),
+  maxUpdateDepth: v.optional(wholeNumber(1, 1000), 32),
+  maxInboundRate: v.optional(v.pipe(v.number(), v.finite(), v.minValue(0)), 20),
+  maxInboundBurst: v.optional(wholeNumber(1), 60),
   allowedOrigins: v.optional(
     v.union([
       v.literal('*'),
@@ -46,12 +91,17 @@ export const HubOptionsSchema = v.strictObject({
     ]),
     [],
   ),
-  historySize: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(1_000_000)), 1000),
-  maxHistoryBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 512 * 1024),
-  maxTotalHistoryBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 64 * 1024 * 1024),
+  historySize: v.optional(wholeNumber(0, 1_000_000), 1000),
+  maxHistoryBytes: v.optional(wholeNumber(0), 512 * 1024),
+  maxTotalHistoryBytes: v.optional(wholeNumber(0), 64 * 1024 * 1024),
   snapshot: v.optional(v.boolean(), true),
-  logInterval: v.optional(v.pipe(Milliseconds, v.minValue(1)), 10_000),
-  logger: v.optional(v.union([v.literal(false), v.custom<Logger>((input) => typeof input === 'function')])),
+  logInterval: v.optional(milliseconds(1), 10_000),
+  logger: v.optional(
+    v.union([
+      v.literal(false),
+      v.custom<Logger>((input) => typeof input === 'function', 'logger must be a function or false'),
+    ]),
+  ),
   ingest: v.optional(v.boolean(), false),
   authorize: v.optional(
     v.custom<AuthorizeHook>((input) => typeof input === 'function', 'authorize must be a function'),

@@ -13,10 +13,66 @@ const EXAMPLE_TIME = '2026-11-27T13:37:00.000Z';
 /** Example epoch used throughout the examples. */
 const EXAMPLE_EPOCH = 'k3v9x2m1q7tz';
 
+/*
+ * The exported schemas carry explicit types (JSR publishes no inferred "slow" types). Messages,
+ * titles, descriptions and examples are typed as plain strings and arrays: they change nothing a
+ * schema accepts, and the inferred input, output and issue types stay exactly as they were.
+ */
+
+/** `TSchema` followed by a title and a description. */
+type Documented<TSchema extends v.GenericSchema> = v.SchemaWithPipe<
+  readonly [TSchema, v.TitleAction<v.InferOutput<TSchema>, string>, v.DescriptionAction<v.InferOutput<TSchema>, string>]
+>;
+
+/** `TSchema` followed by a title, a description and examples. */
+type DocumentedWithExamples<TSchema extends v.GenericSchema> = v.SchemaWithPipe<
+  readonly [
+    TSchema,
+    v.TitleAction<v.InferOutput<TSchema>, string>,
+    v.DescriptionAction<v.InferOutput<TSchema>, string>,
+    v.ExamplesAction<v.InferOutput<TSchema>, readonly v.InferOutput<TSchema>[]>,
+  ]
+>;
+
+/** The type of a string schema of 1 to `SHORT_TEXT` characters. */
+type ShortText = v.SchemaWithPipe<
+  readonly [
+    v.StringSchema<undefined>,
+    v.MinLengthAction<string, 1, undefined>,
+    v.MaxLengthAction<string, typeof SHORT_TEXT, undefined>,
+  ]
+>;
+
+/** The type of a string schema of at most `LONG_TEXT` characters. */
+type LongText = v.SchemaWithPipe<
+  readonly [v.StringSchema<undefined>, v.MaxLengthAction<string, typeof LONG_TEXT, undefined>]
+>;
+
+/** The stream position every update carries. */
+type UpdateStreamFields = {
+  readonly seq: v.SchemaWithPipe<readonly [typeof SeqSchema, v.MinValueAction<number, 1, undefined>]>;
+  readonly epoch: typeof EpochSchema;
+};
+
+/** The type of a whole-number schema, 0 or more. */
+type Count = v.SchemaWithPipe<
+  readonly [v.NumberSchema<undefined>, v.IntegerAction<number, undefined>, v.MinValueAction<number, 0, undefined>]
+>;
+
 /**
  * Agent id schema: 1 to 128 characters of `[A-Za-z0-9._:-]`.
  */
-export const AgentIdSchema = v.pipe(
+export const AgentIdSchema: v.SchemaWithPipe<
+  readonly [
+    v.StringSchema<undefined>,
+    v.MinLengthAction<string, 1, string>,
+    v.MaxLengthAction<string, 128, string>,
+    v.RegexAction<string, string>,
+    v.TitleAction<string, string>,
+    v.DescriptionAction<string, string>,
+    v.ExamplesAction<string, readonly string[]>,
+  ]
+> = v.pipe(
   v.string(),
   v.minLength(1, 'agent_id must not be empty'),
   v.maxLength(128, 'agent_id must be at most 128 characters'),
@@ -56,7 +112,16 @@ const isCalendarDate = (input: string): boolean => {
 /**
  * Timestamp schema: an ISO-8601 UTC timestamp as produced by `Date#toISOString()`.
  */
-export const TimestampSchema = v.pipe(
+export const TimestampSchema: v.SchemaWithPipe<
+  readonly [
+    v.StringSchema<undefined>,
+    v.IsoTimestampAction<string, undefined>,
+    v.RegexAction<string, string>,
+    v.CheckAction<string, string>,
+    v.DescriptionAction<string, string>,
+    v.ExamplesAction<string, readonly string[]>,
+  ]
+> = v.pipe(
   v.string(),
   v.isoTimestamp(),
   v.regex(RFC3339_TIMESTAMP, 'timestamp must be RFC 3339, e.g. 2026-11-27T13:37:00.000Z'),
@@ -70,7 +135,15 @@ export const TimestampSchema = v.pipe(
 /**
  * Sequence number schema: an agent's updates are numbered 1, 2, 3, … within its epoch.
  */
-export const SeqSchema = v.pipe(
+export const SeqSchema: v.SchemaWithPipe<
+  readonly [
+    v.NumberSchema<undefined>,
+    v.IntegerAction<number, undefined>,
+    v.MinValueAction<number, 0, undefined>,
+    v.MaxValueAction<number, number, undefined>,
+    v.DescriptionAction<number, string>,
+  ]
+> = v.pipe(
   v.number(),
   v.integer(),
   v.minValue(0),
@@ -83,7 +156,14 @@ export const SeqSchema = v.pipe(
 /**
  * Epoch schema: names one continuous history of an agent's updates.
  */
-export const EpochSchema = v.pipe(
+export const EpochSchema: v.SchemaWithPipe<
+  readonly [
+    v.StringSchema<undefined>,
+    v.RegexAction<string, string>,
+    v.DescriptionAction<string, string>,
+    v.ExamplesAction<string, readonly string[]>,
+  ]
+> = v.pipe(
   v.string(),
   v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'epoch must be 1 to 64 characters of A-Z a-z 0-9 _ -'),
   v.description(
@@ -100,7 +180,15 @@ const LONG_TEXT = 8192;
 /**
  * Progress schema: a finite percentage from 0 to 100.
  */
-const ProgressSchema = v.pipe(
+const ProgressSchema: v.SchemaWithPipe<
+  readonly [
+    v.NumberSchema<undefined>,
+    v.FiniteAction<number, undefined>,
+    v.MinValueAction<number, 0, undefined>,
+    v.MaxValueAction<number, 100, undefined>,
+    v.DescriptionAction<number, string>,
+  ]
+> = v.pipe(
   v.number(),
   v.finite(),
   v.minValue(0),
@@ -111,7 +199,17 @@ const ProgressSchema = v.pipe(
 /**
  * Execution status schema: what the agent is doing right now.
  */
-export const ExecutionStatusSchema = v.pipe(
+export const ExecutionStatusSchema: Documented<
+  v.StrictObjectSchema<
+    {
+      readonly state: ShortText;
+      readonly task_id: v.OptionalSchema<ShortText, undefined>;
+      readonly progress: v.OptionalSchema<typeof ProgressSchema, undefined>;
+      readonly message: v.OptionalSchema<LongText, undefined>;
+    },
+    undefined
+  >
+> = v.pipe(
   v.strictObject({
     state: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
     task_id: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT))),
@@ -125,7 +223,13 @@ export const ExecutionStatusSchema = v.pipe(
 /**
  * Status update fields schema: the part of a `status_update` a publisher provides.
  */
-export const StatusUpdateFieldsSchema = v.strictObject({
+export const StatusUpdateFieldsSchema: v.StrictObjectSchema<
+  {
+    readonly status: ShortText;
+    readonly execution_status: v.OptionalSchema<typeof ExecutionStatusSchema, undefined>;
+  },
+  undefined
+> = v.strictObject({
   status: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
   execution_status: v.optional(ExecutionStatusSchema),
 });
@@ -133,7 +237,17 @@ export const StatusUpdateFieldsSchema = v.strictObject({
 /**
  * Task update fields schema: the part of a `task_update` a publisher provides.
  */
-export const TaskUpdateFieldsSchema = v.strictObject({
+export const TaskUpdateFieldsSchema: v.StrictObjectSchema<
+  {
+    readonly task_id: ShortText;
+    readonly status: ShortText;
+    readonly progress: typeof ProgressSchema;
+    readonly message: v.OptionalSchema<LongText, undefined>;
+    readonly result: v.OptionalSchema<v.UnknownSchema, undefined>;
+    readonly error: v.OptionalSchema<LongText, undefined>;
+  },
+  undefined
+> = v.strictObject({
   task_id: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
   status: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
   progress: ProgressSchema,
@@ -145,7 +259,24 @@ export const TaskUpdateFieldsSchema = v.strictObject({
 /**
  * Connection established message schema (server → client, always the first frame).
  */
-export const ConnectionEstablishedSchema = v.pipe(
+export const ConnectionEstablishedSchema: DocumentedWithExamples<
+  v.ObjectSchema<
+    {
+      readonly type: v.LiteralSchema<'connection_established', undefined>;
+      readonly agent_id: typeof AgentIdSchema;
+      readonly connection_id: v.SchemaWithPipe<
+        readonly [v.StringSchema<undefined>, v.MinLengthAction<string, 1, undefined>]
+      >;
+      readonly heartbeat_interval: Count;
+      readonly batch_interval: Count;
+      readonly epoch: typeof EpochSchema;
+      readonly seq: v.SchemaWithPipe<readonly [typeof SeqSchema, v.DescriptionAction<number, string>]>;
+      readonly recovered: v.SchemaWithPipe<readonly [v.BooleanSchema<undefined>, v.DescriptionAction<boolean, string>]>;
+      readonly timestamp: typeof TimestampSchema;
+    },
+    undefined
+  >
+> = v.pipe(
   v.object({
     type: v.literal('connection_established'),
     agent_id: AgentIdSchema,
@@ -187,7 +318,17 @@ export const ConnectionEstablishedSchema = v.pipe(
 /**
  * Status update message schema (server → client).
  */
-export const StatusUpdateSchema = v.pipe(
+export const StatusUpdateSchema: DocumentedWithExamples<
+  v.ObjectSchema<
+    {
+      readonly type: v.LiteralSchema<'status_update', undefined>;
+      readonly agent_id: typeof AgentIdSchema;
+    } & (typeof StatusUpdateFieldsSchema)['entries'] & {
+        readonly timestamp: typeof TimestampSchema;
+      } & UpdateStreamFields,
+    undefined
+  >
+> = v.pipe(
   v.object({
     type: v.literal('status_update'),
     agent_id: AgentIdSchema,
@@ -214,7 +355,17 @@ export const StatusUpdateSchema = v.pipe(
 /**
  * Task update message schema (server → client).
  */
-export const TaskUpdateSchema = v.pipe(
+export const TaskUpdateSchema: DocumentedWithExamples<
+  v.ObjectSchema<
+    {
+      readonly type: v.LiteralSchema<'task_update', undefined>;
+      readonly agent_id: typeof AgentIdSchema;
+    } & (typeof TaskUpdateFieldsSchema)['entries'] & {
+        readonly timestamp: typeof TimestampSchema;
+      } & UpdateStreamFields,
+    undefined
+  >
+> = v.pipe(
   v.object({
     type: v.literal('task_update'),
     agent_id: AgentIdSchema,
@@ -244,12 +395,31 @@ export const TaskUpdateSchema = v.pipe(
 /**
  * Agent update schema: either update an agent produces.
  */
-export const AgentUpdateSchema = v.variant('type', [StatusUpdateSchema, TaskUpdateSchema]);
+export const AgentUpdateSchema: v.VariantSchema<
+  'type',
+  [typeof StatusUpdateSchema, typeof TaskUpdateSchema],
+  undefined
+> = v.variant('type', [StatusUpdateSchema, TaskUpdateSchema]);
 
 /**
  * Batch entry schema: one update inside a `batch_update`.
  */
-export const BatchEntrySchema = v.pipe(
+export const BatchEntrySchema: Documented<
+  v.VariantSchema<
+    'type',
+    [
+      v.ObjectSchema<
+        { readonly type: v.LiteralSchema<'status_update', undefined>; readonly content: typeof StatusUpdateSchema },
+        undefined
+      >,
+      v.ObjectSchema<
+        { readonly type: v.LiteralSchema<'task_update', undefined>; readonly content: typeof TaskUpdateSchema },
+        undefined
+      >,
+    ],
+    undefined
+  >
+> = v.pipe(
   v.variant('type', [
     v.object({ type: v.literal('status_update'), content: StatusUpdateSchema }),
     v.object({ type: v.literal('task_update'), content: TaskUpdateSchema }),
@@ -263,7 +433,28 @@ export const BatchEntrySchema = v.pipe(
 /**
  * Batch update message schema (server → client).
  */
-export const BatchUpdateSchema = v.pipe(
+export const BatchUpdateSchema: DocumentedWithExamples<
+  v.ObjectSchema<
+    {
+      readonly type: v.LiteralSchema<'batch_update', undefined>;
+      readonly agent_id: typeof AgentIdSchema;
+      readonly source: v.SchemaWithPipe<
+        readonly [
+          v.PicklistSchema<['window', 'queue', 'resume'], undefined>,
+          v.DescriptionAction<'window' | 'queue' | 'resume', string>,
+        ]
+      >;
+      readonly updates: v.SchemaWithPipe<
+        readonly [
+          v.ArraySchema<typeof BatchEntrySchema, undefined>,
+          v.MinLengthAction<v.InferOutput<typeof BatchEntrySchema>[], 1, undefined>,
+        ]
+      >;
+      readonly timestamp: typeof TimestampSchema;
+    },
+    undefined
+  >
+> = v.pipe(
   v.object({
     type: v.literal('batch_update'),
     agent_id: AgentIdSchema,
@@ -319,7 +510,30 @@ export const BatchUpdateSchema = v.pipe(
 /**
  * Snapshot message schema (server → client, right after `connection_established`).
  */
-export const SnapshotSchema = v.pipe(
+export const SnapshotSchema: DocumentedWithExamples<
+  v.ObjectSchema<
+    {
+      readonly type: v.LiteralSchema<'snapshot', undefined>;
+      readonly agent_id: typeof AgentIdSchema;
+      readonly epoch: typeof EpochSchema;
+      readonly seq: v.SchemaWithPipe<readonly [typeof SeqSchema, v.DescriptionAction<number, string>]>;
+      readonly status: v.SchemaWithPipe<
+        readonly [
+          v.NullableSchema<typeof StatusUpdateSchema, undefined>,
+          v.DescriptionAction<v.InferOutput<typeof StatusUpdateSchema> | null, string>,
+        ]
+      >;
+      readonly tasks: v.SchemaWithPipe<
+        readonly [
+          v.ArraySchema<typeof TaskUpdateSchema, undefined>,
+          v.DescriptionAction<v.InferOutput<typeof TaskUpdateSchema>[], string>,
+        ]
+      >;
+      readonly timestamp: typeof TimestampSchema;
+    },
+    undefined
+  >
+> = v.pipe(
   v.object({
     type: v.literal('snapshot'),
     agent_id: AgentIdSchema,
@@ -377,7 +591,15 @@ export const SnapshotSchema = v.pipe(
 /**
  * Ping message schema (server → client heartbeat, or client → server liveness probe).
  */
-export const PingSchema = v.pipe(
+export const PingSchema: DocumentedWithExamples<
+  v.ObjectSchema<
+    {
+      readonly type: v.LiteralSchema<'ping', undefined>;
+      readonly timestamp: v.OptionalSchema<typeof TimestampSchema, undefined>;
+    },
+    undefined
+  >
+> = v.pipe(
   v.object({ type: v.literal('ping'), timestamp: v.optional(TimestampSchema) }),
   v.title('Ping'),
   v.description(
@@ -389,7 +611,15 @@ export const PingSchema = v.pipe(
 /**
  * Pong message schema (client → server heartbeat answer, or server → client probe answer).
  */
-export const PongSchema = v.pipe(
+export const PongSchema: DocumentedWithExamples<
+  v.ObjectSchema<
+    {
+      readonly type: v.LiteralSchema<'pong', undefined>;
+      readonly timestamp: v.OptionalSchema<typeof TimestampSchema, undefined>;
+    },
+    undefined
+  >
+> = v.pipe(
   v.object({ type: v.literal('pong'), timestamp: v.optional(TimestampSchema) }),
   v.title('Pong'),
   v.description('Answer to `ping`. `timestamp` is optional when a client sends it.'),
@@ -404,7 +634,19 @@ export const ERROR_CODES = ['invalid_json', 'invalid_message', 'unknown_type', '
 /**
  * Error message schema (server → client answer to a bad frame; the connection stays open).
  */
-export const ErrorSchema = v.pipe(
+export const ErrorSchema: DocumentedWithExamples<
+  v.ObjectSchema<
+    {
+      readonly type: v.LiteralSchema<'error', undefined>;
+      readonly code: v.SchemaWithPipe<
+        readonly [v.PicklistSchema<typeof ERROR_CODES, undefined>, v.DescriptionAction<ErrorCode, string>]
+      >;
+      readonly message: v.StringSchema<undefined>;
+      readonly timestamp: typeof TimestampSchema;
+    },
+    undefined
+  >
+> = v.pipe(
   v.object({
     type: v.literal('error'),
     code: v.pipe(
@@ -426,7 +668,20 @@ export const ErrorSchema = v.pipe(
 /**
  * Server message schema: every frame the server sends.
  */
-export const ServerMessageSchema = v.variant('type', [
+export const ServerMessageSchema: v.VariantSchema<
+  'type',
+  [
+    typeof ConnectionEstablishedSchema,
+    typeof SnapshotSchema,
+    typeof StatusUpdateSchema,
+    typeof TaskUpdateSchema,
+    typeof BatchUpdateSchema,
+    typeof PingSchema,
+    typeof PongSchema,
+    typeof ErrorSchema,
+  ],
+  undefined
+> = v.variant('type', [
   ConnectionEstablishedSchema,
   SnapshotSchema,
   StatusUpdateSchema,
@@ -440,12 +695,28 @@ export const ServerMessageSchema = v.variant('type', [
 /**
  * Client message schema: every frame a client may send.
  */
-export const ClientMessageSchema = v.variant('type', [PongSchema, PingSchema]);
+export const ClientMessageSchema: v.VariantSchema<'type', [typeof PongSchema, typeof PingSchema], undefined> =
+  v.variant('type', [PongSchema, PingSchema]);
 
 /**
  * Ingest item schema: one update posted to `POST /agents/:agent_id/updates`.
  */
-export const IngestItemSchema = v.pipe(
+export const IngestItemSchema: Documented<
+  v.VariantSchema<
+    'type',
+    [
+      v.StrictObjectSchema<
+        { readonly type: v.LiteralSchema<'status_update', undefined> } & (typeof StatusUpdateFieldsSchema)['entries'],
+        undefined
+      >,
+      v.StrictObjectSchema<
+        { readonly type: v.LiteralSchema<'task_update', undefined> } & (typeof TaskUpdateFieldsSchema)['entries'],
+        undefined
+      >,
+    ],
+    undefined
+  >
+> = v.pipe(
   v.variant('type', [
     v.strictObject({ type: v.literal('status_update'), ...StatusUpdateFieldsSchema.entries }),
     v.strictObject({ type: v.literal('task_update'), ...TaskUpdateFieldsSchema.entries }),
@@ -460,7 +731,21 @@ export const MAX_INGEST_ITEMS = 1000;
 /**
  * Ingest body schema: one update or a non-empty array of them.
  */
-export const IngestBodySchema = v.pipe(
+export const IngestBodySchema: DocumentedWithExamples<
+  v.UnionSchema<
+    [
+      typeof IngestItemSchema,
+      v.SchemaWithPipe<
+        readonly [
+          v.ArraySchema<typeof IngestItemSchema, undefined>,
+          v.MinLengthAction<IngestItem[], 1, undefined>,
+          v.MaxLengthAction<IngestItem[], typeof MAX_INGEST_ITEMS, undefined>,
+        ]
+      >,
+    ],
+    undefined
+  >
+> = v.pipe(
   v.union([IngestItemSchema, v.pipe(v.array(IngestItemSchema), v.minLength(1), v.maxLength(MAX_INGEST_ITEMS))]),
   v.title('Ingest body'),
   v.description(
@@ -478,7 +763,21 @@ export const IngestBodySchema = v.pipe(
 /**
  * Ingest accepted schema: the 202 body of `POST /agents/:agent_id/updates`.
  */
-export const IngestAcceptedSchema = v.pipe(
+export const IngestAcceptedSchema: DocumentedWithExamples<
+  v.ObjectSchema<
+    {
+      readonly accepted: v.SchemaWithPipe<
+        readonly [
+          v.NumberSchema<undefined>,
+          v.IntegerAction<number, undefined>,
+          v.MinValueAction<number, 1, undefined>,
+          v.DescriptionAction<number, string>,
+        ]
+      >;
+    },
+    undefined
+  >
+> = v.pipe(
   v.object({ accepted: v.pipe(v.number(), v.integer(), v.minValue(1), v.description('Updates accepted.')) }),
   v.title('Ingest accepted'),
   v.description('The updates were published to the agent, or queued while it has no connection.'),
@@ -505,7 +804,40 @@ export const HTTP_ERROR_CODES = [
 /**
  * HTTP error schema: the body of every refusal of the HTTP routes (handshake and ingest).
  */
-export const HttpErrorSchema = v.pipe(
+export const HttpErrorSchema: DocumentedWithExamples<
+  v.ObjectSchema<
+    {
+      readonly error: v.SchemaWithPipe<
+        readonly [v.PicklistSchema<typeof HTTP_ERROR_CODES, undefined>, v.DescriptionAction<HttpErrorCode, string>]
+      >;
+      readonly message: v.SchemaWithPipe<readonly [v.StringSchema<undefined>, v.DescriptionAction<string, string>]>;
+      readonly issues: v.OptionalSchema<
+        v.SchemaWithPipe<
+          readonly [
+            v.ArraySchema<
+              v.ObjectSchema<
+                {
+                  readonly path: v.SchemaWithPipe<
+                    readonly [
+                      v.NullableSchema<v.StringSchema<undefined>, undefined>,
+                      v.DescriptionAction<string | null, string>,
+                    ]
+                  >;
+                  readonly message: v.StringSchema<undefined>;
+                },
+                undefined
+              >,
+              undefined
+            >,
+            v.DescriptionAction<{ path: string | null; message: string }[], string>,
+          ]
+        >,
+        undefined
+      >;
+    },
+    undefined
+  >
+> = v.pipe(
   v.object({
     error: v.pipe(
       v.picklist(HTTP_ERROR_CODES),

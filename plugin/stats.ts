@@ -44,12 +44,88 @@ export const ERROR_KINDS = [
 /** A kind of error the hub counts. */
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 
-const count = (description: string) => v.pipe(v.number(), v.integer(), v.minValue(0), v.description(description));
+const count = (
+  description: string,
+): v.SchemaWithPipe<
+  readonly [
+    v.NumberSchema<undefined>,
+    v.IntegerAction<number, undefined>,
+    v.MinValueAction<number, 0, undefined>,
+    v.DescriptionAction<number, string>,
+  ]
+> => v.pipe(v.number(), v.integer(), v.minValue(0), v.description(description));
+
+/** The type of the stats object schema, before its title and description (an explicit type: JSR). */
+type HubStatsObjectSchema = v.ObjectSchema<
+  {
+    readonly instance_id: v.SchemaWithPipe<readonly [v.StringSchema<undefined>, v.DescriptionAction<string, string>]>;
+    readonly total_connections: ReturnType<typeof count>;
+    readonly active_connections: ReturnType<typeof count>;
+    readonly agents_connected: ReturnType<typeof count>;
+    readonly messages_sent: ReturnType<typeof count>;
+    readonly messages_received: ReturnType<typeof count>;
+    readonly updates_published: ReturnType<typeof count>;
+    readonly batches_sent: ReturnType<typeof count>;
+    readonly messages_queued: ReturnType<typeof count>;
+    readonly queued_messages: ReturnType<typeof count>;
+    readonly messages_dropped: ReturnType<typeof count>;
+    readonly errors: ReturnType<typeof count>;
+    readonly errors_by_kind: v.SchemaWithPipe<
+      readonly [
+        v.ObjectSchema<
+          Record<
+            ErrorKind,
+            v.SchemaWithPipe<
+              readonly [
+                v.NumberSchema<undefined>,
+                v.IntegerAction<number, undefined>,
+                v.MinValueAction<number, 0, undefined>,
+              ]
+            >
+          >,
+          undefined
+        >,
+        v.DescriptionAction<Record<ErrorKind, number>, string>,
+      ]
+    >;
+    readonly started_at: v.SchemaWithPipe<
+      readonly [v.StringSchema<undefined>, v.IsoTimestampAction<string, undefined>, v.DescriptionAction<string, string>]
+    >;
+    readonly uptime_seconds: ReturnType<typeof count>;
+    readonly cluster: v.OptionalSchema<
+      v.SchemaWithPipe<
+        readonly [
+          v.ObjectSchema<
+            {
+              readonly instances: ReturnType<typeof count>;
+              readonly active_connections: ReturnType<typeof count>;
+              readonly agents_connected: ReturnType<typeof count>;
+              readonly queued_messages: ReturnType<typeof count>;
+            },
+            undefined
+          >,
+          v.DescriptionAction<
+            { instances: number; active_connections: number; agents_connected: number; queued_messages: number },
+            string
+          >,
+        ]
+      >,
+      undefined
+    >;
+  },
+  undefined
+>;
 
 /**
  * Stats schema: the body of `GET /agents/ws/stats`. Figures are this instance's unless noted.
  */
-export const HubStatsSchema = v.pipe(
+export const HubStatsSchema: v.SchemaWithPipe<
+  readonly [
+    HubStatsObjectSchema,
+    v.TitleAction<v.InferOutput<HubStatsObjectSchema>, string>,
+    v.DescriptionAction<v.InferOutput<HubStatsObjectSchema>, string>,
+  ]
+> = v.pipe(
   v.object({
     instance_id: v.pipe(v.string(), v.description('Identifies this server instance (random per process).')),
     total_connections: count('Connections accepted since the hub started.'),

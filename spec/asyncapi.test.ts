@@ -146,7 +146,8 @@ describe('asyncapi.yaml', () => {
 const patched = (base: Record<string, unknown>, patch: Record<string, unknown>) =>
   Object.fromEntries(Object.entries({ ...base, ...patch }).filter(([, value]) => value !== undefined));
 
-const status = { type: 'status_update', agent_id: AGENT, status: 'running', timestamp: TIME };
+const EPOCH = 'k3v9x2m1q7tz';
+const status = { type: 'status_update', agent_id: AGENT, status: 'running', timestamp: TIME, seq: 1, epoch: EPOCH };
 const task = {
   type: 'task_update',
   agent_id: AGENT,
@@ -154,6 +155,8 @@ const task = {
   status: 'running',
   progress: 10,
   timestamp: TIME,
+  seq: 2,
+  epoch: EPOCH,
 };
 const hello = {
   type: 'connection_established',
@@ -161,6 +164,18 @@ const hello = {
   connection_id: 'c-1',
   heartbeat_interval: 30000,
   batch_interval: 100,
+  epoch: EPOCH,
+  seq: 2,
+  recovered: false,
+  timestamp: TIME,
+};
+const snapshot = {
+  type: 'snapshot',
+  agent_id: AGENT,
+  epoch: EPOCH,
+  seq: 2,
+  status,
+  tasks: [task],
   timestamp: TIME,
 };
 const batch = {
@@ -197,7 +212,12 @@ const badTimes = [
 /** Good and bad frames per message type; valibot and the spec must agree on each. */
 const fixtures: Record<string, { good: unknown[]; bad: unknown[] }> = {
   connection_established: {
-    good: [hello, patched(hello, { heartbeat_interval: 0, batch_interval: 0 }), patched(hello, { extra: true })],
+    good: [
+      hello,
+      patched(hello, { heartbeat_interval: 0, batch_interval: 0 }),
+      patched(hello, { extra: true }),
+      patched(hello, { seq: 0, recovered: true }),
+    ],
     bad: [
       patched(hello, { connection_id: '' }),
       patched(hello, { connection_id: undefined }),
@@ -207,6 +227,13 @@ const fixtures: Record<string, { good: unknown[]; bad: unknown[] }> = {
       patched(hello, { agent_id: 'x'.repeat(129) }),
       patched(hello, { agent_id: '' }),
       patched(hello, { type: 'connection_establish' }),
+      patched(hello, { seq: -1 }),
+      patched(hello, { seq: 1.5 }),
+      patched(hello, { epoch: '' }),
+      patched(hello, { epoch: 'has space' }),
+      patched(hello, { epoch: undefined }),
+      patched(hello, { recovered: 'yes' }),
+      patched(hello, { recovered: undefined }),
       ...badTimes.map((timestamp) => patched(hello, { timestamp })),
     ],
   },
@@ -228,6 +255,10 @@ const fixtures: Record<string, { good: unknown[]; bad: unknown[] }> = {
       patched(status, { execution_status: { state: 'executing', task_id: '' } }),
       patched(status, { execution_status: null }),
       patched(status, { timestamp: undefined }),
+      patched(status, { seq: 0 }),
+      patched(status, { seq: undefined }),
+      patched(status, { epoch: undefined }),
+      patched(status, { epoch: 'x'.repeat(65) }),
     ],
   },
   task_update: {
@@ -248,12 +279,31 @@ const fixtures: Record<string, { good: unknown[]; bad: unknown[] }> = {
       patched(task, { message: 'x'.repeat(8193) }),
       patched(task, { error: 42 }),
       patched(task, { agent_id: undefined }),
+      patched(task, { seq: '2' }),
+      patched(task, { epoch: 'bad/epoch' }),
+    ],
+  },
+  snapshot: {
+    good: [
+      snapshot,
+      patched(snapshot, { status: null, tasks: [], seq: 0 }),
+      patched(snapshot, { tasks: [task, patched(task, { task_id: 'task-2', status: 'completed', seq: 3 })] }),
+    ],
+    bad: [
+      patched(snapshot, { status: undefined }),
+      patched(snapshot, { tasks: undefined }),
+      patched(snapshot, { tasks: [status] }),
+      patched(snapshot, { status: task }),
+      patched(snapshot, { epoch: '' }),
+      patched(snapshot, { seq: -1 }),
+      patched(snapshot, { timestamp: 'now' }),
     ],
   },
   batch_update: {
     good: [
       batch,
       patched(batch, { source: 'queue' }),
+      patched(batch, { source: 'resume' }),
       patched(batch, { updates: [{ type: 'task_update', content: task }] }),
     ],
     bad: [

@@ -10,6 +10,14 @@ import { timingSafeEqual } from 'hono/utils/buffer';
 import type { RedisBrokerOptions } from '../../adapters/redis.ts';
 import { type AgentHub, type AgentHubOptions, createAgentHub } from '../../plugin/index.ts';
 
+/** The Node server's timeouts, in milliseconds (see `serveNode`); unset ones keep its defaults. */
+export interface HttpTimeouts {
+  headersTimeout?: number;
+  requestTimeout?: number;
+  keepAliveTimeout?: number;
+  connectionsCheckingInterval?: number;
+}
+
 /** Settings read from the environment; every runtime entry passes its own env. */
 export interface DemoSettings {
   port: number;
@@ -17,6 +25,8 @@ export interface DemoSettings {
   hub: AgentHubOptions;
   demoAgents: number;
   authToken: string | undefined;
+  /** HTTP server timeouts (Node only; Deno and Bun have their own). */
+  timeouts: HttpTimeouts;
   /** Set from REDIS_URL: share agents with every instance on the same Redis. */
   redis: RedisBrokerOptions | undefined;
 }
@@ -33,9 +43,12 @@ const integer = (env: Record<string, string | undefined>, name: string, fallback
 /**
  * Reads the demo settings: PORT (8787; 0 picks a free port), HOST (127.0.0.1),
  * HEARTBEAT_INTERVAL_MS, MAX_QUEUE_SIZE, MAX_QUEUE_BYTES, MAX_TOTAL_QUEUE_BYTES, QUEUE_TTL_MS,
- * BATCH_INTERVAL_MS, MAX_MESSAGE_SIZE, MAX_INBOUND_RATE, MAX_INBOUND_BURST, DEMO_AGENTS (3),
+ * BATCH_INTERVAL_MS, MAX_MESSAGE_SIZE, MAX_INBOUND_RATE, MAX_INBOUND_BURST, HISTORY_SIZE,
+ * MAX_HISTORY_BYTES, SNAPSHOT (`off`), DEMO_AGENTS (3),
  * AUTH_TOKEN (when set, every route needs `?token=` or `Authorization: Bearer`),
- * ALLOWED_ORIGINS (comma-separated browser origins allowed besides the server's own), LOG
+ * ALLOWED_ORIGINS (comma-separated browser origins allowed besides the server's own),
+ * HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS
+ * (Node's HTTP server timeouts, see `serveNode`), LOG
  * (`off`), REDIS_URL (when set, instances sharing that Redis behave as one hub) and
  * PRESENCE_TTL_MS (with REDIS_URL: how long a vanished instance still counts as holding its
  * agents; 15000).
@@ -51,13 +64,26 @@ export function readSettings(env: Record<string, string | undefined>): DemoSetti
   if (env.QUEUE_TTL_MS) hub.queueTtl = integer(env, 'QUEUE_TTL_MS', 0);
   if (env.MAX_INBOUND_RATE) hub.maxInboundRate = integer(env, 'MAX_INBOUND_RATE', 0);
   if (env.MAX_INBOUND_BURST) hub.maxInboundBurst = integer(env, 'MAX_INBOUND_BURST', 1);
+  if (env.HISTORY_SIZE) hub.historySize = integer(env, 'HISTORY_SIZE', 1000);
+  if (env.MAX_HISTORY_BYTES) hub.maxHistoryBytes = integer(env, 'MAX_HISTORY_BYTES', 0);
+  if (env.SNAPSHOT === 'off') hub.snapshot = false;
   if (env.ALLOWED_ORIGINS) {
     hub.allowedOrigins = env.ALLOWED_ORIGINS.split(',')
       .map((origin) => origin.trim())
       .filter(Boolean);
   }
   if (env.LOG === 'off') hub.logger = false;
+  const timeouts: HttpTimeouts = {};
+  for (const [name, option] of [
+    ['HEADERS_TIMEOUT_MS', 'headersTimeout'],
+    ['REQUEST_TIMEOUT_MS', 'requestTimeout'],
+    ['KEEP_ALIVE_TIMEOUT_MS', 'keepAliveTimeout'],
+    ['CONNECTIONS_CHECK_INTERVAL_MS', 'connectionsCheckingInterval'],
+  ] as const) {
+    if (env[name]) timeouts[option] = integer(env, name, 0);
+  }
   return {
+    timeouts,
     port: integer(env, 'PORT', 8787),
     host: env.HOST || '127.0.0.1',
     hub,
@@ -133,12 +159,14 @@ export interface DemoRuntime {
   /** Mounts the hub's routes with the runtime's `upgradeWebSocket` and routes options. */
   mount: (hub: AgentHub) => Hono;
   /** The adapter's `serveNode` / `serveDeno` / `serveBun`. */
-  serve: (options: {
-    fetch: Hono['fetch'];
-    hub: AgentHub;
-    port: number;
-    hostname: string;
-  }) => Promise<{ readonly port: number; close(): Promise<void> }>;
+  serve: (
+    options: {
+      fetch: Hono['fetch'];
+      hub: AgentHub;
+      port: number;
+      hostname: string;
+    } & HttpTimeouts,
+  ) => Promise<{ readonly port: number; close(): Promise<void> }>;
   /** Registers a signal handler. */
   onSignal: (signal: 'SIGINT' | 'SIGTERM', handler: () => void) => void;
   /** Ends the process. */
@@ -157,6 +185,7 @@ export async function runDemo(runtime: DemoRuntime): Promise<void> {
     hub: demo.hub,
     port: settings.port,
     hostname: settings.host,
+    ...settings.timeouts,
   });
   console.log(`listening on http://${settings.host}:${server.port}`);
   let stopping = false;

@@ -21,6 +21,10 @@ export interface Runtime {
   command: () => [string, string[]];
   /** Extra environment (caches kept inside the project). */
   env?: Record<string, string>;
+  /** Working directory; the project root unless given. */
+  cwd?: string;
+  /** Run once before each start, e.g. to install what the command needs. */
+  prepare?: () => void;
 }
 
 /** Node through tsx, as `npm start` runs it. */
@@ -64,9 +68,10 @@ export interface ServerHandle {
  * Starts the demo server with `env` (DEMO_AGENTS=0, LOG=off and PORT=0 unless given).
  */
 export async function startServer(runtime: Runtime, env: Record<string, string> = {}): Promise<ServerHandle> {
+  runtime.prepare?.();
   const [command, args] = runtime.command();
   const child = spawn(command, args, {
-    cwd: ROOT,
+    cwd: runtime.cwd ?? ROOT,
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DEMO_AGENTS: '0', LOG: 'off', ...runtime.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
