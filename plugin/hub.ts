@@ -390,7 +390,7 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     for (const update of live) deliver(channel, update);
   };
 
-  /** Runs a broker callback or answer: whatever it throws costs that step, not the process. */
+  /** Runs a broker callback or answer: whatever it throws costs that one step, nothing more. */
   const contained =
     <A extends unknown[]>(operation: string, agentId: string, step: (...args: A) => void) =>
     (...args: A) => {
