@@ -269,6 +269,44 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
       assert.equal((await client.next('connection_established')).agent_id, okId);
     });
 
+    it('refuses a 10,000-deep result at the door (live, inside a window, offline) and loses nothing else', async () => {
+      // Written as text: JSON.stringify itself overflows on it (which is what crashed the hub).
+      const deep = `${JSON.stringify(task(99)).slice(0, -1)},"result":${'['.repeat(10_000)}${']'.repeat(10_000)}}`;
+      const refused = async (id: string) => {
+        const answer = await ingest(server, id, deep);
+        assert.equal(answer.status, 400);
+        assert.match(String(answer.body.message), /maxUpdateDepth/);
+      };
+      // Offline: the updates queued around it are all replayed (MAX_QUEUE_SIZE is 5 here).
+      const offline = agent('deep-offline');
+      for (let n = 1; n <= 5; n++) await ingest(server, offline, task(n));
+      await refused(offline);
+      const late = await open(offline);
+      await late.next('connection_established');
+      const queued = await late.next('batch_update');
+      assert.deepEqual(
+        queued.updates.map((entry) => (entry.content as TaskUpdate).task_id),
+        ['task-1', 'task-2', 'task-3', 'task-4', 'task-5'],
+      );
+      // Live, then inside the window the first update opened.
+      const live = agent('deep-live');
+      const client = await open(live);
+      await client.next('connection_established');
+      await refused(live);
+      assert.equal((await ingest(server, live, task(1))).status, 202);
+      await refused(live);
+      assert.equal((await ingest(server, live, [task(2), task(3)])).status, 202);
+      const seen: string[] = [];
+      while (seen.length < 3) {
+        const frame = await client.next();
+        if (frame.type === 'task_update') seen.push(frame.task_id);
+        if (frame.type === 'batch_update')
+          for (const entry of frame.updates) seen.push((entry.content as TaskUpdate).task_id);
+      }
+      assert.deepEqual(seen, ['task-1', 'task-2', 'task-3']);
+      assert.equal(server.process.exitCode, null, 'the server is alive');
+    });
+
     it('ingests single updates and arrays, and rejects bad requests with 400, 413 and 415', async () => {
       const id = agent('ingest');
       const client = await open(id);

@@ -1,14 +1,15 @@
 /**
- * The Redis broker: the whole conformance suite on one instance, then the six cross-instance
+ * The Redis broker: the whole conformance suite on one instance, then the cross-instance
  * guarantees of the README, each with demo server processes sharing a real `redis-server`
- * started here (free port, persistence off) and stopped after.
+ * started here (free port, persistence off) and stopped after: delivery, queueing, dead and
+ * frozen instances, stats, Redis stopped and Redis frozen (SIGSTOP), and the queue bounds.
  *
  * Skipped, with the reason printed, only when redis-server is not installed and CI is not set;
  * in CI a Redis that cannot start fails every test here.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { ServerMessage, TaskUpdate } from '../plugin/index.ts';
+import type { HubStats, ServerMessage, TaskUpdate } from '../plugin/index.ts';
 import { conformance } from './conformance.ts';
 import { TestClient } from './helpers/client.ts';
 import { type RedisServer, redisSkipReason, startRedis } from './helpers/redis.ts';
@@ -19,6 +20,8 @@ if (skip) console.log(`# skipping the Redis tests: ${skip}`);
 
 const BATCH = 80;
 const PRESENCE_TTL = 1500;
+/** The Redis broker's default `commandTimeout`, which the demo uses (it reads no env for it). */
+const COMMAND_TIMEOUT = 5000;
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 let sequence = 0;
 const agent = (label: string) => `${label}-${process.pid}-${++sequence}`;
@@ -44,6 +47,52 @@ const taskIds = (frames: readonly ServerMessage[]): string[] =>
     if (frame.type === 'batch_update') return frame.updates.map((entry) => (entry.content as TaskUpdate).task_id);
     return [];
   });
+
+/**
+ * Asserts what one client got of the updates published in `order` (task ids): every accepted one
+ * (202) exactly once, refused ones (503: Redis may still run a command that timed out) at most
+ * once, nothing else, all in publish order.
+ */
+const assertDelivered = (
+  client: TestClient,
+  order: readonly string[],
+  accepted: ReadonlySet<string>,
+  who: string,
+): void => {
+  const got = taskIds(client.frames);
+  assert.equal(new Set(got).size, got.length, `${who}: no update twice: ${got.join(' ')}`);
+  const positions = got.map((taskId) => order.indexOf(taskId));
+  assert.ok(
+    positions.every((position) => position >= 0),
+    `${who}: only published updates: ${got.join(' ')}`,
+  );
+  assert.deepEqual(
+    positions,
+    [...positions].sort((x, y) => x - y),
+    `${who}: in publish order: ${got.join(' ')}`,
+  );
+  const missing = [...accepted].filter((taskId) => !got.includes(taskId));
+  assert.deepEqual(missing, [], `${who}: every accepted update arrived`);
+};
+
+/** Waits until both clients (on A, on B) have every accepted update, then asserts `assertDelivered`. */
+const deliveredToAll = async (
+  watchers: readonly TestClient[],
+  order: readonly string[],
+  accepted: ReadonlySet<string>,
+) => {
+  await eventually(
+    () => watchers.every((watcher) => [...accepted].every((taskId) => taskIds(watcher.frames).includes(taskId))),
+    10_000,
+    'every accepted update on both instances',
+  ).catch(() => {
+    // The assertions below say what is missing.
+  });
+  await sleep(BATCH * 3);
+  watchers.forEach((watcher, index) => {
+    assertDelivered(watcher, order, accepted, `client on ${index === 0 ? 'A' : 'B'}`);
+  });
+};
 
 describe('Redis broker: several instances behave as one hub', { skip, concurrency: false }, () => {
   let a: ServerHandle;
@@ -334,5 +383,271 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     assert.equal(afterB.instance_id, beforeB.instance_id, 'B was not restarted');
     await eventually(async () => (await stats(b)).cluster?.instances === 3, 5000, 'all instances registered again');
     await closeAll();
+  });
+
+  it('5b. Redis frozen (SIGSTOP) past commandTimeout: ingest answers 503 within it, then at once; all recovers after SIGCONT', async () => {
+    assert.ok(redis);
+    const id = agent('stalled');
+    const watchers = [await open(a, id), await open(b, id)];
+    const order: string[] = [];
+    const accepted = new Set<string>();
+    const publish = async (n: number) => {
+      const taskId = `task-${n}`;
+      order.push(taskId);
+      const started = Date.now();
+      const { status } = await ingest(a, id, task(n));
+      if (status === 202) accepted.add(taskId);
+      return { status, ms: Date.now() - started };
+    };
+    assert.equal((await publish(1)).status, 202);
+
+    redis.freeze();
+    // Should a publish hang regardless (the bug this guards against), Redis wakes anyway and the
+    // timing assertions fail instead of the test hanging.
+    const safety = setTimeout(() => redis?.thaw(), COMMAND_TIMEOUT + 6000);
+    let first: { status: number; ms: number };
+    let second: { status: number; ms: number };
+    try {
+      // The command is written and never answered: only our own timer can end it.
+      first = await publish(2);
+      assert.equal(first.status, 503, 'refused once commandTimeout passed');
+      assert.ok(first.ms < COMMAND_TIMEOUT + 4000, `answered within commandTimeout + margin, took ${first.ms} ms`);
+      // From then on calls fail at once instead of piling up behind the stuck one.
+      second = await publish(3);
+      assert.equal(second.status, 503);
+      assert.ok(second.ms < COMMAND_TIMEOUT + 4000, `answered within commandTimeout + margin, took ${second.ms} ms`);
+      const refused = await TestClient.connect(`${a.ws}/agents/${agent('refused')}/ws`);
+      assert.equal((await refused.closed).code, 1011, 'a new client is refused, not left hanging');
+    } finally {
+      clearTimeout(safety);
+      redis.thaw();
+    }
+    console.log(
+      `# Redis frozen: ingest answered 503 after ${first.ms} ms (commandTimeout ${COMMAND_TIMEOUT} ms), the next after ${second.ms} ms`,
+    );
+    const thawedAt = Date.now();
+    let n = 10;
+    await eventually(async () => (await publish(++n)).status === 202, 15_000, 'ingest accepted again');
+    console.log(`# Redis thawed: publishing again ${Date.now() - thawedAt} ms after SIGCONT`);
+    for (let k = 0; k < 5; k++) assert.equal((await publish(++n)).status, 202);
+    await deliveredToAll(watchers, order, accepted);
+    for (const server of [a, b]) assert.equal(server.process.exitCode, null, 'no instance crashed');
+    await closeAll();
+  });
+
+  it('7. Redis frozen longer than presenceTtl: every accepted update reaches the clients of every instance, once, in order', async () => {
+    assert.ok(redis);
+    // Instances of their own with room in the queue: what is queued at the wake must not be cut
+    // by maxQueueSize (5 on A and B), a bound that drops and counts the oldest.
+    const [c, d] = await Promise.all([0, 1].map(() => startServer(node, { ...env(), MAX_QUEUE_SIZE: '100' })));
+    assert.ok(c && d);
+    extraServers.push(c, d);
+    const id = agent('thaw');
+    const watchers = [await open(c, id), await open(d, id)];
+    const dropped = (all: readonly HubStats[]) => all.reduce((n, s) => n + s.messages_dropped, 0);
+    const before = await Promise.all([stats(c), stats(d)]);
+    const order: string[] = [];
+    const accepted = new Set<string>();
+
+    // Longer than presenceTtl (every presence refreshed before the freeze has lapsed when Redis
+    // wakes), well short of commandTimeout (what is sent meanwhile runs, and is answered 202).
+    const FREEZE = PRESENCE_TTL + 1500;
+    redis.freeze();
+    let duringFreeze: Promise<{ status: number }>;
+    try {
+      // Sent at once, answered when Redis wakes: by Redis's clock every presence has lapsed by
+      // then, so these may be queued before any heartbeat registers again.
+      const batch = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+      order.push(...batch.map((k) => `task-${k}`));
+      duringFreeze = ingest(
+        c,
+        id,
+        batch.map((k) => task(k)),
+      );
+      await sleep(FREEZE);
+    } finally {
+      redis.thaw();
+    }
+    const { status } = await duringFreeze;
+    assert.equal(status, 202, 'the freeze was shorter than commandTimeout: the publishes ran when Redis woke');
+    for (let k = 1; k <= 10; k++) accepted.add(`task-${k}`);
+    // Right after the wake, before or while the instances register again.
+    for (let k = 11; k <= 40; k++) {
+      order.push(`task-${k}`);
+      if ((await ingest(c, id, task(k))).status === 202) accepted.add(`task-${k}`);
+    }
+    assert.ok(accepted.size >= 35, `most publishes after the wake were accepted (${accepted.size} of 40)`);
+    await deliveredToAll(watchers, order, accepted);
+    const after = await Promise.all([stats(c), stats(d)]);
+    assert.equal(dropped(after), dropped(before), 'nothing dropped');
+    console.log(
+      `# Redis frozen ${FREEZE} ms: ${(after[0]?.messages_queued ?? 0) - (before[0]?.messages_queued ?? 0)} of ${accepted.size} accepted updates were queued while presence had lapsed, and handed over to both instances`,
+    );
+    await closeAll();
+    await Promise.all([c.stop(), d.stop()]);
+  });
+
+  it('7b. a queue that filled while a frozen instance still listened reaches it too when a client joins elsewhere', async () => {
+    const c = await startServer(node, env());
+    extraServers.push(c);
+    const id = agent('join-shared');
+    const onC = await TestClient.connect(`${c.ws}/agents/${id}/ws`);
+    await onC.next('connection_established');
+    const queuedBefore = await queuedOn(a);
+    c.process.kill('SIGSTOP');
+    let onB: TestClient;
+    try {
+      // C's last refresh was before the freeze: by now its presence has lapsed, while its
+      // subscription, an open connection, still listens.
+      await sleep(PRESENCE_TTL + 1000);
+      for (let n = 1; n <= 3; n++) assert.equal((await ingest(a, id, task(n))).status, 202);
+      assert.equal((await queuedOn(a)) - queuedBefore, 3, 'queued: no instance counts as present');
+      // B's client joins: the queue goes out on the channel, to B and to the frozen C alike.
+      onB = await open(b, id);
+      for (let n = 4; n <= 5; n++) assert.equal((await ingest(a, id, task(n))).status, 202);
+      await eventually(() => taskIds(onB.frames).length >= 5, 5000, 'updates on B');
+    } finally {
+      c.process.kill('SIGCONT');
+    }
+    await eventually(() => taskIds(onC.frames).length >= 5, 10_000, 'updates on C once it woke');
+    await sleep(BATCH * 3);
+    const all = ['task-1', 'task-2', 'task-3', 'task-4', 'task-5'];
+    assert.deepEqual(taskIds(onB.frames), all, 'client on B: each once, in order');
+    assert.deepEqual(taskIds(onC.frames), all, 'client on C: each once, in order');
+    assert.deepEqual(onC.problems, [], 'every frame on C matched the contract');
+    onC.socket.terminate();
+    await c.stop();
+    await closeAll();
+  });
+});
+
+describe('Redis broker: queues bounded in bytes and in time, across the cluster', { skip, concurrency: false }, () => {
+  const servers: ServerHandle[] = [];
+  const clients: TestClient[] = [];
+  /** Each test gets its own Redis database, so the cluster-wide counters start at 0. */
+  let database = 0;
+  const start = async (extra: Record<string, string>, count = 1) => {
+    const env = {
+      ...redisEnv,
+      REDIS_URL: `${redisEnv.REDIS_URL}/${++database}`,
+      PRESENCE_TTL_MS: String(PRESENCE_TTL),
+      BATCH_INTERVAL_MS: String(BATCH),
+      HEARTBEAT_INTERVAL_MS: '60000',
+      MAX_QUEUE_SIZE: '100',
+      LOG: 'json',
+      ...extra,
+    };
+    const started = await Promise.all(Array.from({ length: count }, () => startServer(node, env)));
+    servers.push(...started);
+    return started;
+  };
+  const open = async (server: ServerHandle, agentId: string) => {
+    const client = await TestClient.connect(`${server.ws}/agents/${agentId}/ws`);
+    clients.push(client);
+    await client.next('connection_established');
+    return client;
+  };
+  const dropped = async (...on: ServerHandle[]) =>
+    (await Promise.all(on.map(stats))).reduce((sum, s) => sum + s.messages_dropped, 0);
+  /** Bytes an update counts for: its JSON, UTF-8, as the broker stores it. */
+  const bytesOf = (update: unknown) => Buffer.byteLength(JSON.stringify(update));
+  /** The updates of a queue replay, as sent. */
+  const contents = (frame: ServerMessage) => (frame.type === 'batch_update' ? frame.updates.map((e) => e.content) : []);
+  const padded = (n: number, bytes: number) => task(n, { message: 'x'.repeat(bytes) });
+
+  after(async () => {
+    for (const client of clients) client.socket.terminate();
+    for (const client of clients) assert.deepEqual(client.problems, [], 'every frame matched the contract');
+    await Promise.all(servers.map((server) => server.stop()));
+  });
+
+  it('2b. MAX_QUEUE_BYTES: the oldest are dropped first, an update larger than it alone at once; the next client gets what fits', async () => {
+    const MAX = 1200;
+    const [x] = (await start({ MAX_QUEUE_BYTES: String(MAX) })) as [ServerHandle];
+    const id = agent('bytes');
+    // About 450 bytes each: two fit, not three.
+    for (let n = 1; n <= 6; n++) assert.equal((await ingest(x, id, padded(n, 300))).status, 202);
+    // Larger than MAX alone: dropped at once, and it pushes nothing else out.
+    assert.equal((await ingest(x, id, padded(7, MAX + 100))).status, 202);
+    const queued = (await stats(x)).cluster?.queued_messages ?? -1;
+    const client = await open(x, id);
+    const replay = await client.next('batch_update');
+    assert.equal(replay.source, 'queue');
+    const updates = contents(replay);
+    const sizes = updates.map(bytesOf);
+    const total = sizes.reduce((sum, size) => sum + size, 0);
+    const ids = taskIds([replay]);
+    assert.equal(queued, ids.length, 'the cluster-wide count matched what was kept');
+    assert.ok(ids.length >= 1 && ids.length < 6, `some were dropped: kept ${ids.join(' ')}`);
+    assert.deepEqual(
+      ids,
+      ['task-1', 'task-2', 'task-3', 'task-4', 'task-5', 'task-6'].slice(6 - ids.length),
+      'the newest kept',
+    );
+    assert.ok(total <= MAX, `what was kept fits: ${total} bytes`);
+    assert.ok(total + (sizes[0] ?? 0) > MAX, 'one more of the same size would not have fit');
+    assert.equal(await dropped(x), 6 - ids.length + 1, 'every drop counted, the oversized one too');
+    assert.match(x.output(), /"event":"queue_drop"/, 'drops logged');
+    await client.expectSilence(BATCH * 3);
+    assert.equal((await stats(x)).cluster?.queued_messages, 0);
+  });
+
+  it('2c. MAX_TOTAL_QUEUE_BYTES across instances: whole queues dropped, the one waiting longest first', async () => {
+    const [x, y] = (await start({ MAX_TOTAL_QUEUE_BYTES: '5000' }, 2)) as [ServerHandle, ServerHandle];
+    const [q1, q2, q3] = [agent('total-1'), agent('total-2'), agent('total-3')];
+    // About 1150 bytes each: four fit in 5000 bytes, five do not. q1 is created first but added
+    // to last before q3, so q2 is the queue waiting longest when q3 overflows the total.
+    for (const [server, id, n] of [
+      [x, q1, 1],
+      [y, q2, 1],
+      [y, q2, 2],
+      [x, q1, 2],
+      [y, q3, 1],
+      [x, q3, 2],
+    ] as const) {
+      assert.equal((await ingest(server, id, padded(n, 1000))).status, 202);
+    }
+    assert.equal((await stats(y)).cluster?.queued_messages, 4, 'two queues of two are left');
+    assert.equal(await dropped(x, y), 2, 'one queue was dropped whole, and counted');
+    const gone = await open(x, q2);
+    await gone.expectSilence(BATCH * 4);
+    for (const [server, id] of [
+      [y, q1],
+      [x, q3],
+    ] as const) {
+      const client = await open(server, id);
+      const replay = await client.next('batch_update');
+      assert.equal(replay.source, 'queue');
+      assert.deepEqual(taskIds([replay]), ['task-1', 'task-2'], `${id} kept whole`);
+    }
+    assert.equal((await stats(x)).cluster?.queued_messages, 0);
+  });
+
+  it('2d. QUEUE_TTL_MS: a queue nobody takes is dropped whole that long after its newest update', async () => {
+    const TTL = 3000;
+    const [x] = (await start({ QUEUE_TTL_MS: String(TTL) })) as [ServerHandle];
+    const id = agent('ttl');
+    const startedAt = Date.now();
+    assert.equal((await ingest(x, id, task(1))).status, 202);
+    await sleep(TTL - 1000);
+    assert.equal((await ingest(x, id, [task(2), task(3)])).status, 202);
+    const refreshedAt = Date.now();
+    // Past the first update's TTL, not the newest's: still there.
+    await sleep(Math.max(0, startedAt + TTL + 500 - Date.now()));
+    if (Date.now() - refreshedAt < TTL - 200) {
+      assert.equal((await stats(x)).cluster?.queued_messages, 3, 'counted from the newest update');
+    } else {
+      console.log('# QUEUE_TTL_MS: the machine was too slow to check the queue before it expired');
+    }
+    await eventually(
+      async () => (await stats(x)).cluster?.queued_messages === 0,
+      TTL + 5000,
+      'the queue expired and the cluster-wide count is back to 0',
+    );
+    console.log(`# QUEUE_TTL_MS ${TTL}: queue gone ${Date.now() - refreshedAt} ms after its newest update`);
+    assert.ok(Date.now() - refreshedAt >= TTL - 500, 'not before its time');
+    assert.equal(await dropped(x), 3, 'dropped whole, and counted');
+    const late = await open(x, id);
+    await late.expectSilence(BATCH * 4);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Starts a throwaway `redis-server` (the Debian package) on a free port, persistence off, for
- * tests that need a real Redis; it can be stopped and started again on the same port.
+ * tests that need a real Redis; it can be stopped and started again on the same port, and
+ * frozen (SIGSTOP) and resumed.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -44,6 +45,13 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port. */
   start(): Promise<void>;
+  /**
+   * Freezes the server (SIGSTOP): its connections stay open and accept bytes, but nothing is
+   * answered, as with a stalled host. Its clock runs on, so expiry times pass meanwhile.
+   */
+  freeze(): void;
+  /** Resumes a frozen server (SIGCONT); it then runs everything sent meanwhile. */
+  thaw(): void;
   /** Stops it for good and removes its directory. */
   dispose(): Promise<void>;
 }
@@ -81,6 +89,8 @@ const launch = async (port: number, dir: string): Promise<ChildProcess> => {
 const terminate = async (child: ChildProcess | undefined) => {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
+  // A frozen server would not act on SIGTERM until resumed.
+  child.kill('SIGCONT');
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
@@ -113,6 +123,12 @@ export async function startRedis(): Promise<RedisServer> {
     port,
     url: `redis://127.0.0.1:${port}`,
     stop: () => terminate(child),
+    freeze: () => {
+      child?.kill('SIGSTOP');
+    },
+    thaw: () => {
+      child?.kill('SIGCONT');
+    },
     async start() {
       await terminate(child);
       child = await launch(port, dir);
