@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { JsonSchema } from '@valibot/to-json-schema';
 import * as v from 'valibot';
 import { CLOSE_CODES, CloseCode } from '../plugin/close-codes.ts';
+import { QUEUE_HANDOVER_MS } from '../plugin/hub.ts';
 import { HubOptionsSchema } from '../plugin/options.ts';
 import { AgentIdSchema, ClientMessageSchema, ERROR_CODES, ServerMessageSchema } from '../plugin/schemas.ts';
 import { type AnySchema, componentSchemas, messageType, metadataOf, nameOf, variantMembers } from './json-schema.ts';
@@ -92,6 +93,7 @@ export function buildAsyncApi(): Record<string, unknown> {
   const heartbeat = optionDefault('heartbeatInterval');
   const batch = optionDefault('batchInterval');
   const queue = optionDefault('maxQueueSize');
+  const history = optionDefault('historySize');
   const maxMessage = optionDefault('maxMessageSize');
   const maxBuffered = optionDefault('maxBufferedAmount');
   const inboundRate = optionDefault('maxInboundRate');
@@ -110,7 +112,12 @@ export function buildAsyncApi(): Record<string, unknown> {
     },
     'x-offline-queue': {
       defaultMaxSize: queue,
-      rule: `While an agent has no open connection its updates are queued, keeping the newest \`maxQueueSize\` (default ${queue}; the oldest are dropped). The first connection(s) to the agent receive the queue once, as a \`batch_update\` with \`source: queue\` right after \`connection_established\`; later connections do not.`,
+      handoverMs: QUEUE_HANDOVER_MS,
+      rule: `While an agent has no open connection its updates are queued, keeping the newest \`maxQueueSize\` (default ${queue}; the oldest are dropped). The first connection to the agent receives the queue as a \`batch_update\` with \`source: queue\` right after \`connection_established\` and the snapshot; connections that join within ${QUEUE_HANDOVER_MS} ms after it receive the same queue followed by everything sent since; later connections do not.`,
+    },
+    'x-resume': {
+      defaultHistorySize: history,
+      rule: `Every \`status_update\` and \`task_update\` carries \`seq\` (1, 2, 3, … per agent, strictly +1) and \`epoch\` (changes whenever history may have been lost). A client reconnects with \`?since=<seq>&epoch=<epoch>\`: if the server holds every later update (history of \`historySize\`, default ${history}, per agent), \`connection_established\` says \`recovered: true\` and one \`batch_update\` with \`source: resume\` brings exactly those, right after the snapshot; otherwise \`recovered: false\`. Every connection gets a \`snapshot\` (latest status, open and recently ended tasks) right after \`connection_established\`, before any queue or resume batch. A malformed \`since\`/\`epoch\` is refused with HTTP 400 \`invalid_resume\`.`,
     },
     'x-limits': {
       defaultMaxMessageBytes: maxMessage,
@@ -139,11 +146,13 @@ export function buildAsyncApi(): Record<string, unknown> {
     rules['x-batching'].rule,
     '## Offline queue',
     rules['x-offline-queue'].rule,
+    '## Resume and snapshot',
+    rules['x-resume'].rule,
     '## Errors',
     `A frame the server cannot accept is answered with an \`error\` frame (codes: ${ERROR_CODES.map((code) => `\`${code}\``).join(', ')}) and discarded; the connection stays open. ${rules['x-limits'].rule}`,
     '## Close codes',
     closeTable,
-    'The same facts are machine-readable in the channel extensions `x-heartbeat`, `x-batching`, `x-offline-queue`, `x-limits`, `x-close-codes` and `x-error-codes`.',
+    'The same facts are machine-readable in the channel extensions `x-heartbeat`, `x-batching`, `x-offline-queue`, `x-resume`, `x-limits`, `x-close-codes` and `x-error-codes`.',
   ].join('\n\n');
 
   const messageRef = (type: string) => ({ $ref: `#/channels/${CHANNEL_ID}/messages/${type}` });
