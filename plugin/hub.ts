@@ -6,6 +6,7 @@ import { type Broker, type Joined, memoryBroker, type UnsubscribeReceipt } from 
 import { CLOSE_REASONS, CloseCode } from './close-codes.ts';
 import { createUpdateEncoder, nestsDeeperThan } from './encode.ts';
 import { InvalidUpdateError } from './errors.ts';
+import { createFanOut } from './fanout.ts';
 import { classifyFrame, classifySocketFailure, type InboundBudget, spendFrame } from './inbound.ts';
 import { jsonLogger, type LogEntry, type Logger } from './logger.ts';
 import { type AgentHubOptions, type ResolvedHubOptions, resolveHubOptions } from './options.ts';
@@ -228,74 +229,27 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     localFigures: () => ({ active_connections: connections.size }),
   });
 
-  // ---- sending ---------------------------------------------------------------------------
+  // ---- sending: plugin/fanout.ts writes, the hub decides what a failure costs ------------
 
-  /** Writes a frame already prepared by the connection's binding. */
-  const sendPrepared = (connection: Connection, prepared: unknown) => {
-    try {
-      connection.binding.send(connection.socket, prepared);
-    } catch (error) {
+  const { sendTo, sendPrepared, preparer, broadcast, topicOf } = createFanOut<Connection>({
+    maxBufferedAmount,
+    topicPrefix: idPrefix,
+    sent: (count) => {
+      counters.messages_sent += count;
+    },
+    failed: (connection, error) => {
       countError('send_failed');
       drop(connection, CloseCode.INTERNAL_ERROR, { error: String(error) });
-      return;
-    }
-    counters.messages_sent++;
-    dropIfSlow(connection);
-  };
-
-  /** Closes a connection whose send buffer holds more than `maxBufferedAmount` bytes (4001). */
-  const dropIfSlow = (connection: Connection) => {
-    if (maxBufferedAmount > 0 && connection.binding.bufferedAmount(connection.socket) > maxBufferedAmount) {
+    },
+    slow: (connection) => {
       countError('slow_consumer');
       drop(connection, CloseCode.SLOW_CONSUMER, {});
-    }
-  };
-
-  const sendTo = (connection: Connection, frame: string) => sendPrepared(connection, connection.binding.prepare(frame));
-
-  /**
-   * Prepares one frame for many connections: once per binding (in practice once), not once per
-   * socket.
-   */
-  const preparer = (frame: string) => {
-    let binding: SocketBinding | undefined;
-    let prepared: unknown;
-    return (connection: Connection) => {
-      if (connection.binding !== binding) {
-        binding = connection.binding;
-        prepared = binding.prepare(frame);
-      }
-      return prepared;
-    };
-  };
-
-  /** One frame to every connection of an agent: serialised once, prepared once. */
-  const broadcast = (channel: Channel, frame: string) => {
-    const binding = channel.topicBinding;
-    const via = channel.connections.values().next().value;
-    if (binding?.topics && via) {
-      try {
-        binding.topics.publish(via.socket, topicOf(channel.agentId), binding.prepare(frame));
-      } catch (error) {
-        // The native fan-out failed as a whole: fall back to one write per socket for good.
-        countError('send_failed');
-        log('error', 'send_error', { agent_id: channel.agentId, via: 'topic', error: String(error) });
-        channel.topicBinding = null;
-        return broadcast(channel, frame);
-      }
-      counters.messages_sent += channel.connections.size;
-      if (maxBufferedAmount > 0) for (const connection of channel.connections) dropIfSlow(connection);
-      return;
-    }
-    const prepare = preparer(frame);
-    for (const connection of channel.connections) {
-      // Not admitted yet: it gets connection_established first, and what it missed with it.
-      if (connection.established) sendPrepared(connection, prepare(connection));
-    }
-  };
-
-  /** The native topic of an agent, unique per hub (several hubs may share one server). */
-  const topicOf = (agentId: string) => `${idPrefix}:${agentId}`;
+    },
+    topicFailed: (agentId, error) => {
+      countError('send_failed');
+      log('error', 'send_error', { agent_id: agentId, via: 'topic', error: String(error) });
+    },
+  });
 
   /** An accepted update that could not be serialised after all (e.g. one a broker handed back). */
   const updateFailed = (agentId: string) => (_update: AgentUpdate, error: unknown) =>
