@@ -373,12 +373,20 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
   const establish = (connection: Connection, missed: readonly AgentUpdate[] | undefined) => {
     const { channel, binding } = connection;
     const since = connection.resume?.since ?? 0;
-    const resume = missed?.filter((update) => update.seq <= channel.flushedSeq);
-    const recovered =
-      resume !== undefined &&
-      (resume.length === 0
-        ? since === channel.flushedSeq
-        : (resume[0] as AgentUpdate).seq === since + 1 && (resume.at(-1) as AgentUpdate).seq === channel.flushedSeq);
+    const handover = channel.handover && performance.now() < channel.handover.until ? channel.handover : undefined;
+    /** Exactly since+1 … flushedSeq, from `updates`, or undefined when they do not cover it. */
+    const gapFrom = (updates: readonly AgentUpdate[] | undefined) => {
+      if (!updates || connection.resume?.epoch !== channel.epoch) return undefined;
+      const gap = updates.filter((update) => update.seq > since && update.seq <= channel.flushedSeq);
+      const complete =
+        gap.length === 0
+          ? since === channel.flushedSeq
+          : (gap[0] as AgentUpdate).seq === since + 1 && (gap.at(-1) as AgentUpdate).seq === channel.flushedSeq;
+      return complete ? gap : undefined;
+    };
+    // The history, or else the queue just handed over (it may reach further back than a short history).
+    const resume = connection.resume ? (gapFrom(missed) ?? gapFrom(handover?.updates)) : undefined;
+    const recovered = resume !== undefined;
     connection.established = true;
     if (channel.topicBinding === undefined) channel.topicBinding = binding.topics ? binding : null;
     else if (channel.topicBinding !== binding) channel.topicBinding = null;
@@ -399,11 +407,9 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
     );
     if (!connection.open) return;
     if (config.snapshot) sendTo(connection, snapshotFrame(channel));
-    const backlog = recovered
-      ? resume
-      : channel.handover && performance.now() < channel.handover.until
-        ? channel.handover.updates
-        : [];
+    // A client that asked to resume and could not gets no queue: the snapshot is its truth, and
+    // older updates after it would roll its state back.
+    const backlog = recovered ? resume : connection.resume ? [] : (handover?.updates ?? []);
     if (backlog && backlog.length > 0 && connection.open) {
       const frame = encoder.batch(
         channel.agentId,

@@ -23,7 +23,7 @@ export type { CloseCodeInfo } from './close-codes.ts';
 export { CLOSE_CODES, CLOSE_REASONS, CloseCode } from './close-codes.ts';
 export { InvalidUpdateError } from './errors.ts';
 export type { AgentHub } from './hub.ts';
-export { createAgentHub } from './hub.ts';
+export { createAgentHub, QUEUE_HANDOVER_MS } from './hub.ts';
 export type { LogEntry, LogEvent, Logger } from './logger.ts';
 export { jsonLogger } from './logger.ts';
 export type { AgentHubOptions, AuthorizeHook, HubAction } from './options.ts';

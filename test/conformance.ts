@@ -1,9 +1,12 @@
 /**
  * The conformance suite: every wire behaviour, over real sockets, against the demo server
- * started as a child process. `test/<runtime>.test.ts` runs it once per runtime.
+ * started as a child process. `test/<runtime>.test.ts` runs it once per runtime. These servers
+ * run with SNAPSHOT=off, so frames arrive exactly as the seed protocol has them; snapshots,
+ * sequence numbers and resume have their own suite (`test/resume-suite.ts`).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { QUEUE_HANDOVER_MS } from '../plugin/hub.ts';
 import type { ServerMessage, TaskUpdate } from '../plugin/index.ts';
 import { TestClient } from './helpers/client.ts';
 import {
@@ -48,6 +51,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
 
     before(async () => {
       server = await startServer(runtime, {
+        SNAPSHOT: 'off',
         BATCH_INTERVAL_MS: String(BATCH),
         HEARTBEAT_INTERVAL_MS: '60000',
         MAX_QUEUE_SIZE: '5',
@@ -148,6 +152,8 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
       await ingest(server, id, task(9));
       assert.equal(((await client.next('task_update')) as { task_id: string }).task_id, 'task-9');
 
+      // After the handover (connections within QUEUE_HANDOVER_MS get the same queue), no more.
+      await sleep(QUEUE_HANDOVER_MS + 100);
       const second = await open(id);
       await second.next('connection_established');
       await second.expectSilence(BATCH * 3);
@@ -343,7 +349,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
   describe(`conformance on ${runtime.name}: heartbeat`, { concurrency: false }, () => {
     let server: ServerHandle;
     before(async () => {
-      server = await startServer(runtime, { HEARTBEAT_INTERVAL_MS: '150' });
+      server = await startServer(runtime, { SNAPSHOT: 'off', HEARTBEAT_INTERVAL_MS: '150' });
     });
     after(() => server?.stop());
 
@@ -369,7 +375,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
 
   describe(`conformance on ${runtime.name}: batching off, authorize, shutdown`, { concurrency: false }, () => {
     it('sends every update on its own when BATCH_INTERVAL_MS=0', async () => {
-      const server = await startServer(runtime, { BATCH_INTERVAL_MS: '0' });
+      const server = await startServer(runtime, { SNAPSHOT: 'off', BATCH_INTERVAL_MS: '0' });
       try {
         const id = agent('nobatch');
         const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
@@ -388,7 +394,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('with AUTH_TOKEN guards every route: 401 without or with a wrong token, before any upgrade', async () => {
-      const server = await startServer(runtime, { AUTH_TOKEN: 's3cret' });
+      const server = await startServer(runtime, { SNAPSHOT: 'off', AUTH_TOKEN: 's3cret' });
       try {
         const id = agent('auth');
         const bearer = { authorization: 'Bearer s3cret' };
@@ -416,7 +422,10 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('refuses a foreign browser Origin with 403 before the upgrade, accepts its own and listed ones', async () => {
-      const server = await startServer(runtime, { ALLOWED_ORIGINS: 'https://dashboard.example, null' });
+      const server = await startServer(runtime, {
+        SNAPSHOT: 'off',
+        ALLOWED_ORIGINS: 'https://dashboard.example, null',
+      });
       try {
         const id = agent('origin');
         for (const origin of ['https://evil.example', 'http://127.0.0.1:1']) {
@@ -436,7 +445,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('on SIGTERM flushes pending batches, closes sockets with 1001 and exits 0', async () => {
-      const server = await startServer(runtime, { BATCH_INTERVAL_MS: '5000' });
+      const server = await startServer(runtime, { SNAPSHOT: 'off', BATCH_INTERVAL_MS: '5000' });
       const id = agent('shutdown');
       const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
       await client.next('connection_established');
