@@ -11,7 +11,7 @@ import type { Hono } from 'hono';
 // `hono/bun` is marked deprecated in favour of `@hono/bun`; it is the one hono 4 ships.
 import { upgradeWebSocket, websocket } from 'hono/bun';
 import type { WSContext } from 'hono/ws';
-import type { AgentHub, RoutesOptions } from '../plugin/index.ts';
+import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
 
 /** The part of Bun's global this file uses: `tsc` checks it without Bun's type package. */
 declare const Bun: {
@@ -26,8 +26,8 @@ declare const Bun: {
 export { upgradeWebSocket };
 
 /**
- * Pass as `hub.routes(upgradeWebSocket, routesOptions)`: Bun's `ServerWebSocket` has no
- * `bufferedAmount` property, so without this the slow-consumer limit would never trip.
+ * The Bun details: Bun's `ServerWebSocket` has no `bufferedAmount` property (without this the
+ * slow-consumer limit would never trip), and its native topics fan frames out. Part of `bun`.
  */
 export const routesOptions: RoutesOptions = {
   bufferedAmount: (socket: WSContext) => raw(socket).getBufferedAmount(),
@@ -43,6 +43,12 @@ export const routesOptions: RoutesOptions = {
     },
   },
 };
+
+/**
+ * The Bun binding: `app.route('/agents', hub.routes(bun))`, served with `serveBun` (or
+ * `Bun.serve({ fetch: app.fetch, websocket: bunWebSocket(hub) })`).
+ */
+export const bun: RuntimeBinding = { upgradeWebSocket, ...routesOptions };
 
 /** The part of Bun's `ServerWebSocket` the hub uses. */
 interface BunSocket {
@@ -71,13 +77,13 @@ export function bunWebSocket(hub: AgentHub): typeof websocket & { maxPayloadLeng
 
 /** Options of `serveBun`. */
 export interface ServeBunOptions {
-  /** The app, with the hub's routes mounted through `routesOptions`. */
+  /** The app, with the hub's routes mounted with `bun`. */
   fetch: Hono['fetch'];
   /** The hub, closed first on `close()`. */
   hub: AgentHub;
-  /** Port; 0 picks a free one. Default 8787. */
+  /** Port; 0 picks a free one. Default `SERVE_DEFAULTS.port` (8787). */
   port?: number;
-  /** Interface to bind. Default 127.0.0.1. */
+  /** Interface to bind. Default `SERVE_DEFAULTS.hostname` (127.0.0.1). */
   hostname?: string;
 }
 
@@ -98,8 +104,8 @@ export interface BunServer {
  */
 export async function serveBun(options: ServeBunOptions): Promise<BunServer> {
   const server = Bun.serve({
-    port: options.port ?? 8787,
-    hostname: options.hostname ?? '127.0.0.1',
+    port: options.port ?? SERVE_DEFAULTS.port,
+    hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
     fetch: options.fetch,
     websocket: bunWebSocket(options.hub),
   });

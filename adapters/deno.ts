@@ -10,9 +10,15 @@
 import type { Hono } from 'hono';
 // `hono/deno` is marked deprecated in favour of `@hono/deno`; it is the one hono 4 ships.
 import { upgradeWebSocket } from 'hono/deno';
-import type { AgentHub } from '../plugin/index.ts';
+import { type AgentHub, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
 
 export { upgradeWebSocket };
+
+/**
+ * The Deno binding: `app.route('/agents', hub.routes(deno))`. Deno's sockets are standard, so
+ * it carries only the upgrade.
+ */
+export const deno: RuntimeBinding = { upgradeWebSocket };
 
 /**
  * Options of `serveDeno`.
@@ -22,9 +28,9 @@ export interface ServeDenoOptions {
   fetch: Hono['fetch'];
   /** The hub, closed first on `close()`. */
   hub: AgentHub;
-  /** Port; 0 picks a free one. Default 8787. */
+  /** Port; 0 picks a free one. Default `SERVE_DEFAULTS.port` (8787). */
   port?: number;
-  /** Interface to bind. Default 127.0.0.1. */
+  /** Interface to bind. Default `SERVE_DEFAULTS.hostname` (127.0.0.1). */
   hostname?: string;
 }
 
@@ -51,8 +57,8 @@ export async function serveDeno(options: ServeDenoOptions): Promise<DenoServer> 
   // Deno.serve binds synchronously (and throws when it cannot), so the port is known at once.
   const server = Deno.serve(
     {
-      port: options.port ?? 8787,
-      hostname: options.hostname ?? '127.0.0.1',
+      port: options.port ?? SERVE_DEFAULTS.port,
+      hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
       // Given, so Deno does not print its own "Listening on" line.
       onListen: () => {},
     },

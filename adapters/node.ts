@@ -10,7 +10,7 @@ import { upgradeWebSocket as nodeUpgradeWebSocket, type ServerType, serve } from
 import type { Context, Hono } from 'hono';
 import type { WSContext } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
-import type { AgentHub, RoutesOptions } from '../plugin/index.ts';
+import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
 
 /**
  * `@hono/node-server`'s `upgradeWebSocket`, minus a per-connection leak of memory: its event
@@ -30,14 +30,19 @@ export const upgradeWebSocket = ((...args: unknown[]) => {
 }) as typeof nodeUpgradeWebSocket;
 
 /**
- * Pass as `hub.routes(upgradeWebSocket, routesOptions)`: each frame is encoded to UTF-8 once
- * and the same bytes are written to every socket of the agent as a text frame, instead of `ws`
- * encoding the string again for each socket.
+ * The Node details: each frame is encoded to UTF-8 once and the same bytes are written to every
+ * socket of the agent as a text frame, instead of `ws` encoding the string again for each socket.
+ * Also right for `@hono/node-ws` (`ws` underneath): `hub.routes(upgradeWebSocket, routesOptions)`.
  */
 export const routesOptions: RoutesOptions = {
   prepareFrame: (frame) => Buffer.from(frame),
   sendFrame: (socket: WSContext, bytes) => (socket.raw as WebSocket).send(bytes as Buffer, { binary: false }),
 };
+
+/**
+ * The Node binding (`@hono/node-server` v2 with `ws`): `app.route('/agents', hub.routes(node))`.
+ */
+export const node: RuntimeBinding = { upgradeWebSocket, ...routesOptions };
 
 /**
  * Options of `serveNode`.
@@ -47,9 +52,9 @@ export interface ServeNodeOptions {
   fetch: Hono['fetch'];
   /** The hub, closed first on `close()`. */
   hub: AgentHub;
-  /** Port; 0 picks a free one. Default 8787. */
+  /** Port; 0 picks a free one. Default `SERVE_DEFAULTS.port` (8787). */
   port?: number;
-  /** Interface to bind. Default 127.0.0.1. */
+  /** Interface to bind. Default `SERVE_DEFAULTS.hostname` (127.0.0.1). */
   hostname?: string;
   /**
    * Ms a client has to send a request's headers (Node's default: 60 s). Default 10000: Node caps
@@ -209,8 +214,8 @@ export function serveNode(options: ServeNodeOptions): Promise<NodeServer> {
     const server = serve(
       {
         fetch: options.fetch,
-        port: options.port ?? 8787,
-        hostname: options.hostname ?? '127.0.0.1',
+        port: options.port ?? SERVE_DEFAULTS.port,
+        hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
         websocket,
         serverOptions,
       },

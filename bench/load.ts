@@ -1,8 +1,9 @@
 /**
- * The load generator: one process, driven by `bench/run.ts` over IPC. It holds every client
- * connection (`ws`), publishes through the server's control channel (see servers/common.ts),
- * counts every logical update it receives (unpacking `batch_update` frames) and measures
- * publish→receive latency, server CPU and the CPU of everything else during each window.
+ * The load generator: one process, driven by `bench/run.ts` over IPC (bench/lib/loadgen.ts).
+ * It holds every client connection (`ws`), publishes through the server's control channel (see
+ * servers/common.ts), counts every logical update it receives (unpacking `batch_update` frames)
+ * and measures publish→receive latency, server CPU and the CPU of everything else during each
+ * window.
  *
  * Every command answers `{ id, result }` or `{ id, error }`.
  *

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
+import type { UpgradeWebSocket } from 'hono/ws';
 import { type FakeSocket, fakeRuntime, fakeTopics } from '../test/helpers/fake-runtime.ts';
 import {
   type AgentHubOptions,
@@ -397,6 +399,29 @@ describe('structured logs', () => {
     const socket = await connected(runtime, 'x');
     socket.receive('nope');
     assert.equal(socket.frames().at(-1)?.code, 'invalid_json');
+    await hub.close();
+  });
+});
+
+describe('types', () => {
+  it('is generic over the app’s Env: authorize sees typed variables, routes() returns Hono<E>', async () => {
+    type AppEnv = { Variables: { user: { name: string; agents: string[] } } };
+    const hub = createAgentHub<AppEnv>({
+      ...quiet,
+      // c.get('user') is typed: a wrong key or field would not compile.
+      authorize: (agentId, c) => agentId !== undefined && c.get('user').agents.includes(agentId),
+    });
+    const app = new Hono<AppEnv>();
+    app.use(async (c, next) => {
+      c.set('user', { name: 'ada', agents: ['mine'] });
+      await next();
+    });
+    // Never reached here: the only request is refused before the upgrade.
+    const fakeUpgrade = (() => async () => new Response(null)) as unknown as UpgradeWebSocket;
+    const routes: Hono<AppEnv> = hub.routes(fakeUpgrade);
+    app.route('/agents', routes);
+    const refused = await app.request('/agents/theirs/ws', { headers: { upgrade: 'websocket' } });
+    assert.equal(refused.status, 403);
     await hub.close();
   });
 });

@@ -1,4 +1,4 @@
-import type { Hono } from 'hono';
+import type { Env, Hono } from 'hono';
 import type { UpgradeWebSocket, WSContext, WSEvents, WSMessageReceive } from 'hono/ws';
 import * as v from 'valibot';
 import { type AgentState, applyUpdate, createAgentState } from './agent-state.ts';
@@ -10,7 +10,7 @@ import { createFanOut } from './fanout.ts';
 import { classifyFrame, classifySocketFailure, type InboundBudget, spendFrame } from './inbound.ts';
 import { jsonLogger, type LogEntry, type Logger } from './logger.ts';
 import { type AgentHubOptions, type ResolvedHubOptions, resolveHubOptions } from './options.ts';
-import { createRoutes, type RoutesOptions, type SocketBinding } from './routes.ts';
+import { createRoutes, type RoutesOptions, type RuntimeBinding, type SocketBinding } from './routes.ts';
 import {
   AgentIdSchema,
   type AgentUpdate,
@@ -29,19 +29,29 @@ import { createWindowScheduler } from './windows.ts';
 /**
  * The agent hub: holds every connection, batches and queues updates, runs the heartbeat.
  */
-export interface AgentHub {
+export interface AgentHub<E extends Env = any> {
   /** The options in force, defaults applied. */
   readonly options: Readonly<Omit<ResolvedHubOptions, 'broker' | 'logger' | 'authorize'>>;
   /**
-   * Builds the Hono app to mount: `app.route('/agents', hub.routes(upgradeWebSocket))`.
+   * Builds the Hono app to mount: `app.route('/agents', hub.routes(bun))`, with the binding of
+   * the runtime's adapter (`node`, `deno`, `bun`).
    *
-   * @param upgradeWebSocket The runtime's `upgradeWebSocket` (from `@hono/node-server`,
-   *   `@hono/node-ws`, `hono/deno`, `hono/bun`, …).
-   * @param options Runtime details an adapter supplies.
+   * @param runtime The adapter's binding.
    *
    * @returns The routes: the WebSocket, the stats and, with `ingest`, the ingest route.
    */
-  routes(upgradeWebSocket: UpgradeWebSocket<any, any>, options?: RoutesOptions): Hono;
+  routes(runtime: RuntimeBinding): Hono<E>;
+  /**
+   * Builds the Hono app to mount on a runtime without an adapter here:
+   * `app.route('/agents', hub.routes(upgradeWebSocket))`.
+   *
+   * @param upgradeWebSocket The runtime's `upgradeWebSocket` (e.g. from `@hono/node-ws`'s
+   *   `createNodeWebSocket`).
+   * @param options Details of the runtime's sockets, where they differ from the standard ones.
+   *
+   * @returns The routes: the WebSocket, the stats and, with `ingest`, the ingest route.
+   */
+  routes(upgradeWebSocket: UpgradeWebSocket<any, any>, options?: RoutesOptions): Hono<E>;
   /**
    * Publishes a status update; the hub adds `type`, `agent_id` and `timestamp`.
    *
@@ -155,7 +165,7 @@ const DONE: Promise<void> = Promise.resolve();
  *
  * @throws {TypeError} When an option is invalid.
  */
-export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
+export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> = {}): AgentHub<E> {
   const config = resolveHubOptions(options);
   const { heartbeatInterval, batchInterval, maxMessageSize, maxBufferedAmount, maxInboundRate, maxInboundBurst } =
     config;
@@ -886,7 +896,9 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
 
   return {
     options: Object.freeze(publicOptions),
-    routes(upgradeWebSocket, routesOptions) {
+    routes(runtime: RuntimeBinding | UpgradeWebSocket<any, any>, routesOptions?: RoutesOptions): Hono<E> {
+      const [upgradeWebSocket, details] =
+        typeof runtime === 'function' ? [runtime, routesOptions] : [runtime.upgradeWebSocket, runtime];
       return createRoutes(
         {
           config,
@@ -901,8 +913,8 @@ export function createAgentHub(options: AgentHubOptions = {}): AgentHub {
           authorize,
         },
         upgradeWebSocket,
-        routesOptions,
-      );
+        details,
+      ) as unknown as Hono<E>;
     },
     publishStatus: (agentId, update) => publishFields(agentId, 'status_update', StatusUpdateFieldsSchema, update),
     publishTask: (agentId, update) => publishFields(agentId, 'task_update', TaskUpdateFieldsSchema, update),

@@ -2,8 +2,8 @@
  * hono-agent-ws: a real-time WebSocket channel per agent for Hono apps.
  *
  * Runtime-neutral: this module uses only standard WebSocket, timer and Web APIs. Bind it to a
- * runtime by passing that runtime's `upgradeWebSocket` to `hub.routes()`; `adapters/` has
- * ready-made bindings for Node, Deno and Bun (one file each).
+ * runtime with `hub.routes(binding)`: `hono-agent-ws/node`, `/deno` and `/bun` export one
+ * binding each; on another Hono runtime, pass its `upgradeWebSocket`.
  *
  * @module
  */
@@ -27,7 +27,8 @@ export { createAgentHub, QUEUE_HANDOVER_MS } from './hub.ts';
 export type { LogEntry, LogEvent, Logger } from './logger.ts';
 export { jsonLogger } from './logger.ts';
 export type { AgentHubOptions, AuthorizeHook, HubAction } from './options.ts';
-export type { RoutesOptions, TopicFanOut } from './routes.ts';
+export { SERVE_DEFAULTS } from './options.ts';
+export type { RoutesOptions, RuntimeBinding, TopicFanOut } from './routes.ts';
 export * from './schemas.ts';
 export type { ErrorKind, HubStats } from './stats.ts';
 export { ERROR_KINDS, HubStatsSchema } from './stats.ts';

@@ -1,4 +1,4 @@
-import type { Context } from 'hono';
+import type { Context, Env } from 'hono';
 import * as v from 'valibot';
 import type { BrokerFactory } from './broker.ts';
 import type { Logger } from './logger.ts';
@@ -126,12 +126,24 @@ export type HubAction = 'watch' | 'publish' | 'stats';
  *
  * `agentId` is the agent watched or published to; `undefined` for `stats`.
  */
-export type AuthorizeHook = (agentId: string | undefined, c: Context, action: HubAction) => boolean | Promise<boolean>;
+export type AuthorizeHook<E extends Env = any> = (
+  agentId: string | undefined,
+  c: Context<E>,
+  action: HubAction,
+) => boolean | Promise<boolean>;
+
+/**
+ * Where the adapters' `serveNode`, `serveDeno` and `serveBun` listen unless told otherwise.
+ */
+export const SERVE_DEFAULTS: { readonly port: number; readonly hostname: string } = Object.freeze({
+  port: 8787,
+  hostname: '127.0.0.1',
+});
 
 /**
  * Options of `createAgentHub`. Every interval is in milliseconds.
  */
-export interface AgentHubOptions {
+export interface AgentHubOptions<E extends Env = any> {
   /** Interval between heartbeat pings; a connection silent for two is closed. 0 disables. Default 30000. */
   heartbeatInterval?: number;
   /** Most updates kept per agent while it has no connection; the oldest are dropped. Default 100. */
@@ -177,7 +189,7 @@ export interface AgentHubOptions {
   /** Mounts `POST /:agent_id/updates`. Default false. */
   ingest?: boolean;
   /** Guards every route the hub mounts; see `AuthorizeHook`. */
-  authorize?: AuthorizeHook;
+  authorize?: AuthorizeHook<E>;
   /** Moves updates between instances; default `memoryBroker()`. */
   broker?: BrokerFactory;
 }

@@ -48,6 +48,16 @@ export interface RoutesOptions {
 }
 
 /**
+ * Everything a runtime needs to serve the hub's routes: its `upgradeWebSocket` and the details
+ * an adapter knows about its sockets. The adapters export one each (`node`, `deno`, `bun`), so
+ * `hub.routes(bun)` cannot forget a detail; on another Hono runtime, pass its `upgradeWebSocket`.
+ */
+export interface RuntimeBinding extends RoutesOptions {
+  /** The runtime's `upgradeWebSocket` helper. */
+  readonly upgradeWebSocket: UpgradeWebSocket<any, any>;
+}
+
+/**
  * A runtime's native pub/sub, as the hub uses it.
  */
 export interface TopicFanOut {

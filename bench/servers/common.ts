@@ -20,10 +20,10 @@ import process from 'node:process';
 import { type Hono, Hono as HonoApp } from 'hono';
 import { type AgentHub, createAgentHub } from '../../plugin/index.ts';
 
-/** Settings every server reads: `BENCH_BATCH_MS` (plugin only) and `BENCH_HEARTBEAT_MS` (0 = off). */
 // Exit cleanly on SIGTERM, so `--cpu-prof` and friends get to write their files.
 process.on('SIGTERM', () => process.exit(0));
 
+/** Settings every server reads: `BENCH_BATCH_MS` (plugin only) and `BENCH_HEARTBEAT_MS` (0 = off). */
 export const settings = {
   batchMs: Number(process.env.BENCH_BATCH_MS ?? 0),
   heartbeatMs: Number(process.env.BENCH_HEARTBEAT_MS ?? 0),

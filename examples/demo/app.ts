@@ -8,7 +8,7 @@ import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { timingSafeEqual } from 'hono/utils/buffer';
 import type { RedisBrokerOptions } from '../../adapters/redis.ts';
-import { type AgentHub, type AgentHubOptions, createAgentHub } from '../../plugin/index.ts';
+import { type AgentHub, type AgentHubOptions, createAgentHub, SERVE_DEFAULTS } from '../../plugin/index.ts';
 
 /** The Node server's timeouts, in milliseconds (see `serveNode`); unset ones keep its defaults. */
 export interface HttpTimeouts {
@@ -84,8 +84,8 @@ export function readSettings(env: Record<string, string | undefined>): DemoSetti
   }
   return {
     timeouts,
-    port: integer(env, 'PORT', 8787),
-    host: env.HOST || '127.0.0.1',
+    port: integer(env, 'PORT', SERVE_DEFAULTS.port),
+    host: env.HOST || SERVE_DEFAULTS.hostname,
     hub,
     demoAgents: integer(env, 'DEMO_AGENTS', 3),
     authToken: env.AUTH_TOKEN || undefined,
@@ -116,7 +116,7 @@ export interface Demo {
 }
 
 /**
- * Builds the demo app. `upgradeWebSocket` and `routesOptions` come from the runtime's adapter.
+ * Builds the demo app; `mount` binds the hub's routes to the runtime (`hub.routes(node)`).
  */
 export function createDemo(settings: DemoSettings, mount: (hub: AgentHub) => Hono): Demo {
   const { authToken } = settings;

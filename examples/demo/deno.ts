@@ -1,12 +1,12 @@
 /**
  * `npm run start:deno`: the demo on Deno.
  */
-import { serveDeno, upgradeWebSocket } from '../../adapters/deno.ts';
+import { deno, serveDeno } from '../../adapters/deno.ts';
 import { runDemo } from './app.ts';
 
 await runDemo({
   env: Deno.env.toObject(),
-  mount: (hub) => hub.routes(upgradeWebSocket),
+  mount: (hub) => hub.routes(deno),
   serve: serveDeno,
   onSignal: (signal, handler) => Deno.addSignalListener(signal, handler),
   exit: (code) => Deno.exit(code),

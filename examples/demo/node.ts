@@ -1,12 +1,12 @@
 /**
  * `npm start`: the demo on Node.
  */
-import { routesOptions, serveNode, upgradeWebSocket } from '../../adapters/node.ts';
+import { node, serveNode } from '../../adapters/node.ts';
 import { runDemo } from './app.ts';
 
 await runDemo({
   env: process.env,
-  mount: (hub) => hub.routes(upgradeWebSocket, routesOptions),
+  mount: (hub) => hub.routes(node),
   serve: serveNode,
   onSignal: (signal, handler) => process.on(signal, handler),
   exit: (code) => process.exit(code),

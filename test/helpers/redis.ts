@@ -3,12 +3,12 @@
  * tests that need a real Redis; it can be stopped and started again on the same port, and
  * frozen (SIGSTOP) and resumed.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type ReadyProcess, spawnReady } from '../../scripts/spawn.ts';
 
 /**
  * Why the Redis tests should be skipped, or `undefined` to run them. They are skipped only when
@@ -56,45 +56,20 @@ export interface RedisServer {
   dispose(): Promise<void>;
 }
 
-const launch = async (port: number, dir: string): Promise<ChildProcess> => {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server not ready in 10 s:\n${output}`)), 10_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk;
-      if (output.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(new Error(`could not run redis-server: ${error.message}`));
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server exited (${code ?? signal}) before it was ready:\n${output}`));
-    });
+const launch = (port: number, dir: string): Promise<ReadyProcess> =>
+  spawnReady({
+    name: 'redis-server',
+    command: 'redis-server',
+    args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    ready: /Ready to accept connections/,
+    timeoutMs: 10_000,
+    graceMs: 5_000,
   });
-  return child;
-};
 
-const terminate = async (child: ChildProcess | undefined) => {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
+const terminate = async (server: ReadyProcess | undefined) => {
   // A frozen server would not act on SIGTERM until resumed.
-  child.kill('SIGCONT');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
+  if (server && server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGCONT');
+  await server?.stop();
 };
 
 /**
@@ -104,13 +79,13 @@ const terminate = async (child: ChildProcess | undefined) => {
  */
 export async function startRedis(): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'haw-redis-'));
-  let child: ChildProcess | undefined;
+  let server: ReadyProcess | undefined;
   let port = 0;
   // The free port may be taken before Redis binds it; try a few.
   for (let attempt = 1; ; attempt++) {
     port = await freePort();
     try {
-      child = await launch(port, dir);
+      server = await launch(port, dir);
       break;
     } catch (error) {
       if (attempt === 3) {
@@ -122,19 +97,19 @@ export async function startRedis(): Promise<RedisServer> {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
-    stop: () => terminate(child),
+    stop: () => terminate(server),
     freeze: () => {
-      child?.kill('SIGSTOP');
+      server?.child.kill('SIGSTOP');
     },
     thaw: () => {
-      child?.kill('SIGCONT');
+      server?.child.kill('SIGCONT');
     },
     async start() {
-      await terminate(child);
-      child = await launch(port, dir);
+      await terminate(server);
+      server = await launch(port, dir);
     },
     async dispose() {
-      await terminate(child);
+      await terminate(server);
       rmSync(dir, { recursive: true, force: true });
     },
   };

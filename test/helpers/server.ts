@@ -1,13 +1,13 @@
 /**
  * Starts the demo server as a child process on a random port, the way users start it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { HubStats } from '../../plugin/index.ts';
 import { DEMO_ARGS, runtimeBinary, runtimeEnv } from '../../scripts/runtimes.ts';
+import { spawnReady } from '../../scripts/spawn.ts';
 import { loadContract } from '../../spec/contract.ts';
 
 /** Project root. */
@@ -60,7 +60,7 @@ export interface ServerHandle {
   readonly process: ChildProcess;
   /** Everything the process printed. */
   output(): string;
-  /** SIGTERM; resolves with the exit code. */
+  /** SIGTERM (SIGKILL after 10 s); resolves with the exit code (`null` when a signal ended it). */
   stop(): Promise<number | null>;
 }
 
@@ -70,51 +70,25 @@ export interface ServerHandle {
 export async function startServer(runtime: Runtime, env: Record<string, string> = {}): Promise<ServerHandle> {
   runtime.prepare?.();
   const [command, args] = runtime.command();
-  const child = spawn(command, args, {
+  const server = await spawnReady({
+    name: `${runtime.name} server`,
+    command,
+    args,
     cwd: runtime.cwd ?? ROOT,
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DEMO_AGENTS: '0', LOG: 'off', ...runtime.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    ready: /listening on http:\/\/127\.0\.0\.1:(\d+)/,
+    streams: ['stdout'],
+    timeoutMs: 30_000,
+    graceMs: 10_000,
   });
-  let output = '';
-  child.stdout?.on('data', (chunk) => {
-    output += chunk;
-  });
-  child.stderr?.on('data', (chunk) => {
-    output += chunk;
-  });
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${runtime.name} server did not start in 30 s:\n${output}`)),
-      30_000,
-    );
-    const check = () => {
-      const match = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout?.on('data', check);
-    exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`${runtime.name} server exited with ${code} before listening:\n${output}`));
-    });
-  });
+  const port = Number(server.match[1]);
   return {
     port,
     http: `http://127.0.0.1:${port}`,
     ws: `ws://127.0.0.1:${port}`,
-    process: child,
-    output: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
+    process: server.child,
+    output: server.output,
+    stop: server.stop,
   };
 }
 

@@ -1,0 +1,104 @@
+/**
+ * The command line of `npm run bench` and the scenario parameters it selects.
+ *
+ * @module
+ */
+
+/** Sizes and durations of every scenario; written to the results JSON as `parameters`. */
+export interface Params {
+  repeats: number;
+  /** Connection counts C of the fan-out scenarios; the largest also runs batching. */
+  conns: number[];
+  warmupMs: number;
+  windowMs: number;
+  /** Publishes per second of the fixed-rate scenario (all agents together). */
+  fixedRate: number;
+  /** Updates per second per agent of the dense batching scenario. */
+  denseRate: number;
+  /** Idle memory is the RSS difference between these two connection counts. */
+  memLow: number;
+  memHigh: number;
+  heartbeatMs: number;
+  idleMs: number;
+  /** autocannon: a fixed number of requests (quick) or a duration after a warm-up (full). */
+  http: { amount: number; connections: number } | { durationMs: number; warmupMs: number; connections: number };
+  /** A window is run again when other processes used more cores than this during it. */
+  maxOther: number;
+  /** Most runs of one window. */
+  attempts: number;
+}
+
+/** What the command line asked for. */
+export interface Options {
+  /** `--quick`: the seconds-long version of every scenario. */
+  quick: boolean;
+  /** False with `--no-write`: print the report only. */
+  write: boolean;
+  params: Params;
+  /** Flat-out in-flight bound, in messages per connection (`--inflight=N`, 16). */
+  flatInflight: number;
+  /** The largest C. */
+  maxConns: number;
+  /** Extra flags for the Node servers, e.g. `--node-flags=--cpu-prof,--cpu-prof-dir=/tmp/prof`. */
+  nodeFlags: string[];
+  /** `--servers=a,b`: the servers to run; every one when undefined. */
+  servers: string[] | undefined;
+}
+
+const quickParams = (): Params => ({
+  repeats: 1,
+  conns: [200],
+  warmupMs: 150,
+  windowMs: 400,
+  fixedRate: 4_000,
+  denseRate: 100,
+  memLow: 40,
+  memHigh: 400,
+  heartbeatMs: 250,
+  idleMs: 600,
+  http: { amount: 400, connections: 10 },
+  maxOther: 0.5,
+  attempts: 1,
+});
+
+const fullParams = (): Params => ({
+  repeats: 5,
+  conns: [1000, 5000],
+  warmupMs: 600,
+  windowMs: 2000,
+  fixedRate: 20_000,
+  denseRate: 200,
+  memLow: 500,
+  memHigh: 5000,
+  heartbeatMs: 1000,
+  idleMs: 2000,
+  http: { durationMs: 1500, warmupMs: 300, connections: 50 },
+  maxOther: 0.25,
+  attempts: 2,
+});
+
+/**
+ * Reads `--quick`, `--no-write`, `--repeats=N`, `--conns=1000,5000`, `--window=ms`,
+ * `--inflight=N`, `--servers=a,b` and `--node-flags=a,b`; anything else is ignored.
+ */
+export function parseArgs(args: readonly string[]): Options {
+  const flag = (name: string) => args.includes(`--${name}`);
+  const option = (name: string) => args.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
+  const quick = flag('quick');
+  const params = quick ? quickParams() : fullParams();
+  const repeats = option('repeats');
+  if (repeats) params.repeats = Number(repeats);
+  const conns = option('conns');
+  if (conns) params.conns = conns.split(',').map(Number);
+  const window = option('window');
+  if (window) params.windowMs = Number(window);
+  return {
+    quick,
+    write: !flag('no-write'),
+    params,
+    flatInflight: Number(option('inflight') ?? 16),
+    maxConns: Math.max(...params.conns),
+    nodeFlags: option('node-flags')?.split(',') ?? [],
+    servers: option('servers')?.split(','),
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * The servers under test (one entry of bench/servers/ each) and how they run: each in its own
+ * process, pinned to core 0 with `taskset` when there is more than one core, announcing itself
+ * with a `BENCH_READY` line (bench/servers/common.ts).
+ *
+ * @module
+ */
+import { spawnSync } from 'node:child_process';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { runtimeBinary, runtimeEnv } from '../../scripts/runtimes.ts';
+import { type ReadyProcess, spawnReady } from '../../scripts/spawn.ts';
+import type { Family } from '../load.ts';
+
+export interface ServerDef {
+  name: string;
+  label: string;
+  family: Family;
+  runtime: 'node' | 'bun' | 'deno';
+  /** File under bench/servers/. */
+  entry: string;
+  batchMs?: number;
+  /** Runs the hub: gets the sparse/dense batching scenarios and the HTTP scenario. */
+  hub: boolean;
+}
+
+/** Every server, in the order they run in the first repeat and appear in the report. */
+export const ALL_SERVERS: readonly ServerDef[] = [
+  { name: 'plugin-node', label: 'plugin · Node', family: 'agent', runtime: 'node', entry: 'plugin-node.ts', hub: true },
+  {
+    name: 'plugin-node-batched',
+    label: 'plugin · Node · batch 100 ms',
+    family: 'agent',
+    runtime: 'node',
+    entry: 'plugin-node.ts',
+    batchMs: 100,
+    hub: true,
+  },
+  { name: 'ws', label: 'raw ws', family: 'plain', runtime: 'node', entry: 'ws.ts', hub: false },
+  { name: 'socketio', label: 'Socket.IO', family: 'sio', runtime: 'node', entry: 'socketio.ts', hub: false },
+  { name: 'plugin-bun', label: 'plugin · Bun', family: 'agent', runtime: 'bun', entry: 'plugin-bun.ts', hub: true },
+  {
+    name: 'bun-native',
+    label: 'Bun server.publish',
+    family: 'plain',
+    runtime: 'bun',
+    entry: 'bun-native.ts',
+    hub: false,
+  },
+  { name: 'plugin-deno', label: 'plugin · Deno', family: 'agent', runtime: 'deno', entry: 'plugin-deno.ts', hub: true },
+];
+
+/** The project's own Deno and Bun (scripts/runtimes.ts); a missing one is undefined. */
+export interface Runtimes {
+  bun: string | undefined;
+  deno: string | undefined;
+}
+
+export function findRuntimes(): Runtimes {
+  const binary = (name: 'bun' | 'deno'): string | undefined => {
+    try {
+      return runtimeBinary(name);
+    } catch {
+      return undefined;
+    }
+  };
+  return { bun: binary('bun'), deno: binary('deno') };
+}
+
+/**
+ * The servers to run: those named (every one when `wanted` is undefined) whose runtime is
+ * installed. Says on stderr which servers are skipped for a missing runtime.
+ */
+export function selectServers(wanted: readonly string[] | undefined, runtimes: Runtimes): ServerDef[] {
+  const available = (def: ServerDef) =>
+    def.runtime === 'bun' ? runtimes.bun !== undefined : def.runtime === 'deno' ? runtimes.deno !== undefined : true;
+  const servers = ALL_SERVERS.filter((def) => (!wanted || wanted.includes(def.name)) && available(def));
+  for (const def of ALL_SERVERS) {
+    if (!available(def)) console.error(`bench: skipping ${def.name}: ${def.runtime} not installed`);
+  }
+  return servers;
+}
+
+/** Core pinning with `taskset`, when installed. */
+export interface Pinning {
+  /** The path of `taskset`, or '' when it is not installed. */
+  taskset: string;
+  /** `command` run on `core` only, or unchanged without `taskset` or on a single core. */
+  pin(core: number, command: string[]): string[];
+}
+
+export function detectPinning(): Pinning {
+  const taskset = spawnSync('sh', ['-c', 'command -v taskset'], { encoding: 'utf8' }).stdout.trim();
+  return {
+    taskset,
+    pin: (core, command) => (taskset && cpus().length > 1 ? [taskset, '-c', String(core), ...command] : command),
+  };
+}
+
+/** A server that announced itself: where it listens, and its control channel. */
+export interface Running {
+  process: ReadyProcess;
+  pid: number;
+  port: number;
+  control: number;
+}
+
+/** Starts and stops the server processes, and kills whatever is left at the end of the run. */
+export interface ServerLauncher {
+  /** Starts `def` on core 0 with the heartbeat every `heartbeatMs` (0: off); its stderr is forwarded. */
+  start(def: ServerDef, heartbeatMs: number): Promise<Running>;
+  /** SIGTERM, SIGKILL after 3 s (the servers exit on SIGTERM so profilers can write their files). */
+  stop(running: Running): Promise<void>;
+  /** SIGKILLs every server still running. */
+  killAll(): void;
+}
+
+/**
+ * @param nodeFlags Extra flags for the Node servers (`--node-flags=`).
+ */
+export function serverLauncher(runtimes: Runtimes, pinning: Pinning, nodeFlags: readonly string[]): ServerLauncher {
+  const live = new Set<ReadyProcess>();
+  return {
+    async start(def, heartbeatMs) {
+      const entry = join('bench/servers', def.entry);
+      const command =
+        def.runtime === 'node'
+          ? [process.execPath, '--expose-gc', ...nodeFlags, '--import', 'tsx', entry]
+          : def.runtime === 'bun'
+            ? [runtimes.bun as string, 'run', entry]
+            : [runtimes.deno as string, 'run', '-A', '--cached-only', '--v8-flags=--expose-gc', entry];
+      const [file, ...args] = pinning.pin(0, command) as [string, ...string[]];
+      const server = await spawnReady({
+        name: def.name,
+        command: file,
+        args,
+        env: {
+          ...process.env,
+          ...runtimeEnv(),
+          BENCH_BATCH_MS: String(def.batchMs ?? 0),
+          BENCH_HEARTBEAT_MS: String(heartbeatMs),
+        },
+        ready: /BENCH_READY (\{.*\})/,
+        streams: ['stdout'],
+        timeoutMs: 60_000,
+        graceMs: 3_000,
+        onOutput: (chunk, stream) => {
+          if (stream === 'stderr') process.stderr.write(`[${def.name}] ${chunk}`);
+        },
+      });
+      live.add(server);
+      void server.exited.then(() => live.delete(server));
+      const info = JSON.parse(server.match[1] as string) as { port: number; control: number; pid: number };
+      return { process: server, ...info };
+    },
+    async stop(running) {
+      await running.process.stop();
+    },
+    killAll() {
+      for (const server of live) server.child.kill('SIGKILL');
+    },
+  };
+}
