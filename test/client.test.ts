@@ -1,0 +1,154 @@
+/**
+ * The client (`hono-agent-ws/client`) against the real demo server, on Node 20 with `ws` as its
+ * WebSocket, and on Deno and Bun with their global WebSocket: each run is a child process
+ * (test/helpers/client-runner.ts) that prints the client's events, and must exit by itself once
+ * the client is closed: that is how "close() leaves no timers behind" is checked.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { backoffDelay, reconnectAfterClose, retryAfterStatus, statusFromError } from '../client/index.ts';
+import { CLOSE_CODES } from '../plugin/close-codes.ts';
+import { ROOT, runtimeBinary, runtimeEnv } from '../scripts/runtimes.ts';
+import type { Report } from './helpers/client-harness.ts';
+import { clientScenarios, type Driver, type Run } from './helpers/client-scenarios.ts';
+
+const RUNNER = 'test/helpers/client-runner.ts';
+
+/** A driver that runs the client as a child process. */
+function processDriver(
+  name: string,
+  command: (arg: string) => [string, string[]],
+  extra: Partial<Driver> = {},
+): Driver {
+  return {
+    name,
+    ...extra,
+    async start(url, options) {
+      const [cmd, args] = command(JSON.stringify([url, options]));
+      const child: ChildProcess = spawn(cmd, args, {
+        cwd: ROOT,
+        env: { ...process.env, ...runtimeEnv(), NO_COLOR: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const reports: Report[] = [];
+      let waiters: (() => void)[] = [];
+      const wake = () => {
+        for (const waiter of waiters) waiter();
+        waiters = [];
+      };
+      let buffer = '';
+      let stderr = '';
+      child.stdout!.setEncoding('utf8');
+      child.stdout!.on('data', (chunk: string) => {
+        buffer += chunk;
+        let newline = buffer.indexOf('\n');
+        while (newline >= 0) {
+          const line = buffer.slice(0, newline);
+          buffer = buffer.slice(newline + 1);
+          try {
+            reports.push(JSON.parse(line));
+          } catch {
+            stderr += `${line}\n`;
+          }
+          newline = buffer.indexOf('\n');
+        }
+        wake();
+      });
+      child.stderr!.on('data', (chunk) => {
+        stderr += chunk;
+      });
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      exited.then(wake);
+      const describeRun = () =>
+        `${name} client: ${reports.map((report) => JSON.stringify(report)).join('\n')}\nstderr: ${stderr}`;
+      const run: Run = {
+        reports,
+        async waitFor(match, what, timeout = 10_000, from = 0) {
+          const deadline = Date.now() + timeout;
+          for (;;) {
+            const found = reports.slice(from).find(match);
+            if (found) return found;
+            if (child.exitCode !== null) throw new Error(`${what}: the client process exited\n${describeRun()}`);
+            if (Date.now() > deadline) throw new Error(`${what}: not within ${timeout} ms\n${describeRun()}`);
+            await new Promise<void>((resolve) => {
+              waiters.push(resolve);
+              setTimeout(resolve, 100);
+            });
+          }
+        },
+        async finished(timeout = 5000) {
+          await run.waitFor(
+            (report) => report.event === 'state' && report.args[0] === 'closed',
+            'state closed',
+            timeout,
+          );
+          const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeout).unref());
+          const code = await Promise.race([exited, timer]);
+          assert.notEqual(code, 'timeout', `the process did not exit by itself after close()\n${describeRun()}`);
+          assert.equal(code, 0, describeRun());
+        },
+        async dispose() {
+          if (child.exitCode === null && child.signalCode === null) {
+            child.kill('SIGKILL');
+            await exited;
+          }
+        },
+      };
+      return run;
+    },
+  };
+}
+
+describe('client policy', () => {
+  it('reconnects after every close code of the server table that says so, and after 1006 and Deno’s 0', () => {
+    for (const [code, info] of Object.entries(CLOSE_CODES))
+      assert.equal(reconnectAfterClose(Number(code)), info.reconnect);
+    for (const code of [0, 1000, 1005, 1006, 1012, 1013]) assert.equal(reconnectAfterClose(code), true);
+  });
+  it('stops on 400, 401, 403, 404; retries 408, 426, 429, 5xx', () => {
+    for (const status of [400, 401, 403, 404]) assert.equal(retryAfterStatus(status), false);
+    for (const status of [408, 426, 429, 500, 502, 503]) assert.equal(retryAfterStatus(status), true);
+  });
+  it('reads the status from the error of ws, Deno and Bun', () => {
+    assert.equal(statusFromError('Unexpected server response: 401'), 401);
+    assert.equal(statusFromError('NetworkError: failed to connect to WebSocket: Invalid status code: 403'), 403);
+    assert.equal(statusFromError("WebSocket connection to 'ws://x' failed: Expected 101 status code: 401"), 401);
+    assert.equal(statusFromError('connect ECONNREFUSED 127.0.0.1:1'), undefined);
+    assert.equal(statusFromError(undefined), undefined);
+  });
+  it('backs off with full jitter, bounded', () => {
+    const options = { initialDelayMs: 100, maxDelayMs: 1000 };
+    assert.equal(
+      backoffDelay(0, options, () => 0),
+      0,
+    );
+    assert.equal(
+      backoffDelay(0, options, () => 0.999),
+      99,
+    );
+    assert.equal(
+      backoffDelay(3, options, () => 0.5),
+      400,
+    );
+    assert.equal(
+      backoffDelay(30, options, () => 0.999),
+      999,
+    );
+  });
+});
+
+const drivers: Driver[] = [
+  processDriver('node (ws)', (arg) => [process.execPath, ['--import', 'tsx', RUNNER, arg]], { canSetOrigin: true }),
+  processDriver('deno', (arg) => [
+    runtimeBinary('deno'),
+    ['run', '--allow-net', '--allow-env', '--allow-read', '--cached-only', RUNNER, arg],
+  ]),
+  processDriver('bun', (arg) => [runtimeBinary('bun'), [RUNNER, arg]]),
+];
+
+for (const driver of drivers) {
+  describe(`the client on ${driver.name}`, { concurrency: false, timeout: 120_000 }, () => {
+    clientScenarios(driver);
+  });
+}
