@@ -155,10 +155,12 @@ const TSCONFIG = {
 /** Loads the declarations of every entry a Node app can load (`/deno` needs Deno's types). */
 const ENTRIES_TS = `import type * as core from 'hono-agent-ws';
 import type * as bun from 'hono-agent-ws/bun';
+import type * as client from 'hono-agent-ws/client';
 import type * as node from 'hono-agent-ws/node';
 import type * as redis from 'hono-agent-ws/redis';
 
 export type Uses = [core.HubStats, core.ServerMessage, typeof node.serveNode, typeof bun.serveBun, typeof redis.redisBroker];
+export type ClientUses = [typeof client.connectAgent, client.AgentClient, client.StatusUpdate];
 `;
 
 describe('the npm package', { concurrency: false, timeout: 600_000 }, () => {
