@@ -2,7 +2,8 @@
  * The same glue around `connectAgent` on every runtime the client tests run on (Node in
  * process, Deno and Bun as child processes, Chromium in a page): it reports every event as a
  * JSON-friendly record, drains `updates()` too, and closes the client when it receives the task
- * update `__close__`, so a test can end a client it does not hold.
+ * update `__close__` (or, with `closeOn`, the first time it enters that state), so a test can
+ * end a client it does not hold.
  *
  * No imports but types: the browser test compiles this file alone.
  */
@@ -20,7 +21,7 @@ export const CLOSE_TASK = '__close__';
 export function harness(
   connect: typeof connectAgent,
   url: string,
-  options: ConnectOptions,
+  options: ConnectOptions & { closeOn?: string },
   report: (record: Report) => void,
 ): AgentClient {
   const client = connect(url, options);
@@ -53,5 +54,12 @@ export function harness(
     for await (const { update } of client.updates()) seqs.push(update.seq);
     report({ event: 'iterator_end', args: [seqs] });
   })();
+  if (options.closeOn) {
+    const off = client.on('state', (state) => {
+      if (state !== options.closeOn) return;
+      off();
+      client.close();
+    });
+  }
   return client;
 }

@@ -4,8 +4,7 @@
  * event printed as one JSON line. The process must then exit by itself once the client is
  * closed (by `__close__`, `closeOn`, or a fatal refusal): nothing may be left running.
  *
- * Extra options for the tests: `origin` (Node only: `ws` sends this `Origin` header) and
- * `closeOn` (close the client the first time it enters that state).
+ * Extra option for the tests: `origin` (Node only: `ws` sends this `Origin` header).
  */
 import { type ConnectOptions, connectAgent, type WebSocketConstructor } from '../../client/index.ts';
 import { harness } from './client-harness.ts';
@@ -27,14 +26,4 @@ if (!WS) {
       } as unknown as WebSocketConstructor)
     : (NodeWS as unknown as WebSocketConstructor);
 }
-const client = harness(connectAgent, url, { ...options, WebSocket: WS }, (record) =>
-  console.log(JSON.stringify(record)),
-);
-if (options.closeOn) {
-  const off = client.on('state', (state) => {
-    if (state === options.closeOn) {
-      off();
-      client.close();
-    }
-  });
-}
+harness(connectAgent, url, { ...options, WebSocket: WS }, (record) => console.log(JSON.stringify(record)));
