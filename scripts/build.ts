@@ -9,7 +9,8 @@
  *    into dist/adapters/.
  * 3. tsc leaves relative `.ts` specifiers in declaration files as written (they resolve there,
  *    but not in every tool): they are rewritten to `.js`, the same length, so nothing else moves.
- * 4. Every `exports` target of package.json must exist.
+ * 4. Every `exports` target of package.json must exist, and every `bin` target must exist and
+ *    start with a `#!/usr/bin/env node` line (tsc keeps the source's); it is made executable.
  *
  * To add an entry (say `client/`): put its directory in tsconfig.build.json "include" and the
  * entry in package.json and jsr.json "exports"; test/package.test.ts holds the three together.
@@ -17,7 +18,7 @@
  * @module
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './runtimes.ts';
 
@@ -63,6 +64,14 @@ function exportTargets(): string[] {
   return Object.values(exports).flatMap((target) => (typeof target === 'string' ? [target] : Object.values(target)));
 }
 
+/** Every file a `bin` command names. */
+function binTargets(): string[] {
+  const { bin } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    bin?: string | Record<string, string>;
+  };
+  return bin === undefined ? [] : typeof bin === 'string' ? [bin] : Object.values(bin);
+}
+
 rmSync(DIST, { recursive: true, force: true });
 rmSync(DENO_OUT, { recursive: true, force: true });
 tsc('tsconfig.build.json');
@@ -76,6 +85,18 @@ const rewritten = rewriteDeclarations(DIST);
 const missing = exportTargets().filter((target) => !existsSync(join(ROOT, target)));
 if (missing.length > 0) {
   console.error(`build: package.json exports name files the build did not produce:\n  ${missing.join('\n  ')}`);
+  process.exit(1);
+}
+const badBins = binTargets().filter((target) => {
+  const path = join(ROOT, target);
+  if (!existsSync(path) || !readFileSync(path, 'utf8').startsWith('#!/usr/bin/env node\n')) return true;
+  chmodSync(path, 0o755);
+  return false;
+});
+if (badBins.length > 0) {
+  console.error(
+    `build: package.json bin names files missing or without a #!/usr/bin/env node line:\n  ${badBins.join('\n  ')}`,
+  );
   process.exit(1);
 }
 const files = readdirSync(DIST, { recursive: true, encoding: 'utf8' }).filter((file) => file.includes('.'));

@@ -255,6 +255,12 @@ describe('the npm package', { concurrency: false, timeout: 600_000 }, () => {
       assert.match(map.sourcesContent?.[0] ?? '', /export \* from '\.\/schemas\.ts'/);
     });
 
+    it('installs the bin: `hono-agent-ws` runs from node_modules/.bin through its #! line', () => {
+      const bin = join(nodeApp, 'node_modules', '.bin', 'hono-agent-ws');
+      assert.equal(run(bin, ['--version'], nodeApp).trim(), (PACKAGE as unknown as { version: string }).version);
+      assert.match(run(bin, ['--help'], nodeApp), /^Usage: hono-agent-ws watch <ws-url>/);
+    });
+
     it('type-checks the Node example and every Node entry: strict NodeNext, no skipLibCheck', (t) => {
       const tsc = join(nodeApp, 'node_modules', 'typescript', 'bin', 'tsc');
       t.diagnostic(run(process.execPath, [tsc, '--version'], nodeApp).trim());
