@@ -64,7 +64,8 @@ export function clientScenarios(driver: Driver): void {
     try {
       const id = agent('batches');
       assert.equal((await ingest(server, id, [task(1), task(2), task(3)])).status, 202);
-      run = await driver.start(`${server.ws}/agents/${id}/ws`, {});
+      // With validation: every frame checked against the server's valibot schemas (a lazy chunk).
+      run = await driver.start(`${server.ws}/agents/${id}/ws`, { validate: true });
       await run.waitFor(isUpdate(3), 'the offline queue');
       assert.equal(
         (
@@ -91,6 +92,7 @@ export function clientScenarios(driver: Driver): void {
         range(1, 8).map((n) => `task-${n}`),
       );
       const kinds = run.reports.map((report) => report.event);
+      assert.ok(!kinds.includes('invalid_frame'), 'every frame passed validation');
       assert.ok(kinds.indexOf('snapshot') < kinds.indexOf('update'), 'the snapshot comes first');
       assert.deepEqual(
         run.reports.filter((report) => report.event === 'state').map((report) => report.args[0]),
@@ -145,6 +147,47 @@ export function clientScenarios(driver: Driver): void {
       await run?.dispose();
       await first.stop();
       await second?.stop();
+    }
+  });
+
+  it('gives up on a silent connection after 2 × heartbeat_interval and resumes', async () => {
+    const server = await startServer(node, { HEARTBEAT_INTERVAL_MS: '300', BATCH_INTERVAL_MS: '0' });
+    let run: Run | undefined;
+    try {
+      const id = agent('silent');
+      run = await driver.start(`${server.ws}/agents/${id}/ws`, {
+        connectTimeoutMs: 1000,
+        reconnect: { initialDelayMs: 100, maxDelayMs: 200 },
+      });
+      await run.waitFor((report) => report.event === 'open', 'open');
+      await ingest(server, id, task(1));
+      await run.waitFor(isUpdate(1), 'update 1');
+      await sleep(700); // pings answered: still the same connection
+      assert.equal(run.reports.filter((report) => report.event === 'close').length, 0, 'pongs kept it open');
+      server.process.kill('SIGSTOP');
+      const started = Date.now();
+      const close = await run.waitFor((report) => report.event === 'close', 'the liveness timeout', 5000);
+      const waited = Date.now() - started;
+      server.process.kill('SIGCONT');
+      assert.equal((close.args[0] as { code: number }).code, 4000);
+      assert.ok(waited < 1500, `gave up after ${waited} ms`);
+      const again = await run.waitFor(
+        (report) => report.event === 'open' && (report.args[0] as { recovered: boolean }).recovered,
+        'a recovered resume',
+        10_000,
+      );
+      assert.equal((again.args[0] as { reconnects: number }).reconnects, 1);
+      await ingest(server, id, task(2));
+      await run.waitFor(isUpdate(2), 'update 2');
+      assert.deepEqual(
+        updatesOf(run).map((update) => update.seq),
+        [1, 2],
+      );
+      await closeThroughServer(server, id, run);
+    } finally {
+      server.process.kill('SIGCONT');
+      await run?.dispose();
+      await server.stop();
     }
   });
 
