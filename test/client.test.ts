@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { backoffDelay, reconnectAfterClose, retryAfterStatus, statusFromError } from '../client/index.ts';
 import { CLOSE_CODES } from '../plugin/close-codes.ts';
@@ -105,6 +107,22 @@ describe('client policy', () => {
     for (const [code, info] of Object.entries(CLOSE_CODES))
       assert.equal(reconnectAfterClose(Number(code)), info.reconnect);
     for (const code of [0, 1000, 1005, 1006, 1012, 1013]) assert.equal(reconnectAfterClose(code), true);
+  });
+  it("is the README's table: one row per code of CLOSE_CODES, with its reason and decision", () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const table = /<!-- client-policy:start -->\n([\s\S]*?)<!-- client-policy:end -->/.exec(readme)?.[1] ?? '';
+    const rows = table
+      .split('\n')
+      .filter((line) => /^\| \d{4} \|/.test(line))
+      .map((line) => line.split('|').map((cell) => cell.trim()));
+    assert.deepEqual(
+      rows.map(([, code, reason, decision]) => [Number(code), reason, decision]),
+      Object.entries(CLOSE_CODES).map(([code, info]) => [
+        Number(code),
+        info.reason,
+        reconnectAfterClose(Number(code)) ? 'reconnect' : 'stop',
+      ]),
+    );
   });
   it('stops on 400, 401, 403, 404; retries 408, 426, 429, 5xx', () => {
     for (const status of [400, 401, 403, 404]) assert.equal(retryAfterStatus(status), false);
