@@ -260,9 +260,6 @@ export function createRoutes(
   const watch = async (c: Context, next: () => Promise<void>) => {
     const agentId = parseAgentId(c);
     if (agentId === undefined) return invalidAgentId(c, 'invalid_agent_id');
-    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
-      return refuse(c, 'upgrade_required', 426, 'upgrade_required', 'this endpoint speaks WebSocket only', agentId);
-    }
     // Cross-site WebSocket hijacking: a browser sends cookies and HTTP auth with any page's
     // upgrade, so a foreign page's request is refused before anything else looks at it.
     const origin = c.req.header('origin');
@@ -289,6 +286,11 @@ export function createRoutes(
     if (hub.isClosing()) return refuse(c, 'unavailable', 503, 'unavailable', 'the server is shutting down', agentId);
     const refused = await guard(c, 'watch', agentId);
     if (refused) return refused;
+    // After authorize, so a client whose runtime hides a refused handshake's status (browsers)
+    // learns 401/403 from a plain GET of the same URL.
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+      return refuse(c, 'upgrade_required', 426, 'upgrade_required', 'this endpoint speaks WebSocket only', agentId);
+    }
     const response = await upgrade(c, next);
     return response ?? refuse(c, 'upgrade_required', 426, 'upgrade_required', 'WebSocket upgrade failed', agentId);
   };
