@@ -262,6 +262,13 @@ export function connectAgent(url: string, options: ConnectOptions = {}): AgentCl
     arm(options.connectTimeoutMs ?? 10_000, () => giveUp('no connection_established in time'));
     ws.onerror = (event) => {
       errorMessage = event?.message ?? event?.error?.message;
+      // Some runtimes (Node 22's built-in WebSocket) report a refused handshake with an error
+      // and never a close: end the attempt now rather than at the connect timeout.
+      if (!hello && socket === ws) {
+        socket = undefined;
+        detach(ws, 1006);
+        ended(1006, '', hello, errorMessage, target.href);
+      }
     };
     ws.onclose = (event) => {
       if (socket !== ws) return;
