@@ -37,6 +37,11 @@ export interface BrokerContext {
    * recently goes first; their `seq` and `epoch` stay, only older resumes fail.
    */
   readonly maxTotalHistoryBytes: number;
+  /**
+   * The JSON the hub serialised an update to at the door, before it was numbered: a networked
+   * broker appends `seq` and `epoch` to it instead of serialising the update again.
+   */
+  readonly bodyOf?: (update: UnsequencedUpdate) => string;
   /** The byte size the limits above count for an update: its JSON, UTF-8. */
   readonly sizeOf: (update: AgentUpdate) => number;
   /**

@@ -227,6 +227,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     maxHistoryBytes: config.maxHistoryBytes,
     maxTotalHistoryBytes: config.maxTotalHistoryBytes,
     sizeOf: (update) => encoder.sizeOf(update),
+    bodyOf: (update) => encoder.body(update),
     onDropped(agentId, count, reason = 'count') {
       counters.messages_dropped += count;
       throttle.note(`queue_drop:${agentId}`, 'warn', 'queue_drop', { agent_id: agentId, reason }, count);

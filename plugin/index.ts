@@ -13,10 +13,13 @@ export type {
   BrokerFactory,
   ClusterStats,
   DropReason,
+  Joined,
   LocalFigures,
   MaybePromise,
   MemoryBrokerOptions,
   PublishReceipt,
+  StreamPosition,
+  UnsubscribeReceipt,
 } from './broker.ts';
 export { memoryBroker } from './broker.ts';
 export type { CloseCodeInfo } from './close-codes.ts';

@@ -49,9 +49,10 @@ const integer = (env: Record<string, string | undefined>, name: string, fallback
  * ALLOWED_ORIGINS (comma-separated browser origins allowed besides the server's own),
  * HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS
  * (Node's HTTP server timeouts, see `serveNode`), LOG
- * (`off`), REDIS_URL (when set, instances sharing that Redis behave as one hub) and
+ * (`off`), REDIS_URL (when set, instances sharing that Redis behave as one hub),
  * PRESENCE_TTL_MS (with REDIS_URL: how long a vanished instance still counts as holding its
- * agents; 15000).
+ * agents; 15000) and STREAM_TTL_MS (with REDIS_URL: how long an agent's stream stays in Redis
+ * after it was last published to or watched; 86400000).
  */
 export function readSettings(env: Record<string, string | undefined>): DemoSettings {
   const hub: AgentHubOptions = { ingest: true };
@@ -93,6 +94,7 @@ export function readSettings(env: Record<string, string | undefined>): DemoSetti
       ? {
           url: env.REDIS_URL,
           ...(env.PRESENCE_TTL_MS ? { presenceTtl: integer(env, 'PRESENCE_TTL_MS', 15_000) } : {}),
+          ...(env.STREAM_TTL_MS ? { streamTtl: integer(env, 'STREAM_TTL_MS', 86_400_000) } : {}),
         }
       : undefined,
   };

@@ -54,6 +54,8 @@ export interface RedisServer {
   thaw(): void;
   /** Stops it for good and removes its directory. */
   dispose(): Promise<void>;
+  /** Runs one command with `redis-cli` (installed with redis-server) on database `db`: its raw output, trimmed. */
+  cli(db: number, ...args: string[]): string;
 }
 
 const launch = (port: number, dir: string): Promise<ReadyProcess> =>
@@ -111,6 +113,11 @@ export async function startRedis(): Promise<RedisServer> {
     async dispose() {
       await terminate(server);
       rmSync(dir, { recursive: true, force: true });
+    },
+    cli(db, ...args) {
+      const run = spawnSync('redis-cli', ['-p', String(port), '-n', String(db), ...args], { encoding: 'utf8' });
+      if (run.error || run.status !== 0) throw new Error(`redis-cli ${args.join(' ')}: ${run.error ?? run.stderr}`);
+      return run.stdout.trim();
     },
   };
 }
