@@ -164,7 +164,7 @@ export interface Broker {
    *
    * @returns How many of them were queued (the hub counts them in `messages_queued`).
    */
-  unsubscribe(agentId: string, undelivered: readonly AgentUpdate[]): MaybePromise<UnsubscribeReceipt | void>;
+  unsubscribe(agentId: string, undelivered: readonly AgentUpdate[]): MaybePromise<UnsubscribeReceipt | undefined>;
   /**
    * Numbers an update (sets its `seq` and `epoch`), keeps it in the agent's history and state,
    * and delivers it to every instance subscribed to its agent, or queues it if none is.

@@ -122,7 +122,8 @@ export function createFanOut<R extends Recipient>(context: FanOutContext<R>): Fa
       } catch (error) {
         context.topicFailed(audience.agentId, error);
         audience.topicBinding = null;
-        return broadcast(audience, frame);
+        broadcast(audience, frame);
+        return;
       }
       context.sent(admitted);
       if (maxBufferedAmount > 0) for (const recipient of audience.connections) checkSlow(recipient);

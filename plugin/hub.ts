@@ -539,7 +539,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
 
   const pendingLeaves = new Set<Promise<void>>();
   const leave = (agentId: string, undelivered: readonly AgentUpdate[]) => {
-    const countQueued = (receipt: UnsubscribeReceipt | void) => {
+    const countQueued = (receipt: UnsubscribeReceipt | undefined) => {
       if (receipt) counters.messages_queued += receipt.queued;
     };
     try {

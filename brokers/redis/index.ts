@@ -61,7 +61,6 @@ import type {
   PublishReceipt,
   StatusUpdate,
   TaskUpdate,
-  UnsequencedUpdate,
 } from '../../plugin/index.ts';
 import { connectRedis, RedisUnavailableError, withTimeout } from './connection.ts';
 import { type Drops, HEARTBEAT_CHUNK, SCRIPTS } from './scripts.ts';
