@@ -681,6 +681,8 @@ describe('fuzzing the receive path (node)', { concurrency: false }, () => {
   let server: ServerHandle;
   before(async () => {
     server = await startServer(node, {
+      // The receive path is under test: frames arrive as in the seed protocol, without a snapshot.
+      SNAPSHOT: 'off',
       MAX_MESSAGE_SIZE: String(MAX),
       BATCH_INTERVAL_MS: '50',
       HEARTBEAT_INTERVAL_MS: '600000',
@@ -872,6 +874,8 @@ describe('inbound frame budget (node)', { concurrency: false }, () => {
   let server: ServerHandle;
   before(async () => {
     server = await startServer(node, {
+      // The receive path is under test: frames arrive as in the seed protocol, without a snapshot.
+      SNAPSHOT: 'off',
       BATCH_INTERVAL_MS: '50',
       HEARTBEAT_INTERVAL_MS: '600000',
       MAX_INBOUND_RATE: String(RATE),

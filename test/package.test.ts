@@ -104,6 +104,7 @@ async function exercise(runtime: Runtime, graceful: boolean): Promise<void> {
     const client = await TestClient.connect(`${server.ws}/agents/agent-7/ws`);
     const hello = await client.next(undefined, 5000);
     assert.equal(hello.type, 'connection_established');
+    assert.equal((await client.next(undefined, 5000)).type, 'snapshot');
     const replay = await client.next(undefined, 5000);
     assert.equal(replay.type, 'batch_update');
     assert.equal(replay.source, 'queue');
