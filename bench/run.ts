@@ -5,10 +5,12 @@
  *
  * Flags (bench/lib/args.ts): `--quick` (seconds-long version of every scenario, for CI),
  * `--no-write` (print only), `--repeats=N`, `--servers=a,b` (subset), `--conns=1000,5000`,
- * `--window=ms`, `--inflight=N`, `--node-flags=a,b` (extra flags for the Node servers).
+ * `--window=ms`, `--inflight=N`, `--node-flags=a,b` (extra flags for the Node servers),
+ * `--prefill=N` (updates per agent before the fan-out windows).
  *
  * Repeats are the outer loop; every server runs once per repeat, in a rotating order, each in
- * its own process pinned to core 0 while the one load generator is pinned to core 1.
+ * its own process pinned to core 0 while the one load generator is pinned to core 1. After the
+ * servers, each repeat measures the history's memory in a process of its own (bench/history.ts).
  *
  * Layout: bench/lib/servers.ts starts the servers (bench/servers/), bench/lib/loadgen.ts drives
  * the load generator (bench/load.ts), bench/lib/scenarios/ holds one file per scenario family,
@@ -26,6 +28,7 @@ import type { Repeats, Sample } from './lib/report.ts';
 import { buildReport, writeResults } from './lib/results.ts';
 import { type Context, log } from './lib/scenarios/context.ts';
 import { fanOut } from './lib/scenarios/fan-out.ts';
+import { historyMemory } from './lib/scenarios/history.ts';
 import { idleScenario } from './lib/scenarios/idle.ts';
 import { detectPinning, findRuntimes, type ServerDef, selectServers, serverLauncher } from './lib/servers.ts';
 
@@ -59,7 +62,12 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
         const sample: Sample = {};
         samples[def.name] = sample;
         await fanOut(ctx, repeat, def, sample);
-        await idleScenario(ctx, repeat, def, sample);
+        if (!def.variant) await idleScenario(ctx, repeat, def, sample);
+      }
+      const node = samples['plugin-node'];
+      if (node) {
+        log(`repeat ${repeat + 1}/${params.repeats}: history memory`);
+        await historyMemory(ctx, pinning, quick ? 20_000 : 100_000, node);
       }
     }
   } catch (error) {

@@ -26,7 +26,7 @@ test('quick benchmark: every scenario delivers exactly what was published', { ti
   for (const scenario of ['connect', 'fixed', 'flat', 'dense', 'sparse', 'memory']) {
     assert.ok(scenarios.has(scenario), `no ${scenario} scenario ran`);
   }
-  for (const server of ['plugin-node', 'plugin-node-batched', 'ws', 'socketio']) {
+  for (const server of ['plugin-node', 'plugin-node-batched', 'plugin-node-nohistory', 'ws', 'socketio']) {
     assert.ok(
       checks.some((check) => check.server === server),
       `server ${server} did not run`,
@@ -38,4 +38,5 @@ test('quick benchmark: every scenario delivers exactly what was published', { ti
   }
   assert.match(run.stdout, /HTTP \(autocannon\)/, 'the HTTP scenario did not run');
   assert.match(run.stdout, /Idle connections/, 'the idle scenario did not run');
+  assert.match(run.stdout, /History memory/, 'the history memory measurement did not run');
 });

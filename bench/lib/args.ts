@@ -43,6 +43,12 @@ export interface Options {
   nodeFlags: string[];
   /** `--servers=a,b`: the servers to run; every one when undefined. */
   servers: string[] | undefined;
+  /**
+   * `--prefill=N`: updates each agent gets before the fan-out windows (plugin servers), so the
+   * windows run with the history already full, as in a server that has run for a while; 0 (the
+   * default) starts from empty histories.
+   */
+  prefill: number;
 }
 
 const quickParams = (): Params => ({
@@ -79,7 +85,7 @@ const fullParams = (): Params => ({
 
 /**
  * Reads `--quick`, `--no-write`, `--repeats=N`, `--conns=1000,5000`, `--window=ms`,
- * `--inflight=N`, `--servers=a,b` and `--node-flags=a,b`; anything else is ignored.
+ * `--inflight=N`, `--servers=a,b`, `--node-flags=a,b` and `--prefill=N`; anything else is ignored.
  */
 export function parseArgs(args: readonly string[]): Options {
   const flag = (name: string) => args.includes(`--${name}`);
@@ -100,5 +106,6 @@ export function parseArgs(args: readonly string[]): Options {
     maxConns: Math.max(...params.conns),
     nodeFlags: option('node-flags')?.split(',') ?? [],
     servers: option('servers')?.split(','),
+    prefill: Number(option('prefill') ?? 0),
   };
 }

@@ -37,6 +37,18 @@ export function ratios(params: Params): RatioDef[] {
         den: ['socketio', `flat@${c}.delivered`],
       },
       {
+        id: `history-cpu@${c}`,
+        label: `CPU/msg plugin with history ÷ without, C=${c}`,
+        num: ['plugin-node', `fixed@${c}.cpuUs`],
+        den: ['plugin-node-nohistory', `fixed@${c}.cpuUs`],
+      },
+      {
+        id: `history-flat@${c}`,
+        label: `flat msgs/s plugin with history ÷ without, C=${c}`,
+        num: ['plugin-node', `flat@${c}.delivered`],
+        den: ['plugin-node-nohistory', `flat@${c}.delivered`],
+      },
+      {
         id: `bun@${c}`,
         label: `flat msgs/s plugin on Bun ÷ Bun server.publish, C=${c}`,
         num: ['plugin-bun', `flat@${c}.delivered`],
@@ -90,6 +102,12 @@ export function goals(params: Params): GoalDef[] {
     },
     { text: `Node, batching off: flat throughput ≥ 0.95 × raw ws (C=${C})`, of: `flat@${C}`, op: '>=', limit: 0.95 },
     { text: `Node, batching off: flat throughput ≥ 2 × Socket.IO (C=${C})`, of: `flat-sio@${C}`, op: '>=', limit: 2 },
+    {
+      text: `Node: CPU per message with history ÷ without ≤ 1.05 (C=${C})`,
+      of: `history-cpu@${C}`,
+      op: '<=',
+      limit: 1.05,
+    },
     {
       text: `Idle memory per connection ≤ raw ws + 2 KB (C=${params.memHigh})`,
       of: 'mem',

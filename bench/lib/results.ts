@@ -23,6 +23,7 @@ import {
   type Repeats,
   table,
 } from './report.ts';
+import { HISTORY_SIZES } from './scenarios/history.ts';
 import type { ServerDef } from './servers.ts';
 
 /** Everything a run produced. */
@@ -47,6 +48,26 @@ export interface Report {
   svg: string;
 }
 
+/**
+ * The history memory table (bench/history.ts, in the plugin on Node's samples); '' when it did
+ * not run.
+ */
+function historyTable(repeats: Repeats): string {
+  const rows = HISTORY_SIZES.filter((size) => figure(repeats, 'plugin-node', `history@${size}.bytesPerAgent`)).map(
+    (size) => {
+      const cell = (key: string, unit: string) =>
+        fmtSummary(figure(repeats, 'plugin-node', `history@${size}.${key}`), unit);
+      return `| ${size} | ${cell('bytesPerAgent', 'B')} | ${cell('bytesPerUpdate', 'B')} | ${cell('jsonPerUpdate', 'B')} | ${cell('overhead', '')} | ${cell('publishUs', 'µs')} / ${cell('publishUsWithout', 'µs')} |`;
+    },
+  );
+  if (rows.length === 0) return '';
+  return [
+    '| historySize (full) | heap per agent | heap per update | JSON per update | heap ÷ JSON | publish CPU in process, with / without history |',
+    '|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+  ].join('\n');
+}
+
 export function buildReport(run: Run): Report {
   const { options, servers, pinned, repeats, recorder } = run;
   const P = options.params;
@@ -62,7 +83,13 @@ export function buildReport(run: Run): Report {
     `Run ${new Date().toISOString()}, ${options.quick ? 'quick' : 'full'}, ${complete} repeat(s); Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${(totalmem() / 2 ** 30).toFixed(1)} GB;`,
     `servers ${pinned ? 'pinned to core 0, load generator to core 1' : 'not pinned'}; ${windows.length - kept.length} of ${windows.length} windows discarded for other processes' CPU > ${P.maxOther} cores.`,
     'Figures: median [min–max] over repeats; ratios paired within each repeat. Every window checked delivered/published = 1 exactly.',
+    ...(options.prefill > 0
+      ? [`Fan-out servers started with ${options.prefill} updates published to each agent (\`--prefill\`).`]
+      : []),
   ].join('\n');
+  const history = historyTable(repeats);
+  const historyTitle =
+    "History memory (Node, in process: every agent's history full of ~200-byte task updates, heap after GC with history − without)";
 
   const sections: string[] = [];
   const push = (title: string, body: string) => {
@@ -113,6 +140,7 @@ export function buildReport(run: Run): Report {
       ],
     ),
   );
+  push(historyTitle, history);
   const ratioLines = ratios
     .map((def) => ({ def, value: paired(repeats, def) }))
     .filter((row) => row.value)
@@ -125,7 +153,7 @@ export function buildReport(run: Run): Report {
   );
   const goalTable = `| goal | measured | |\n|---|---:|---|\n${goalLines.join('\n')}`;
 
-  const chartServers = servers.filter((s) => s.name !== 'plugin-node-batched');
+  const chartServers = servers.filter((s) => s.name !== 'plugin-node-batched' && !s.variant);
   const bars = (key: string) =>
     chartServers.map((s) => ({ label: s.label, value: figure(repeats, s.name, key), highlight: s.hub }));
   const panels: ChartPanel[] = [
@@ -146,7 +174,7 @@ export function buildReport(run: Run): Report {
     ...Cs.map((c) =>
       table(
         repeats,
-        servers.filter((s) => s.name !== 'plugin-node-batched'),
+        servers.filter((s) => s.name !== 'plugin-node-batched' && !s.variant),
         [
           { title: `CPU µs/msg @ ${P.fixedRate / 1000}k msg/s, C=${c}`, key: `fixed@${c}.cpuUs`, unit: 'µs' },
           { title: 'p50 / p99 ms', key: `fixed@${c}.p50`, unit: 'ms' },
@@ -155,6 +183,7 @@ export function buildReport(run: Run): Report {
         ],
       ).concat('\n'),
     ),
+    ...(history ? [`${historyTitle}:`, '', history, ''] : []),
     '### Goals',
     '',
     goalTable,
@@ -173,6 +202,9 @@ export function buildReport(run: Run): Report {
     'under test is unchanged. Server CPU is read from /proc; windows where other processes used more than',
     `${P.maxOther} cores are run again. Scenarios: fixed rate (${P.fixedRate / 1000}k msg/s), flat-out closed loop, batching`,
     `(dense ${P.denseRate} updates/s per agent vs sparse), idle memory and heartbeat sweep, HTTP with autocannon.`,
+    'The plugin on Node also runs the fixed-rate and flat-out scenarios with `historySize: 0` and `snapshot: false`',
+    '(`plugin-node-nohistory`, the behaviour before resume), for the cost of history (`--prefill=1000` starts the',
+    "fan-out servers with every history full); `bench/history.ts` measures the history's heap in a process of its own.",
     '',
   ].join('\n');
   return { date, ratios, goals, markdown, readme, svg };
@@ -194,7 +226,14 @@ export function writeResults(run: Run, report: Report): void {
     node: process.version,
     cpus: cpus().map((cpu) => cpu.model),
     pinned,
-    servers: servers.map(({ name, label, runtime, batchMs }) => ({ name, label, runtime, batchMs: batchMs ?? 0 })),
+    prefill: options.prefill,
+    servers: servers.map(({ name, label, runtime, batchMs, history }) => ({
+      name,
+      label,
+      runtime,
+      batchMs: batchMs ?? 0,
+      history: history ?? true,
+    })),
     repeats,
     ratios: report.ratios.map((def) => ({ ...def, value: paired(repeats, def) })).filter((row) => row.value),
     goals: report.goals.map(({ text, op, limit, value, verdict }) => ({ text, op, limit, value, verdict })),

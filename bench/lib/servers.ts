@@ -22,11 +22,31 @@ export interface ServerDef {
   batchMs?: number;
   /** Runs the hub: gets the sparse/dense batching scenarios and the HTTP scenario. */
   hub: boolean;
+  /**
+   * `false`: the hub keeps no history and sends no snapshot (`historySize: 0`, `snapshot: false`),
+   * as before resume existed. Plugin servers only; default true.
+   */
+  history?: boolean;
+  /**
+   * A variant measured against another server rather than a contender: runs the fixed-rate and
+   * flat-out scenarios only, and stays out of the chart and the README's tables.
+   */
+  variant?: boolean;
 }
 
 /** Every server, in the order they run in the first repeat and appear in the report. */
 export const ALL_SERVERS: readonly ServerDef[] = [
   { name: 'plugin-node', label: 'plugin · Node', family: 'agent', runtime: 'node', entry: 'plugin-node.ts', hub: true },
+  {
+    name: 'plugin-node-nohistory',
+    label: 'plugin · Node · no history',
+    family: 'agent',
+    runtime: 'node',
+    entry: 'plugin-node.ts',
+    hub: true,
+    history: false,
+    variant: true,
+  },
   {
     name: 'plugin-node-batched',
     label: 'plugin · Node · batch 100 ms',
@@ -107,8 +127,12 @@ export interface Running {
 
 /** Starts and stops the server processes, and kills whatever is left at the end of the run. */
 export interface ServerLauncher {
-  /** Starts `def` on core 0 with the heartbeat every `heartbeatMs` (0: off); its stderr is forwarded. */
-  start(def: ServerDef, heartbeatMs: number): Promise<Running>;
+  /**
+   * Starts `def` on core 0 with the heartbeat every `heartbeatMs` (0: off); its stderr is
+   * forwarded. A plugin server first publishes `prefill.updates` updates to each of agents 0 to
+   * `prefill.agents` − 1 (`--prefill`), none of them counted by the load generator.
+   */
+  start(def: ServerDef, heartbeatMs: number, prefill?: { agents: number; updates: number }): Promise<Running>;
   /** SIGTERM, SIGKILL after 3 s (the servers exit on SIGTERM so profilers can write their files). */
   stop(running: Running): Promise<void>;
   /** SIGKILLs every server still running. */
@@ -121,7 +145,7 @@ export interface ServerLauncher {
 export function serverLauncher(runtimes: Runtimes, pinning: Pinning, nodeFlags: readonly string[]): ServerLauncher {
   const live = new Set<ReadyProcess>();
   return {
-    async start(def, heartbeatMs) {
+    async start(def, heartbeatMs, prefill) {
       const entry = join('bench/servers', def.entry);
       const command =
         def.runtime === 'node'
@@ -138,7 +162,9 @@ export function serverLauncher(runtimes: Runtimes, pinning: Pinning, nodeFlags: 
           ...process.env,
           ...runtimeEnv(),
           BENCH_BATCH_MS: String(def.batchMs ?? 0),
+          BENCH_HISTORY: def.history === false ? '0' : '1',
           BENCH_HEARTBEAT_MS: String(heartbeatMs),
+          BENCH_PREFILL: prefill && prefill.updates > 0 ? `${prefill.agents}x${prefill.updates}` : '',
         },
         ready: /BENCH_READY (\{.*\})/,
         streams: ['stdout'],

@@ -23,10 +23,17 @@ import { type AgentHub, createAgentHub } from '../../plugin/index.ts';
 // Exit cleanly on SIGTERM, so `--cpu-prof` and friends get to write their files.
 process.on('SIGTERM', () => process.exit(0));
 
-/** Settings every server reads: `BENCH_BATCH_MS` (plugin only) and `BENCH_HEARTBEAT_MS` (0 = off). */
+/**
+ * Settings every server reads: `BENCH_HEARTBEAT_MS` (0 = off) and, plugin only,
+ * `BENCH_BATCH_MS`, `BENCH_HISTORY` (`0` runs the hub with `historySize: 0` and
+ * `snapshot: false`, as before resume existed) and `BENCH_PREFILL` (`<agents>x<updates>`:
+ * updates published to each agent before the server announces itself).
+ */
 export const settings = {
   batchMs: Number(process.env.BENCH_BATCH_MS ?? 0),
+  history: process.env.BENCH_HISTORY !== '0',
   heartbeatMs: Number(process.env.BENCH_HEARTBEAT_MS ?? 0),
+  prefill: (process.env.BENCH_PREFILL || '0x0').split('x').map(Number) as [number, number],
 };
 
 const ids: string[] = [];
@@ -141,8 +148,9 @@ export function mountBare(app: Hono): void {
 }
 
 /**
- * Starts the plugin on one runtime: a hub with the bench settings, its routes and the bare
- * routes on one app, served by the runtime's adapter, published to through the control channel.
+ * Starts the plugin on one runtime: a hub with the bench settings (history and snapshots on, as
+ * by default, unless `BENCH_HISTORY=0`), its routes and the bare routes on one app, served by the
+ * runtime's adapter, published to through the control channel.
  */
 export async function startPluginServer(
   mount: (hub: AgentHub) => Hono,
@@ -153,10 +161,19 @@ export async function startPluginServer(
     heartbeatInterval: settings.heartbeatMs,
     logger: false,
     ingest: true,
+    ...(settings.history ? {} : { historySize: 0, snapshot: false }),
   });
   const app = new HonoApp();
   app.route('/agents', mount(hub));
   mountBare(app);
+  // Round-robin, as the load generator publishes; without the load generator's marker, so
+  // neither the offline queue nor the snapshot these leave is counted as a delivery.
+  const [prefillAgents, prefillUpdates] = settings.prefill;
+  for (let n = 0; n < prefillUpdates; n++) {
+    for (let i = 0; i < prefillAgents; i++) {
+      await hub.publishTask(agentId(i), { ...TASK_FIELDS, message: `prefill ${n} ${PAD}` });
+    }
+  }
   const server = await serve({ fetch: app.fetch, hub, port: 0 });
   startControl(server.port, (agent, message) => {
     void hub.publishTask(agent, { ...TASK_FIELDS, message });

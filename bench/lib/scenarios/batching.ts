@@ -11,7 +11,7 @@ import { type Context, runWindow } from './context.ts';
 
 /** Whether `def` runs the batching scenario at C = `conns`. */
 export const runsBatching = (ctx: Context, def: ServerDef, conns: number) =>
-  conns === ctx.options.maxConns && def.name.startsWith('plugin-node');
+  conns === ctx.options.maxConns && def.name.startsWith('plugin-node') && !def.variant;
 
 /** Runs at C = `conns` open connections over `agents` agents. */
 export async function batching(

@@ -1,7 +1,8 @@
 /**
  * The fan-out session of one server: one process with the heartbeat off runs, at every C in
  * increasing order, the fixed-rate and flat-out scenarios (not when batched), at the largest C
- * the batching scenario (plugin on Node), and at the end the HTTP scenario (hub, unbatched).
+ * the batching scenario (plugin on Node), and at the end the HTTP scenario (hub, unbatched). A
+ * variant (`ServerDef.variant`) runs the fixed-rate and flat-out scenarios only.
  *
  * @module
  */
@@ -15,7 +16,8 @@ import { httpScenario } from './http.ts';
 
 export async function fanOut(ctx: Context, repeat: number, def: ServerDef, sample: Sample): Promise<void> {
   const { params, maxConns } = ctx.options;
-  const running = await ctx.servers.start(def, 0);
+  const { prefill } = ctx.options;
+  const running = await ctx.servers.start(def, 0, { agents: maxConns / 10, updates: prefill });
   try {
     await attach(ctx, def, running);
     let open = 0;
@@ -38,7 +40,7 @@ export async function fanOut(ctx: Context, repeat: number, def: ServerDef, sampl
       }
     }
     await ctx.load({ op: 'disconnect' });
-    if (def.hub && !def.batchMs) await httpScenario(ctx, repeat, def, sample);
+    if (def.hub && !def.batchMs && !def.variant) await httpScenario(ctx, repeat, def, sample);
   } finally {
     await ctx.load({ op: 'detach' }).catch(() => {});
     await ctx.servers.stop(running);
