@@ -109,6 +109,40 @@ export interface Joined extends StreamPosition {
 }
 
 /**
+ * One agent a broker holds a stream for, as `listAgents` reports it.
+ */
+export interface AgentListing {
+  readonly agent_id: string;
+  /** The agent's current epoch. */
+  readonly epoch: string;
+  /** The latest `seq` published (0 if none). */
+  readonly seq: number;
+  /** The agent's latest status update, or null. */
+  readonly status: StatusUpdate | null;
+  /** Its open tasks, most recently updated first, at most the `maxTasks` asked for. */
+  readonly open_tasks: readonly TaskUpdate[];
+  /** How many open tasks it has (its snapshot holds at most `MAX_SNAPSHOT_OPEN_TASKS`). */
+  readonly open_tasks_total: number;
+  /** Updates waiting in its offline queue. */
+  readonly queued: number;
+  /**
+   * Live instances holding a connection for it, when the broker spans several instances;
+   * absent on single-process brokers (the hub then reports 1 or 0 from its own connections).
+   */
+  readonly instances?: number;
+}
+
+/**
+ * One page of `listAgents`.
+ */
+export interface AgentPage {
+  /** Agents in ascending `agent_id` order (UTF-16 code units, which for agent ids is byte order). */
+  readonly agents: readonly AgentListing[];
+  /** The last agent id of the page when more may follow, else null. */
+  readonly next: string | null;
+}
+
+/**
  * Outcome of one publish.
  */
 export interface PublishReceipt {
@@ -182,6 +216,16 @@ export interface Broker {
    * and serves the result as `cluster`. Absent on single-process brokers.
    */
   clusterStats?(): Promise<ClusterStats>;
+  /**
+   * The agents the broker holds a stream for (published to, watched, or with a queue), in
+   * ascending `agent_id` order, a page at a time: `GET /ws/agents` serves them. Optional: without
+   * it the route lists the agents with a connection on this instance.
+   *
+   * @param after List agents whose id sorts after this one; `undefined` from the start.
+   * @param limit Most agents to return.
+   * @param maxTasks Most open tasks to return per agent.
+   */
+  listAgents?(after: string | undefined, limit: number, maxTasks: number): MaybePromise<AgentPage>;
   /** Releases the broker's resources. */
   close(): MaybePromise<void>;
 }
@@ -469,6 +513,27 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
       queuedCount() {
         expire(Date.now());
         return queued;
+      },
+      listAgents(after, limit, maxTasks) {
+        expire(Date.now());
+        // Sorting every id costs O(n log n) per page; n is bounded by maxAgents (10000 by default).
+        const ids = [...streams.keys()].filter((id) => after === undefined || id > after).sort();
+        const page = ids.slice(0, limit);
+        const agents = page.map((agentId): AgentListing => {
+          const stream = streams.get(agentId) as Stream;
+          const open = [...stream.state.open.values()];
+          const queue = queues.get(agentId);
+          return {
+            agent_id: agentId,
+            epoch: stream.epoch,
+            seq: stream.seq,
+            status: stream.state.status,
+            open_tasks: maxTasks > 0 ? open.slice(-maxTasks).reverse() : [],
+            open_tasks_total: open.length,
+            queued: queue ? size(queue) : 0,
+          };
+        });
+        return { agents, next: ids.length > limit ? (page.at(-1) ?? null) : null };
       },
       close() {
         subscribers.clear();

@@ -9,6 +9,14 @@ import { InvalidUpdateError } from './errors.ts';
 import { createFanOut } from './fanout.ts';
 import { classifyFrame, classifySocketFailure, type InboundBudget, spendFrame } from './inbound.ts';
 import { jsonLogger, type LogEntry, type Logger } from './logger.ts';
+import {
+  BATCH_SIZE_BUCKETS,
+  createHistogram,
+  hubMetricFamilies,
+  type MetricFamily,
+  observe,
+  SEND_DELAY_BUCKETS,
+} from './metrics.ts';
 import { type AgentHubOptions, type ResolvedHubOptions, resolveHubOptions } from './options.ts';
 import { createRoutes, type RoutesOptions, type RuntimeBinding, type SocketBinding } from './routes.ts';
 import {
@@ -22,7 +30,7 @@ import {
   type TaskUpdateInput,
   type UnsequencedUpdate,
 } from './schemas.ts';
-import { createErrorCounters, type ErrorKind, type HubStats } from './stats.ts';
+import { type AgentSummary, type AgentsPage, createErrorCounters, type ErrorKind, type HubStats } from './stats.ts';
 import { createLogThrottle } from './throttle.ts';
 import { createWindowScheduler } from './windows.ts';
 
@@ -74,6 +82,12 @@ export interface AgentHub<E extends Env = any> {
    * instances (Redis), adds the cluster-wide figures as `cluster`.
    */
   stats(): HubStats;
+  /**
+   * Every figure of the stats (with `cluster` from a broker that spans several instances) and
+   * the batch size and send delay histograms, as metric families: what `GET /ws/metrics`
+   * renders and `registerHubMetrics` hands to an app's prom-client registry.
+   */
+  metrics(): Promise<MetricFamily[]>;
   /** Flushes pending batches, closes every socket with 1001, stops every timer and the broker. */
   close(): Promise<void>;
 }
@@ -204,6 +218,8 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
   const countError = (kind: ErrorKind) => {
     errors[kind]++;
   };
+  const batchSize = createHistogram(BATCH_SIZE_BUCKETS);
+  const sendDelay = createHistogram(SEND_DELAY_BUCKETS);
   /** A failure contained inside the hub: counted, logged (throttled), and it costs one update or one event. */
   const internalError = (operation: string, error: unknown, agentId?: string) => {
     countError('internal_error');
@@ -308,9 +324,17 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
       }
     } else {
       frame = encoder.batch(channel.agentId, updates, 'window', updateFailed(channel.agentId));
-      if (frame !== undefined) counters.batches_sent++;
+      if (frame !== undefined) {
+        counters.batches_sent++;
+        observe(batchSize, updates.length);
+      }
     }
-    if (frame !== undefined) broadcast(channel, frame);
+    if (frame === undefined) return;
+    broadcast(channel, frame);
+    // Once per frame per agent, from its oldest update's timestamp (set when it was accepted,
+    // on whichever instance): the window, the broker and the write are all in it.
+    const accepted = Date.parse((updates[0] as AgentUpdate).timestamp);
+    if (!Number.isNaN(accepted)) observe(sendDelay, Math.max(0, Date.now() - accepted) / 1000);
   };
 
   // ---- batching: one timer per hub ---------------------------------------------------------
@@ -430,6 +454,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
       );
       if (frame !== undefined) {
         counters.batches_sent++;
+        observe(batchSize, backlog.length);
         sendTo(connection, frame);
       }
     }
@@ -893,6 +918,63 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     return own;
   };
 
+  const metrics = async (): Promise<MetricFamily[]> =>
+    hubMetricFamilies({ stats: await statsWithCluster(), batchSize, sendDelay });
+
+  /**
+   * A page of the agents the hub knows: from the broker (cluster-wide with Redis), each with this
+   * instance's connections; a broker without `listAgents` gives the agents connected here.
+   */
+  const listAgents = async (after: string | undefined, limit: number, maxTasks: number): Promise<AgentsPage> => {
+    const local = (agentId: string) => channels.get(agentId)?.connections.size ?? 0;
+    if (broker.listAgents) {
+      let page: Awaited<ReturnType<NonNullable<Broker['listAgents']>>>;
+      try {
+        page = await broker.listAgents(after, limit, maxTasks);
+      } catch (error) {
+        brokerFailed('list', undefined, error);
+        throw error;
+      }
+      return {
+        agents: page.agents.map((agent): AgentSummary => {
+          const connections = local(agent.agent_id);
+          return {
+            agent_id: agent.agent_id,
+            connections,
+            instances: agent.instances ?? (connections > 0 ? 1 : 0),
+            status: agent.status,
+            open_tasks: [...agent.open_tasks],
+            open_tasks_total: agent.open_tasks_total,
+            seq: agent.seq,
+            epoch: agent.epoch,
+            queued: agent.queued,
+          };
+        }),
+        next_cursor: page.next,
+      };
+    }
+    const ids = [...channels.keys()].filter((id) => after === undefined || id > after).sort();
+    const page = ids.slice(0, limit);
+    return {
+      agents: page.map((agentId): AgentSummary => {
+        const channel = channels.get(agentId) as Channel;
+        const open = [...channel.agent.open.values()];
+        return {
+          agent_id: agentId,
+          connections: channel.connections.size,
+          instances: 1,
+          status: channel.agent.status,
+          open_tasks: maxTasks > 0 ? open.slice(-maxTasks).reverse() : [],
+          open_tasks_total: open.length,
+          seq: channel.flushedSeq,
+          epoch: channel.epoch,
+          queued: 0,
+        };
+      }),
+      next_cursor: ids.length > limit ? (page.at(-1) ?? null) : null,
+    };
+  };
+
   const { broker: _broker, logger: _logger, authorize, ...publicOptions } = config;
 
   return {
@@ -909,6 +991,8 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
           internalError,
           log,
           stats: statsWithCluster,
+          metrics,
+          listAgents,
           prepareUpdate,
           publish: (updates) => Promise.all(updates.map(publish)),
           authorize,
@@ -920,6 +1004,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     publishStatus: (agentId, update) => publishFields(agentId, 'status_update', StatusUpdateFieldsSchema, update),
     publishTask: (agentId, update) => publishFields(agentId, 'task_update', TaskUpdateFieldsSchema, update),
     stats,
+    metrics,
     async close() {
       if (closing) return;
       closing = true;

@@ -8,6 +8,8 @@
  * @module
  */
 export type {
+  AgentListing,
+  AgentPage,
   Broker,
   BrokerContext,
   BrokerFactory,
@@ -29,9 +31,34 @@ export type { AgentHub } from './hub.ts';
 export { createAgentHub, QUEUE_HANDOVER_MS } from './hub.ts';
 export type { LogEntry, LogEvent, Logger } from './logger.ts';
 export { jsonLogger } from './logger.ts';
+export type {
+  Histogram,
+  MetricFamily,
+  MetricRegistry,
+  MetricSample,
+  MetricSource,
+  RegisteredMetric,
+} from './metrics.ts';
+export {
+  BATCH_SIZE_BUCKETS,
+  METRIC_NAMES,
+  PROMETHEUS_CONTENT_TYPE,
+  registerHubMetrics,
+  renderPrometheus,
+  SEND_DELAY_BUCKETS,
+} from './metrics.ts';
 export type { AgentHubOptions, AuthorizeHook, HubAction } from './options.ts';
 export { SERVE_DEFAULTS } from './options.ts';
 export type { RoutesOptions, RuntimeBinding, TopicFanOut } from './routes.ts';
 export * from './schemas.ts';
-export type { ErrorKind, HubStats } from './stats.ts';
-export { ERROR_KINDS, HubStatsSchema } from './stats.ts';
+export type { AgentSummary, AgentsPage, ErrorKind, HubStats } from './stats.ts';
+export {
+  AGENT_TASKS_DEFAULT,
+  AGENT_TASKS_MAX,
+  AGENTS_PAGE_DEFAULT,
+  AGENTS_PAGE_MAX,
+  AgentSummarySchema,
+  AgentsPageSchema,
+  ERROR_KINDS,
+  HubStatsSchema,
+} from './stats.ts';

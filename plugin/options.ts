@@ -113,9 +113,10 @@ export const HubOptionsSchema: v.StrictObjectSchema<
 
 /**
  * What a request wants to do, as `authorize` sees it: `watch` an agent (the WebSocket route),
- * `publish` to one (ingest), or read the hub-wide `stats`.
+ * `publish` to one (ingest), or read the hub-wide `stats`, the `agents` listing or the
+ * Prometheus `metrics`.
  */
-export type HubAction = 'watch' | 'publish' | 'stats';
+export type HubAction = 'watch' | 'publish' | 'stats' | 'agents' | 'metrics';
 
 /**
  * Decides whether a request may proceed; it guards every route the hub mounts. Return `true` to
@@ -124,7 +125,7 @@ export type HubAction = 'watch' | 'publish' | 'stats';
  * `onError` (500 by default) and is counted as `internal_error`. Runs before the upgrade, so a
  * refused client never gets a socket.
  *
- * `agentId` is the agent watched or published to; `undefined` for `stats`.
+ * `agentId` is the agent watched or published to; `undefined` for `stats`, `agents` and `metrics`.
  */
 export type AuthorizeHook<E extends Env = any> = (
   agentId: string | undefined,

@@ -6,6 +6,7 @@ import * as v from 'valibot';
 import { InvalidUpdateError } from './errors.ts';
 import type { ResumePoint } from './hub.ts';
 import type { LogEntry } from './logger.ts';
+import { type MetricFamily, PROMETHEUS_CONTENT_TYPE, renderPrometheus } from './metrics.ts';
 import type { AuthorizeHook, HubAction, ResolvedHubOptions } from './options.ts';
 import {
   AgentIdSchema,
@@ -15,7 +16,15 @@ import {
   type IngestItem,
   type UnsequencedUpdate,
 } from './schemas.ts';
-import type { ErrorKind, HubStats } from './stats.ts';
+import {
+  AGENT_TASKS_DEFAULT,
+  AGENT_TASKS_MAX,
+  AGENTS_PAGE_DEFAULT,
+  AGENTS_PAGE_MAX,
+  type AgentsPage,
+  type ErrorKind,
+  type HubStats,
+} from './stats.ts';
 
 /**
  * Runtime details an adapter passes to `hub.routes`.
@@ -100,11 +109,38 @@ export interface HubInternals {
   ) => void;
   /** Own figures, plus `cluster` when the broker spans several instances (hence async). */
   readonly stats: () => Promise<HubStats>;
+  /** The stats and histograms as metric families. */
+  readonly metrics: () => Promise<MetricFamily[]>;
+  /** A page of agents after `after` (an agent id); `next_cursor` is the raw last id. */
+  readonly listAgents: (after: string | undefined, limit: number, maxTasks: number) => Promise<AgentsPage>;
   /** Builds an update from validated fields; throws `InvalidUpdateError` for what cannot be sent. */
   readonly prepareUpdate: (agentId: string, item: IngestItem) => UnsequencedUpdate;
   readonly publish: (updates: readonly UnsequencedUpdate[]) => Promise<unknown>;
   readonly authorize: AuthorizeHook | undefined;
 }
+
+/** The agents listing's cursor: the last agent id of a page, base64url, so clients treat it as opaque. */
+const encodeCursor = (agentId: string): string =>
+  btoa(`a:${agentId}`).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+const decodeCursor = (cursor: string): string | undefined => {
+  if (!/^[A-Za-z0-9_-]{1,200}$/.test(cursor)) return undefined;
+  let text: string;
+  try {
+    text = atob(cursor.replace(/-/g, '+').replace(/_/g, '/'));
+  } catch {
+    return undefined;
+  }
+  const agentId = text.slice(2);
+  return text.startsWith('a:') && v.is(AgentIdSchema, agentId) ? agentId : undefined;
+};
+
+/** A whole number from `min` to `max` in a query parameter; above `max` is `max`; `undefined` if malformed. */
+const wholeQuery = (text: string | undefined, fallback: number, min: number, max: number): number | undefined => {
+  if (text === undefined) return fallback;
+  if (!/^\d{1,9}$/.test(text)) return undefined;
+  const value = Number(text);
+  return value < min ? undefined : Math.min(value, max);
+};
 
 /** Reads the standard `bufferedAmount` of the raw socket. */
 const standardBufferedAmount = (socket: WSContext): number =>
@@ -239,6 +275,41 @@ export function createRoutes(
     refuse(c, kind, 400, 'invalid_agent_id', 'agent_id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -');
 
   app.get('/ws/stats', async (c) => (await guard(c, 'stats', undefined)) ?? c.json(await hub.stats()));
+
+  app.get('/ws/metrics', async (c) => {
+    const refused = await guard(c, 'metrics', undefined);
+    if (refused) return refused;
+    return c.body(renderPrometheus(await hub.metrics()), 200, { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
+  });
+
+  app.get('/ws/agents', async (c) => {
+    const refused = await guard(c, 'agents', undefined);
+    if (refused) return refused;
+    const limit = wholeQuery(c.req.query('limit'), AGENTS_PAGE_DEFAULT, 1, AGENTS_PAGE_MAX);
+    const tasks = wholeQuery(c.req.query('tasks'), AGENT_TASKS_DEFAULT, 0, AGENT_TASKS_MAX);
+    const cursor = c.req.query('cursor');
+    const after = cursor === undefined || cursor === '' ? undefined : decodeCursor(cursor);
+    if (limit === undefined || tasks === undefined || (cursor && after === undefined)) {
+      return refuse(
+        c,
+        'invalid_query',
+        400,
+        'invalid_query',
+        `limit must be a whole number from 1 (at most ${AGENTS_PAGE_MAX} are listed), tasks one from 0 (at most ${AGENT_TASKS_MAX}), cursor a next_cursor of this route`,
+      );
+    }
+    let page: AgentsPage;
+    try {
+      page = await hub.listAgents(after, limit, tasks);
+    } catch {
+      // The broker failure is already counted and logged by the hub.
+      return c.json({ error: 'unavailable', message: 'could not list the agents; retry later' }, 503);
+    }
+    return c.json({
+      agents: page.agents,
+      next_cursor: page.next_cursor === null ? null : encodeCursor(page.next_cursor),
+    } satisfies AgentsPage);
+  });
 
   /**
    * The resume point of `?since=<seq>&epoch=<epoch>`: `undefined` without `since`, `null` when

@@ -790,6 +790,7 @@ export const IngestAcceptedSchema: DocumentedWithExamples<
 export const HTTP_ERROR_CODES = [
   'invalid_agent_id',
   'invalid_resume',
+  'invalid_query',
   'upgrade_required',
   'unauthorized',
   'forbidden',
@@ -842,7 +843,7 @@ export const HttpErrorSchema: DocumentedWithExamples<
     error: v.pipe(
       v.picklist(HTTP_ERROR_CODES),
       v.description(
-        'Machine-readable code. `invalid_agent_id` (400), `invalid_resume` (400: `since`/`epoch` malformed), `upgrade_required` (426), `unauthorized` (401) and `forbidden` (403, or another status an `authorize` hook chose), `origin_forbidden` (403: a browser origin not allowed), `unavailable` (503), `payload_too_large` (413), `unsupported_media_type` (415: not JSON, or not UTF-8), `invalid_json` (400), `invalid_update` (400, with `issues`; also for a `result` nesting deeper than `maxUpdateDepth`). Every refusal repeats it in the `X-Agent-WS-Error` header.',
+        'Machine-readable code. `invalid_agent_id` (400), `invalid_resume` (400: `since`/`epoch` malformed), `invalid_query` (400: a malformed `limit`, `cursor` or `tasks` of the agents listing), `upgrade_required` (426), `unauthorized` (401) and `forbidden` (403, or another status an `authorize` hook chose), `origin_forbidden` (403: a browser origin not allowed), `unavailable` (503), `payload_too_large` (413), `unsupported_media_type` (415: not JSON, or not UTF-8), `invalid_json` (400), `invalid_update` (400, with `issues`; also for a `result` nesting deeper than `maxUpdateDepth`). Every refusal repeats it in the `X-Agent-WS-Error` header.',
       ),
     ),
     message: v.pipe(v.string(), v.description('Human-readable explanation.')),

@@ -1,4 +1,13 @@
 import * as v from 'valibot';
+import {
+  AgentIdSchema,
+  EpochSchema,
+  SeqSchema,
+  type StatusUpdate,
+  StatusUpdateSchema,
+  type TaskUpdate,
+  TaskUpdateSchema,
+} from './schemas.ts';
 
 /**
  * Kinds of error the hub counts; `errors` in the stats is their sum.
@@ -27,6 +36,8 @@ export const ERROR_KINDS = [
   // 403 for a browser origin not allowed, 503 while the hub is closing.
   'invalid_agent_id',
   'invalid_resume',
+  // 400 for a malformed `limit`, `cursor` or `tasks` of GET /ws/agents.
+  'invalid_query',
   'upgrade_required',
   'unauthorized',
   'forbidden',
@@ -189,3 +200,81 @@ export type HubStats = v.InferOutput<typeof HubStatsSchema>;
 export function createErrorCounters(): Record<ErrorKind, number> {
   return Object.fromEntries(ERROR_KINDS.map((kind) => [kind, 0])) as Record<ErrorKind, number>;
 }
+
+/** Agents per page of `GET /ws/agents` unless `?limit=` says otherwise, and the most it may ask. */
+export const AGENTS_PAGE_DEFAULT = 50;
+export const AGENTS_PAGE_MAX = 500;
+/** Open tasks per agent in `GET /ws/agents` unless `?tasks=` says otherwise, and the most it may ask. */
+export const AGENT_TASKS_DEFAULT = 20;
+export const AGENT_TASKS_MAX = 100;
+
+/**
+ * One agent of `GET /ws/agents`.
+ */
+export interface AgentSummary {
+  agent_id: string;
+  connections: number;
+  instances: number;
+  status: StatusUpdate | null;
+  open_tasks: TaskUpdate[];
+  open_tasks_total: number;
+  seq: number;
+  epoch: string;
+  queued: number;
+}
+
+/**
+ * The body of `GET /ws/agents`.
+ */
+export interface AgentsPage {
+  agents: AgentSummary[];
+  next_cursor: string | null;
+}
+
+/**
+ * Agent summary schema: one agent of `GET /agents/ws/agents`.
+ */
+export const AgentSummarySchema: v.GenericSchema<AgentSummary> = v.pipe(
+  v.object({
+    agent_id: AgentIdSchema,
+    connections: count('Connections open for the agent on the instance that answered.'),
+    instances: count(
+      'Live instances holding at least one connection for the agent: cluster-wide with a networked broker (Redis); with the in-memory broker 1 or 0 (this instance). Cluster-wide connection counts are not kept: per instance, see `connections`.',
+    ),
+    status: v.pipe(v.nullable(StatusUpdateSchema), v.description('The latest status update, or null if none.')),
+    open_tasks: v.pipe(
+      v.array(TaskUpdateSchema),
+      v.maxLength(AGENT_TASKS_MAX),
+      v.description(
+        `The latest update of each task not yet ended, most recently updated first; at most \`?tasks=\` (default ${AGENT_TASKS_DEFAULT}, at most ${AGENT_TASKS_MAX}).`,
+      ),
+    ),
+    open_tasks_total: count('How many tasks are open (the snapshot state holds at most 500).'),
+    seq: SeqSchema,
+    epoch: EpochSchema,
+    queued: count('Updates waiting in its offline queue (cluster-wide with Redis).'),
+  }),
+  v.title('Agent summary'),
+  v.description('What the hub knows of one agent: its connections, latest status, open tasks and stream position.'),
+) as v.GenericSchema<AgentSummary>;
+
+/**
+ * Agents page schema: the body of `GET /agents/ws/agents`.
+ */
+export const AgentsPageSchema: v.GenericSchema<AgentsPage> = v.pipe(
+  v.object({
+    agents: v.pipe(
+      v.array(AgentSummarySchema),
+      v.maxLength(AGENTS_PAGE_MAX),
+      v.description('Agents in ascending agent_id order.'),
+    ),
+    next_cursor: v.pipe(
+      v.nullable(v.string()),
+      v.description('Pass as `?cursor=` for the next page; null on the last page. Opaque.'),
+    ),
+  }),
+  v.title('Agents page'),
+  v.description(
+    'The agents the hub knows: with a connection, a queue or a stream (published to or watched, until the stream expires or is evicted); cluster-wide with the Redis broker. Paginated by agent id.',
+  ),
+) as v.GenericSchema<AgentsPage>;

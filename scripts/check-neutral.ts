@@ -18,8 +18,8 @@ const forbidden = [
   /from\s+['"](ws|@hono\/node-server|@hono\/node-ws|hono\/bun|hono\/deno|hono\/cloudflare-workers)['"]/,
 ];
 
-/** The runtime-neutral directories: the core and the client. */
-const NEUTRAL = ['plugin', 'client'];
+/** The runtime-neutral directories: the core, the client and the dashboard. */
+const NEUTRAL = ['plugin', 'client', 'dashboard'];
 
 const problems: string[] = [];
 for (const dir of NEUTRAL) {
@@ -35,7 +35,7 @@ for (const dir of NEUTRAL) {
 }
 if (problems.length > 0) {
   console.error(
-    `plugin/ and client/ must stay runtime-neutral; these lines use a runtime API:\n${problems.join('\n')}`,
+    `plugin/, client/ and dashboard/ must stay runtime-neutral; these lines use a runtime API:\n${problems.join('\n')}`,
   );
   process.exit(1);
 }
@@ -44,7 +44,7 @@ const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p'
   stdio: 'inherit',
 });
 if (tsc.status !== 0) {
-  console.error('plugin/ or client/ does not type-check without runtime types (tsconfig.plugin.json)');
+  console.error('plugin/, client/ or dashboard/ does not type-check without runtime types (tsconfig.plugin.json)');
   process.exit(1);
 }
-console.log('plugin/ and client/ are runtime-neutral: no runtime API, type-check with "types": []');
+console.log('plugin/, client/ and dashboard/ are runtime-neutral: no runtime API, type-check with "types": []');

@@ -3,7 +3,14 @@
  * valibot schemas as the AsyncAPI document.
  */
 import { AgentIdSchema, HttpErrorSchema, IngestAcceptedSchema, IngestBodySchema } from '../plugin/schemas.ts';
-import { HubStatsSchema } from '../plugin/stats.ts';
+import {
+  AGENT_TASKS_DEFAULT,
+  AGENT_TASKS_MAX,
+  AGENTS_PAGE_DEFAULT,
+  AGENTS_PAGE_MAX,
+  AgentsPageSchema,
+  HubStatsSchema,
+} from '../plugin/stats.ts';
 import { PACKAGE_VERSION } from './asyncapi.ts';
 import { componentSchemas, metadataOf, nameOf } from './json-schema.ts';
 
@@ -21,6 +28,7 @@ const refusal = (description: string) => json(HttpErrorSchema, description);
  */
 export function buildOpenApi(): Record<string, unknown> {
   const stats = metadataOf(HubStatsSchema);
+  const agents = metadataOf(AgentsPageSchema);
   const body = metadataOf(IngestBodySchema);
   return {
     openapi: '3.1.0',
@@ -42,6 +50,59 @@ export function buildOpenApi(): Record<string, unknown> {
             '200': json(HubStatsSchema, 'The counters.'),
             '401': refusal('`unauthorized`: the `authorize` hook refused the credentials (action `stats`).'),
             '403': refusal('`forbidden`: the `authorize` hook refused (action `stats`).'),
+          },
+        },
+      },
+      '/agents/ws/agents': {
+        get: {
+          operationId: 'listAgents',
+          summary: agents.title,
+          description: agents.description,
+          parameters: [
+            {
+              name: 'limit',
+              in: 'query',
+              required: false,
+              description: `Agents per page: a whole number from 1; default ${AGENTS_PAGE_DEFAULT}, larger values give ${AGENTS_PAGE_MAX}.`,
+              schema: { type: 'integer', minimum: 1, default: AGENTS_PAGE_DEFAULT },
+            },
+            {
+              name: 'cursor',
+              in: 'query',
+              required: false,
+              description: 'The `next_cursor` of the previous page; absent or empty for the first.',
+              schema: { type: 'string' },
+            },
+            {
+              name: 'tasks',
+              in: 'query',
+              required: false,
+              description: `Open tasks listed per agent, most recently updated first: a whole number from 0; default ${AGENT_TASKS_DEFAULT}, larger values give ${AGENT_TASKS_MAX}.`,
+              schema: { type: 'integer', minimum: 0, default: AGENT_TASKS_DEFAULT },
+            },
+          ],
+          responses: {
+            '200': json(AgentsPageSchema, 'One page of agents, by agent id.'),
+            '400': refusal('`invalid_query`: `limit`, `tasks` or `cursor` is malformed.'),
+            '401': refusal('`unauthorized`: the `authorize` hook refused the credentials (action `agents`).'),
+            '403': refusal('`forbidden`: the `authorize` hook refused (action `agents`).'),
+            '503': refusal('`unavailable`: the broker could not be read; retry later.'),
+          },
+        },
+      },
+      '/agents/ws/metrics': {
+        get: {
+          operationId: 'getMetrics',
+          summary: 'Prometheus metrics',
+          description:
+            'The stats as Prometheus metrics (text format 0.0.4): counters (`_total`) and gauges named `hono_agent_ws_*`, `hono_agent_ws_errors_total{kind}`, and the histograms `hono_agent_ws_batch_size_updates` and `hono_agent_ws_send_delay_seconds`. The README lists every metric.',
+          responses: {
+            '200': {
+              description: 'The metrics.',
+              content: { 'text/plain; version=0.0.4; charset=utf-8': { schema: { type: 'string' } } },
+            },
+            '401': refusal('`unauthorized`: the `authorize` hook refused the credentials (action `metrics`).'),
+            '403': refusal('`forbidden`: the `authorize` hook refused (action `metrics`).'),
           },
         },
       },
@@ -90,6 +151,7 @@ export function buildOpenApi(): Record<string, unknown> {
       schemas: componentSchemas([
         AgentIdSchema,
         HubStatsSchema,
+        AgentsPageSchema,
         IngestBodySchema,
         IngestAcceptedSchema,
         HttpErrorSchema,

@@ -67,6 +67,9 @@ import { type Drops, HEARTBEAT_CHUNK, SCRIPTS } from './scripts.ts';
 
 export { RedisUnavailableError } from './connection.ts';
 
+/** One agent of the listAgents script: id, epoch, seq, status JSON or null, open total, queued, instances, task JSONs. */
+type ListedRow = [string, string, number, string | null, number, number, number, ...string[]];
+
 /**
  * Options of `redisBroker`.
  */
@@ -434,6 +437,25 @@ export function redisBroker(options: RedisBrokerOptions = {}): BrokerFactory {
           agents_connected: agents,
           queued_messages: queued,
         };
+      },
+
+      async listAgents(after, limit, maxTasks) {
+        const [more, rows, last] = (await connection.run(
+          SCRIPTS.listAgents,
+          [],
+          [base, after ?? '', String(limit), String(maxTasks)],
+        )) as [number, ListedRow[], string];
+        const agents = rows.map(([agentId, epoch, seq, status, openTotal, queued, instances, ...tasks]) => ({
+          agent_id: agentId,
+          epoch,
+          seq: Number(seq),
+          status: status ? (JSON.parse(status) as StatusUpdate) : null,
+          open_tasks: tasks.map((json) => JSON.parse(json) as TaskUpdate),
+          open_tasks_total: Number(openTotal),
+          queued: Number(queued),
+          instances: Number(instances),
+        }));
+        return { agents, next: more === 1 ? last || null : null };
       },
 
       async close() {

@@ -23,7 +23,8 @@
  *   read checks that it got exactly the run it asked for.
  * - `presence:<id>` (sorted set, while some instance holds a connection for the agent) and
  *   `queue:<id>` (sorted set of `seq:json`, while updates wait for a client): see `QUEUES`.
- * Across agents: `streams` (agents by the time their stream expires, `streamTtl` after it was
+ * Across agents: `agent-ids` (every agent holding a stream, all scored 0: listed by id),
+ * `streams` (agents by the time their stream expires, `streamTtl` after it was
  * last published to, joined or watched), `histories` (agents holding history, least recently
  * published first: evicted first over `maxTotalHistoryBytes`), `history-bytes` (their total), and
  * the queue bookkeeping of `QUEUES`. Streams and queues are swept by the scripts rather than left
@@ -197,6 +198,7 @@ end`;
  * their expiry. See the module comment for the keys.
  */
 const STREAMS = `local K_STREAMS, K_HISTORIES, K_HTOTAL = base .. 'streams', base .. 'histories', base .. 'history-bytes'
+local K_IDS = base .. 'agent-ids'
 local function meta_key(agent) return base .. 'agent:' .. agent end
 local function open_key(agent) return base .. 'open:' .. agent end
 local function ended_key(agent) return base .. 'ended:' .. agent end
@@ -217,6 +219,7 @@ local function forget(agent)
   drop_history(agent)
   redis.call('DEL', meta_key(agent), open_key(agent), ended_key(agent))
   redis.call('ZREM', K_STREAMS, agent)
+  redis.call('ZREM', K_IDS, agent)
 end
 -- Keeps an agent's stream for ttl more (a ttl of 0 keeps it for good).
 local function touch(agent, ttl)
@@ -237,8 +240,11 @@ end
 -- what is left of an old one (keys evicted apart, a queue numbered in it) goes first.
 local function stream(agent, candidate, ttl)
   local held = redis.call('HMGET', meta_key(agent), 'epoch', 'seq')
+  -- Indexed by id for the listing (a stream older than the index gets in on its next use).
+  redis.call('ZADD', K_IDS, 0, agent)
   if held[1] then return held[1], tonumber(held[2]) or 0 end
   forget(agent)
+  redis.call('ZADD', K_IDS, 0, agent)
   if redis.call('EXISTS', queue_key(agent)) == 1 then drop(agent, 'expired') end
   redis.call('HSET', meta_key(agent), 'epoch', candidate, 'seq', 0)
   touch(agent, ttl)
@@ -484,6 +490,56 @@ end
 local queued = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
 return {#ids, connections, agents, math.max(0, queued)}`;
 
+/**
+ * KEYS none; ARGV prefix, the agent id to list after (empty: from the start), limit, most open
+ * tasks per agent. A page of the agents holding a stream, by id (`agent-ids`, a sorted set of
+ * equal scores: ZRANGE BYLEX is O(log n + limit)); ids whose stream is gone are dropped from the
+ * index on the way. Returns {more 0|1, {id, epoch, seq, status JSON or false, open tasks total,
+ * queued, live instances, open task JSONs (most recent first)...}..., the last id scanned}.
+ */
+const LIST_AGENTS = `${NOW}
+local base = ARGV[1]
+local K_IDS = base .. 'agent-ids'
+local after, limit, tasks = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local from = after == '' and '-' or ('(' .. after)
+local page, more, last = {}, 0, after
+-- Stale ids are skipped, a bounded number per call, so one page never scans without end.
+local budget = limit * 4 + 16
+while #page < limit and budget > 0 do
+  local ids = redis.call('ZRANGEBYLEX', K_IDS, from, '+', 'LIMIT', 0, limit - #page + 1)
+  if #ids == 0 then break end
+  for _, agent in ipairs(ids) do
+    if #page == limit then
+      more = 1
+      break
+    end
+    budget = budget - 1
+    local meta = base .. 'agent:' .. agent
+    local held = redis.call('HMGET', meta, 'epoch', 'seq', 'status')
+    if held[1] then
+      local open = base .. 'open:' .. agent
+      local entry = {agent, held[1], tonumber(held[2]) or 0, held[3] or false, redis.call('ZCARD', open),
+        redis.call('ZCARD', base .. 'queue:' .. agent),
+        redis.call('ZCOUNT', base .. 'presence:' .. agent, now, '+inf')}
+      if tasks > 0 then
+        for _, task in ipairs(redis.call('ZREVRANGE', open, 0, tasks - 1)) do
+          local wire = redis.call('HGET', meta, 't:' .. task)
+          if wire then entry[#entry + 1] = wire end
+        end
+      end
+      page[#page + 1] = entry
+    else
+      redis.call('ZREM', K_IDS, agent)
+    end
+    from = '(' .. agent
+    last = agent
+  end
+  if more == 1 then break end
+  -- Out of budget with ids left: the next page goes on from the last one scanned.
+  if budget <= 0 and redis.call('ZLEXCOUNT', K_IDS, from, '+') > 0 then more = 1 end
+end
+return {more, page, last}`;
+
 /** KEYS instances, instance hash, instance's agent set; ARGV instance id. A clean goodbye. */
 const DEREGISTER = `redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3])
@@ -498,6 +554,7 @@ export const SCRIPTS = {
   heartbeat: { name: 'heartbeat', source: HEARTBEAT },
   clusterStats: { name: 'clusterStats', source: CLUSTER_STATS },
   deregister: { name: 'deregister', source: DEREGISTER },
+  listAgents: { name: 'listAgents', source: LIST_AGENTS },
 } as const satisfies Record<string, Script>;
 
 /** What the queue and stream scripts report: {agent id, updates dropped, reason}. */

@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
-import type { HubStats } from '../../plugin/index.ts';
+import type { AgentsPage, HubStats } from '../../plugin/index.ts';
 import { DEMO_ARGS, runtimeBinary, runtimeEnv } from '../../scripts/runtimes.ts';
 import { spawnReady } from '../../scripts/spawn.ts';
 import { loadContract } from '../../spec/contract.ts';
@@ -124,8 +124,8 @@ export function request(
 /** The HTTP routes' schemas, read from the committed openapi.yaml (not from the valibot code). */
 const httpContract = loadContract(readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8'));
 
-/** Throws when an HTTP response body breaks openapi.yaml. */
-function assertHttpContract(schema: string, body: unknown): unknown {
+/** Throws when an HTTP response body breaks openapi.yaml; returns it. */
+export function validateHttpBody(schema: string, body: unknown): unknown {
   const problems = httpContract.checkSchema(schema, body);
   if (problems.length > 0)
     throw new Error(`${schema} body breaks openapi.yaml:\n  ${problems.join('\n  ')}\n${JSON.stringify(body)}`);
@@ -145,7 +145,7 @@ export async function ingest(
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   const answer = JSON.parse(response.text) as Record<string, unknown>;
-  assertHttpContract(response.status === 202 ? 'IngestAccepted' : 'HttpError', answer);
+  validateHttpBody(response.status === 202 ? 'IngestAccepted' : 'HttpError', answer);
   return { status: response.status, body: answer };
 }
 
@@ -158,7 +158,21 @@ export function stats(server: ServerHandle): Promise<HubStats> {
 export async function statsWith(server: ServerHandle, headers: Record<string, string>): Promise<HubStats> {
   const response = await request(`${server.http}/agents/ws/stats`, { headers });
   if (response.status !== 200) throw new Error(`stats answered ${response.status}`);
-  return assertHttpContract('HubStats', JSON.parse(response.text)) as HubStats;
+  return validateHttpBody('HubStats', JSON.parse(response.text)) as HubStats;
+}
+
+/** Reads a page of `GET /agents/ws/agents` (`query` with its `?`), held to openapi.yaml. */
+export async function agents(server: ServerHandle, query = ''): Promise<AgentsPage> {
+  const response = await request(`${server.http}/agents/ws/agents${query}`);
+  if (response.status !== 200) throw new Error(`agents answered ${response.status}: ${response.text}`);
+  return validateHttpBody('AgentsPage', JSON.parse(response.text)) as AgentsPage;
+}
+
+/** Reads `GET /agents/ws/metrics`: its content type and text. */
+export async function metrics(server: ServerHandle): Promise<{ contentType: string | undefined; text: string }> {
+  const response = await request(`${server.http}/agents/ws/metrics`);
+  if (response.status !== 200) throw new Error(`metrics answered ${response.status}`);
+  return { contentType: response.headers['content-type'], text: response.text };
 }
 
 /** A task update body for the ingest route. */
