@@ -1,13 +1,14 @@
 /**
- * The demo app, runtime-neutral: the hub mounted at `/agents` with ingest on, plus a few
- * simulated agents running tasks. `node.ts`, `deno.ts` and `bun.ts` serve it.
+ * The demo app, runtime-neutral: the hub mounted at `/agents` with ingest on, the dashboard
+ * (`hono-agent-ws/dashboard`) at `/`, plus a few simulated agents running tasks. `node.ts`, `deno.ts` and `bun.ts` serve it.
  *
  * @module
  */
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { timingSafeEqual } from 'hono/utils/buffer';
 import type { RedisBrokerOptions } from '../../adapters/redis.ts';
+import { dashboard } from '../../dashboard/index.ts';
 import { type AgentHub, type AgentHubOptions, createAgentHub, SERVE_DEFAULTS } from '../../plugin/index.ts';
 
 /** The Node server's timeouts, in milliseconds (see `serveNode`); unset ones keep its defaults. */
@@ -122,27 +123,34 @@ export interface Demo {
  */
 export function createDemo(settings: DemoSettings, mount: (hub: AgentHub) => Hono): Demo {
   const { authToken } = settings;
+  /** `?token=` or `Authorization: Bearer`; browsers cannot set headers on a WebSocket. */
+  const checkToken = async (c: Context): Promise<void> => {
+    if (!authToken) return;
+    const given = c.req.query('token') ?? c.req.header('authorization')?.replace(/^Bearer\s+/i, '');
+    if (given === undefined || !(await timingSafeEqual(given, authToken))) {
+      const res = new Response(null, { status: 401, headers: { 'WWW-Authenticate': 'Bearer' } });
+      throw new HTTPException(401, { message: 'a valid token is required', res });
+    }
+  };
   const hub = createAgentHub({
     ...settings.hub,
-    // Guards every route the hub mounts (watch, publish, stats). Browsers cannot set headers on
-    // a WebSocket, so the token may also come as `?token=`.
+    // Guards every route the hub mounts (watch, publish, stats).
     authorize: authToken
       ? async (_agentId, c) => {
-          const given = c.req.query('token') ?? c.req.header('authorization')?.replace(/^Bearer\s+/i, '');
-          if (given === undefined || !(await timingSafeEqual(given, authToken))) {
-            const res = new Response(null, { status: 401, headers: { 'WWW-Authenticate': 'Bearer' } });
-            throw new HTTPException(401, { message: 'a valid token is required', res });
-          }
+          await checkToken(c);
           return true;
         }
       : undefined,
   });
   const app = new Hono();
-  app.get('/', (c) =>
-    c.text(
-      `hono-agent-ws demo\n\nWatch an agent:  ws://${c.req.header('host')}/agents/demo-agent-1/ws\nStats:           /agents/ws/stats\nPublish:         POST /agents/<id>/updates\n`,
-    ),
-  );
+  // The dashboard at `/`, behind the same token as the hub's routes: open it as `/?token=...`,
+  // and the page passes the token on to its WebSockets and fetches.
+  app.use('/', async (c, next) => {
+    await checkToken(c);
+    await next();
+  });
+  const simulated = Array.from({ length: settings.demoAgents }, (_, n) => `demo-agent-${n + 1}`);
+  app.route('/', dashboard(hub, { base: '/agents', title: 'hono-agent-ws demo', agents: simulated }));
   app.route('/agents', mount(hub));
   const stop = simulateAgents(hub, settings.demoAgents);
   return { app, hub, stop };
