@@ -9,9 +9,12 @@ import { after, before, describe, it } from 'node:test';
 import { QUEUE_HANDOVER_MS } from '../plugin/hub.ts';
 import type { ServerMessage, TaskUpdate } from '../plugin/index.ts';
 import { TestClient } from './helpers/client.ts';
+import { parsePrometheus } from './helpers/prometheus.ts';
 import {
+  agents,
   eventually,
   ingest,
+  metrics,
   type Runtime,
   request,
   type ServerHandle,
@@ -222,6 +225,80 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
       }
     });
 
+    it('lists agents: connected with their connections, status and open tasks, queued ones, page by page', async () => {
+      const watched = agent('listed');
+      const queued = agent('listed-queued');
+      const first = await open(watched);
+      const second = await open(watched);
+      await first.next('connection_established');
+      await second.next('connection_established');
+      assert.equal((await ingest(server, watched, [task(1), task(2, { status: 'completed' }), task(3)])).status, 202);
+      assert.equal((await ingest(server, watched, { type: 'status_update', status: 'running' })).status, 202);
+      assert.equal((await ingest(server, queued, task(7))).status, 202);
+      await first.next('batch_update');
+      // Every agent, page by page (earlier tests left others), 2 at a time.
+      const found = new Map<string, Awaited<ReturnType<typeof agents>>['agents'][number]>();
+      let cursor: string | null = null;
+      const ids: string[] = [];
+      do {
+        const page: Awaited<ReturnType<typeof agents>> = await agents(
+          server,
+          `?limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+        );
+        assert.ok(page.agents.length <= 2);
+        for (const entry of page.agents) {
+          ids.push(entry.agent_id);
+          found.set(entry.agent_id, entry);
+        }
+        cursor = page.next_cursor;
+      } while (cursor !== null);
+      assert.deepEqual(ids, [...ids].sort(), 'in agent id order, each once');
+      assert.equal(new Set(ids).size, ids.length);
+      const listed = found.get(watched);
+      assert.ok(listed, 'the watched agent is listed');
+      assert.equal(listed.connections, 2);
+      assert.equal(listed.instances, 1);
+      assert.equal(listed.status?.status, 'running');
+      assert.deepEqual(
+        listed.open_tasks.map((entry) => entry.task_id),
+        ['task-3', 'task-1'],
+      );
+      assert.equal(listed.seq, 4);
+      const waiting = found.get(queued);
+      assert.ok(waiting, 'the queued agent is listed');
+      assert.equal(waiting.connections, 0);
+      assert.equal(waiting.queued, 1);
+      const refused = await request(`${server.http}/agents/ws/agents?limit=0`);
+      assert.equal(refused.status, 400);
+      assert.equal(JSON.parse(refused.text).error, 'invalid_query');
+    });
+
+    it('serves the stats as Prometheus metrics (text 0.0.4), the same figures', async () => {
+      const id = agent('metrics');
+      const client = await open(id);
+      await client.next('connection_established');
+      await ingest(server, id, [task(1), task(2), task(3)]);
+      await client.next('task_update');
+      await client.next('batch_update');
+      const { contentType, text } = await metrics(server);
+      const figures = await stats(server);
+      assert.equal(contentType, 'text/plain; version=0.0.4; charset=utf-8');
+      const families = parsePrometheus(text);
+      const value = (name: string) => Number(families.get(`hono_agent_ws_${name}`)?.metrics[0]?.value);
+      assert.equal(value('updates_published_total'), figures.updates_published);
+      assert.equal(value('connections_total'), figures.total_connections);
+      assert.equal(value('batches_sent_total'), figures.batches_sent);
+      assert.equal(value('messages_queued_total'), figures.messages_queued);
+      assert.equal(value('messages_dropped_total'), figures.messages_dropped);
+      for (const sample of families.get('hono_agent_ws_errors_total')?.metrics ?? []) {
+        const kind = sample.labels?.kind as keyof typeof figures.errors_by_kind;
+        assert.equal(Number(sample.value), figures.errors_by_kind[kind], kind);
+      }
+      const batches = families.get('hono_agent_ws_batch_size_updates')?.metrics[0];
+      assert.equal(Number(batches?.count), figures.batches_sent);
+      assert.ok(Number(families.get('hono_agent_ws_send_delay_seconds')?.metrics[0]?.count) >= 2);
+    });
+
     it('answers bad frames with error frames, counts them, and keeps the connection', async () => {
       const client = await open(agent('bad'));
       await client.next('connection_established');
@@ -404,13 +481,17 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
         await client.next('connection_established');
         // Stats and ingest are guarded too: an update injected without the token never lands.
         assert.equal((await request(`${server.http}/agents/ws/stats`)).status, 401);
+        assert.equal((await request(`${server.http}/agents/ws/agents`)).status, 401);
+        assert.equal((await request(`${server.http}/agents/ws/metrics?token=wrong`)).status, 401);
+        assert.equal((await request(`${server.http}/agents/ws/agents`, { headers: bearer })).status, 200);
+        assert.equal((await request(`${server.http}/agents/ws/metrics?token=s3cret`)).status, 200);
         assert.equal((await ingest(server, id, task(1))).status, 401);
         assert.equal((await ingest(server, id, task(2), { authorization: 'Bearer nope' })).status, 401);
         assert.equal((await ingest(server, id, task(3), bearer)).status, 202);
         assert.equal(((await client.next('task_update')) as TaskUpdate).task_id, 'task-3');
         await client.expectSilence(BATCH * 2);
         const counted = await statsWith(server, bearer);
-        assert.equal(counted.errors_by_kind.unauthorized, 5);
+        assert.equal(counted.errors_by_kind.unauthorized, 7);
         assert.equal(counted.total_connections, 1);
         const tokenInQuery = await TestClient.connect(`${server.ws}/agents/${id}/ws?token=s3cret`);
         await tokenInQuery.next('connection_established');
