@@ -16,8 +16,19 @@ import { applyUpdate, createAgentState, snapshotTasks } from '../plugin/agent-st
 import type { AgentUpdate, HubStats, ServerMessage, Snapshot, TaskUpdate } from '../plugin/index.ts';
 import { conformance } from './conformance.ts';
 import { TestClient } from './helpers/client.ts';
+import { parsePrometheus } from './helpers/prometheus.ts';
 import { type RedisServer, redisSkipReason, startRedis } from './helpers/redis.ts';
-import { eventually, ingest, node, type ServerHandle, startServer, stats, task } from './helpers/server.ts';
+import {
+  agents,
+  eventually,
+  ingest,
+  metrics,
+  node,
+  type ServerHandle,
+  startServer,
+  stats,
+  task,
+} from './helpers/server.ts';
 import { resumeSuite } from './resume-suite.ts';
 
 const skip = redisSkipReason();
@@ -344,6 +355,57 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     assert.equal(sa.agents_connected, 1);
     assert.equal(sb.active_connections, 2, "B's own figures");
     assert.equal(sb.agents_connected, 2);
+    await closeAll();
+  });
+
+  it("6b. the agents listing is cluster-wide: an agent watched on B and one queued from B appear in A's listing", async () => {
+    const watched = agent('list-b');
+    const queued = agent('list-queued');
+    const onB = await open(b, watched);
+    await ingest(a, watched, [task(1), task(2, { status: 'failed' }), { type: 'status_update', status: 'busy' }]);
+    await ingest(b, queued, [task(5), task(6)]);
+    await onB.next('task_update');
+    /** Every agent A lists, page by page (3 at a time). */
+    const all = async (server: ServerHandle) => {
+      const found: Awaited<ReturnType<typeof agents>>['agents'] = [];
+      let cursor: string | null = null;
+      do {
+        const page: Awaited<ReturnType<typeof agents>> = await agents(
+          server,
+          `?limit=3${cursor ? `&cursor=${cursor}` : ''}`,
+        );
+        found.push(...page.agents);
+        cursor = page.next_cursor;
+      } while (cursor !== null);
+      return found;
+    };
+    const listed = await all(a);
+    const ids = listed.map((entry) => entry.agent_id);
+    assert.deepEqual(ids, [...ids].sort(), 'in agent id order');
+    assert.equal(new Set(ids).size, ids.length, 'each once');
+    const onA = listed.find((entry) => entry.agent_id === watched);
+    assert.ok(onA, "B's agent is in A's listing");
+    assert.equal(onA.connections, 0, 'no connection on A');
+    assert.equal(onA.instances, 1, 'one instance (B) holds a connection');
+    assert.equal(onA.status?.status, 'busy');
+    assert.deepEqual(
+      onA.open_tasks.map((entry) => entry.task_id),
+      ['task-1'],
+    );
+    assert.equal(onA.open_tasks_total, 1);
+    assert.equal(onA.seq, 3);
+    const waiting = listed.find((entry) => entry.agent_id === queued);
+    assert.ok(waiting, 'the queued agent is listed');
+    assert.equal(waiting.queued, 2);
+    assert.equal(waiting.instances, 0);
+    assert.equal(waiting.open_tasks_total, 2);
+    // B counts its own connection, and agrees on the rest.
+    const fromB = (await all(b)).find((entry) => entry.agent_id === watched);
+    assert.equal(fromB?.connections, 1);
+    assert.equal(fromB?.epoch, onA.epoch);
+    // The metrics carry the cluster figures with Redis.
+    const families = parsePrometheus((await metrics(a)).text);
+    assert.equal(Number(families.get('hono_agent_ws_cluster_instances')?.metrics[0]?.value), 2);
     await closeAll();
   });
 
