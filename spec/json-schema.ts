@@ -74,8 +74,78 @@ export function componentSchemas(roots: readonly AnySchema[]): Record<string, Js
   };
   for (const root of roots) visit(nameOf(root));
   return Object.fromEntries(
-    [...reachable].sort((a, b) => a.localeCompare(b)).map((name) => [name, all[name] as JsonSchema]),
+    [...reachable].sort((a, b) => a.localeCompare(b)).map((name) => [name, withTitles(all[name] as JsonSchema, name)]),
   );
+}
+
+/** `errors_by_kind` → `ErrorsByKind`. */
+function pascalCase(name: string): string {
+  return name
+    .split(/[^A-Za-z0-9]+/)
+    .filter(Boolean)
+    .map((part) => part[0]!.toUpperCase() + part.slice(1))
+    .join('');
+}
+
+/** A union member by its `type` literal (`StatusUpdate`), or else by its position (`2`). */
+function memberName(member: unknown, index: number): string {
+  const literal = (member as { properties?: { type?: { const?: unknown } } } | null)?.properties?.type?.const;
+  return typeof literal === 'string' ? pascalCase(literal) : String(index + 1);
+}
+
+/** An inline schema a model generator turns into a type of its own, so it needs a name. */
+function needsTitle(schema: Record<string, unknown>): boolean {
+  return (
+    schema.type === 'object' ||
+    'properties' in schema ||
+    Array.isArray(schema.anyOf) ||
+    Array.isArray(schema.oneOf) ||
+    (Array.isArray(schema.enum) && schema.enum.length > 1)
+  );
+}
+
+/**
+ * Gives the component schema and every inline object, union or enum in it a `title` derived from
+ * its path (`HubStats` → `errors_by_kind` → `HubStatsErrorsByKind`; array items end in `Item`,
+ * union members in their `type` literal or index, map values in `Value`), so model generators such as modelina
+ * name the types they make instead of numbering them (`AnonymousSchema_20`). Titles the valibot
+ * schemas already set are kept. Pure and order-stable: the same input gives the same titles.
+ *
+ * @param schema A component schema.
+ * @param name Its component name.
+ *
+ * @returns A copy with the titles.
+ */
+export function withTitles(schema: JsonSchema, name: string): JsonSchema {
+  const walk = (node: unknown, path: string, root: boolean): unknown => {
+    if (Array.isArray(node)) return node.map((item) => walk(item, path, false));
+    if (typeof node !== 'object' || node === null) return node;
+    const source = node as Record<string, unknown>;
+    if (typeof source.$ref === 'string') return source;
+    // The component's own name, not a prose title ("Connection established"), prefixes the rest.
+    const title = root ? name : path;
+    const result: Record<string, unknown> = {};
+    if (needsTitle(source) && typeof source.title !== 'string') result.title = title;
+    for (const [key, value] of Object.entries(source)) {
+      if (key === 'properties' && typeof value === 'object' && value !== null) {
+        result[key] = Object.fromEntries(
+          Object.entries(value).map(([property, child]) => [property, walk(child, title + pascalCase(property), false)]),
+        );
+      } else if (key === 'items' || key === 'additionalItems') {
+        result[key] = walk(value, `${title}Item`, false);
+      } else if (key === 'prefixItems' && Array.isArray(value)) {
+        result[key] = value.map((child, index) => walk(child, `${title}Item${index + 1}`, false));
+      } else if (key === 'additionalProperties') {
+        result[key] = walk(value, `${title}Value`, false);
+      } else if ((key === 'anyOf' || key === 'oneOf' || key === 'allOf') && Array.isArray(value)) {
+        result[key] = value.map((child, index) => walk(child, title + memberName(child, index), false));
+      } else {
+        result[key] = value;
+      }
+    }
+    return result;
+  };
+  return walk(schema, name, true) as JsonSchema;
 }
 
 /** Names of the component schemas `schema` refers to. */
