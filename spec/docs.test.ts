@@ -1,15 +1,39 @@
 /**
- * `npm run docs` produces one self-contained page that names every message. Needs no browser:
- * the screenshot script (`npm run docs:screenshot`) is the check that it also renders.
+ * `npm run docs` produces two self-contained pages: the WebSocket API (asyncapi.yaml) naming
+ * every message, and the HTTP API (openapi.yaml) naming every operation. The last test opens
+ * the WebSocket page at 1280 px in Debian's chromium, and is skipped where there is none.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
+import { parse } from 'yaml';
 import { loadContract } from './contract.ts';
-import { writeDocs } from './docs.ts';
+import { HTTP_PAGE_NAME, writeDocs } from './docs.ts';
+import { docsView } from './docs-page.ts';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** Inline schemas (not `$ref`s) in a document that a model generator would make a type of. */
+function untitledInlineSchemas(node: unknown, path = ''): string[] {
+  if (Array.isArray(node)) return node.flatMap((item, index) => untitledInlineSchemas(item, `${path}/${index}`));
+  if (typeof node !== 'object' || node === null) return [];
+  const schema = node as Record<string, unknown>;
+  const typed =
+    schema.type === 'object' ||
+    Array.isArray(schema.anyOf) ||
+    Array.isArray(schema.oneOf) ||
+    (Array.isArray(schema.enum) && schema.enum.length > 1);
+  const own = path.includes('/schemas/') && typed && typeof schema.title !== 'string' ? [path] : [];
+  return [
+    ...own,
+    ...Object.entries(schema).flatMap(([key, value]) =>
+      key === 'examples' ? [] : untitledInlineSchemas(value, `${path}/${key}`),
+    ),
+  ];
+}
 
 describe('npm run docs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'agent-ws-docs-'));
@@ -39,6 +63,152 @@ describe('npm run docs', () => {
     for (const [id, message] of Object.entries<{ name: string; title: string }>(document.components.messages)) {
       assert.ok(html.includes(`name: ${message.name}`), `names message ${id}`);
       assert.ok(html.includes(`title: ${message.title}`), `titles message ${id}`);
+    }
+    // The component's narrow layout (sidebar folded into a floating button) is overridden from
+    // 1024 px, and its prose style no longer draws backticks around inline code.
+    assert.match(html, /@media \(min-width:1024px\)\{\s*\.aui-root \.container\\:xl \.burger-menu\{display:none\}/);
+    assert.ok(html.includes('.aui-root .prose code::before,.aui-root .prose code::after{content:none}'));
+    assert.doesNotMatch(html, /AnonymousSchema/);
+  });
+
+  it('shows the spec without plain-text summaries in Markdown or descriptions said twice', () => {
+    const { document } = loadContract();
+    const view = docsView(document as Record<string, unknown>) as typeof document;
+    // The component prints `summary` as plain text: none that is shown may carry Markdown.
+    for (const [id, operation] of Object.entries<{ summary?: string; description?: string }>(view.operations)) {
+      assert.ok(!operation.summary?.includes('`'), `operation ${id} summary shows backticks`);
+      assert.ok(operation.description, `operation ${id} keeps its text as Markdown`);
+    }
+    for (const [id, message] of Object.entries<{
+      summary?: string;
+      description: string;
+      payload: Record<string, unknown>;
+    }>(view.components.messages)) {
+      assert.equal(message.summary, undefined, `message ${id}: summary repeats the description`);
+      assert.notEqual(
+        message.payload.description,
+        message.description,
+        `message ${id}: payload repeats the description`,
+      );
+    }
+    // The committed spec is untouched.
+    assert.ok(
+      Object.values<{ summary?: string }>(document.operations).some((operation) => operation.summary?.includes('`')),
+    );
+  });
+
+  it('writes the HTTP page from openapi.yaml: every operation, response and schema, no script', () => {
+    const path = writeDocs(pathToFileURL(join(dir, 'index.html')));
+    const html = readFileSync(join(path, '..', HTTP_PAGE_NAME), 'utf8');
+    const openapi = parse(readFileSync(new URL('../openapi.yaml', import.meta.url), 'utf8')) as {
+      paths: Record<string, Record<string, { operationId: string; responses: Record<string, unknown> }>>;
+      components: { schemas: Record<string, unknown> };
+    };
+    assert.match(html, /^<!doctype html>/);
+    assert.doesNotMatch(html, /<script|\bsrc=/i);
+    // Links stay on the page or go to the WebSocket page next to it.
+    for (const [, href] of html.matchAll(/href="([^"]*)"/g)) assert.match(href!, /^(#[\w-]+|index\.html)$/);
+    let operations = 0;
+    for (const [path, item] of Object.entries(openapi.paths)) {
+      for (const [method, operation] of Object.entries(item)) {
+        operations++;
+        const section = html
+          .split(`<section class="operation" id="op-${operation.operationId}">`)[1]
+          ?.split('</section>')[0];
+        assert.ok(section, `operation ${operation.operationId}`);
+        assert.ok(section.includes(`>${method.toUpperCase()}</span> <code>${path}</code>`), `${method} ${path}`);
+        for (const status of Object.keys(operation.responses))
+          assert.ok(section.includes(`>${status}</td>`), `${operation.operationId} ${status}`);
+      }
+    }
+    assert.ok(operations >= 4);
+    for (const name of Object.keys(openapi.components.schemas))
+      assert.ok(html.includes(`id="schema-${name}"`), `schema ${name}`);
+    // Markdown rendered: no backtick survives in the text.
+    assert.ok(!html.replace(/<[^>]*>/g, '').includes('`'), 'literal backticks in the HTTP page');
+    assert.ok(html.includes('<code>invalid_query</code>'));
+    assert.doesNotMatch(html, /AnonymousSchema/);
+  });
+
+  it('titles every inline object, union and enum schema of both specs, for model generators', () => {
+    for (const file of ['asyncapi.yaml', 'openapi.yaml']) {
+      const text = readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
+      assert.doesNotMatch(text, /AnonymousSchema/);
+      assert.deepEqual(untitledInlineSchemas(parse(text)), [], file);
+    }
+    const asyncapi = readFileSync(new URL('../asyncapi.yaml', import.meta.url), 'utf8');
+    assert.ok(asyncapi.includes('title: BatchEntryStatusUpdate'));
+  });
+
+  it('renders at 1280 px with the sidebar, Markdown, open payloads, and no request', {
+    skip: !existsSync(CHROMIUM) && `no chromium at ${CHROMIUM}`,
+  }, async () => {
+    const path = writeDocs(pathToFileURL(join(dir, 'index.html')));
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      const external: string[] = [];
+      page.on('request', (request) => {
+        if (!/^(file|data|blob|about):/.test(request.url())) external.push(request.url());
+      });
+      const errors: string[] = [];
+      page.on('pageerror', (error) => errors.push(error.message));
+      await page.goto(pathToFileURL(path).href);
+      await page.getByText('connection_established').first().waitFor({ state: 'attached', timeout: 20_000 });
+      await page.waitForFunction(() => document.querySelectorAll('[data-docs-opened]').length > 0, undefined, {
+        timeout: 10_000,
+      });
+      await page.waitForTimeout(300);
+      const state = await page.evaluate(() => {
+        const sidebar = document.querySelector('.sidebar');
+        const burger = document.querySelector('.burger-menu');
+        const root = document.getElementById('asyncapi')!;
+        // Backticks as text, or drawn around code by a stylesheet.
+        const drawn = [...root.querySelectorAll('code')].filter((code) =>
+          ['::before', '::after'].some((pseudo) => getComputedStyle(code, pseudo).content.includes('`')),
+        ).length;
+        const payloads = [...root.querySelectorAll('[data-docs-opened]')];
+        return {
+          sidebar: sidebar ? sidebar.getBoundingClientRect().width : 0,
+          sidebarShown: sidebar ? getComputedStyle(sidebar).display !== 'none' : false,
+          burger: burger ? getComputedStyle(burger).display : 'none',
+          backticks: root.textContent.includes('`'),
+          drawn,
+          anonymous: /AnonymousSchema/.test(root.textContent),
+          payloads: payloads.length,
+          closed: payloads.filter(
+            (button) => !button.closest('.justify-between')?.textContent?.includes('Collapse all'),
+          ).length,
+          links: [...root.querySelectorAll('a[href]')].map((a) => a.getAttribute('href')),
+        };
+      });
+      assert.ok(state.sidebarShown && state.sidebar >= 200, `sidebar at 1280 px: ${JSON.stringify(state)}`);
+      assert.equal(state.burger, 'none');
+      assert.equal(state.backticks, false, 'literal backticks in the rendered text');
+      assert.equal(state.drawn, 0, 'backticks drawn around inline code');
+      assert.equal(state.anonymous, false);
+      // Each message shows its payload twice: under its operation and in the Messages section.
+      const messages = Object.keys(loadContract().document.components.messages).length;
+      assert.ok(state.payloads >= 2 * messages, `payloads opened: ${state.payloads} of ${2 * messages}`);
+      assert.equal(state.closed, 0, 'a payload is still closed');
+      assert.ok(state.links.includes(HTTP_PAGE_NAME), 'links to the HTTP page');
+      assert.deepEqual(external, []);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
     }
   });
 });

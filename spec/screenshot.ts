@@ -22,6 +22,7 @@ const browser = await chromium.launch({
     '--headless',
     '--no-sandbox',
     '--disable-gpu',
+    '--disable-quic',
     '--disable-background-networking',
     '--disable-component-update',
     '--disable-sync',
@@ -29,7 +30,7 @@ const browser = await chromium.launch({
   ],
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1920, height: 1200 } });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   // The page must work offline: any request leaving it is a bug, so fail on it.
   const external: string[] = [];
   page.on('request', (request) => {
@@ -41,8 +42,19 @@ try {
   // The component parses the spec in the browser; the messages are in the DOM once it has rendered.
   await page.getByText('connection_established').first().waitFor({ state: 'attached', timeout: 20_000 });
   await page.waitForLoadState('networkidle');
+  // At 1280 px the sidebar stays (docs-page.ts widens the component's layout breakpoint), and
+  // the payloads open one level by themselves.
+  if (!(await page.locator('.sidebar').isVisible())) throw new Error('the sidebar is hidden at 1280 px');
   // Show the first operation with its messages rather than the prose at the top.
-  await page.locator('#operations').evaluate((element) => element.scrollIntoView({ block: 'start' }));
+  // The page opens the payloads once the component has settled; wait for that to be drawn.
+  await page.waitForFunction(() => document.querySelectorAll('[data-docs-opened]').length > 0);
+  await page.waitForTimeout(500);
+  // Show a message with its payload open, under the sidebar, rather than the prose at the top.
+  await page.evaluate(() => {
+    const target = document.querySelectorAll('[id="message-snapshot"]');
+    target[target.length - 1]?.scrollIntoView({ block: 'start' });
+  });
+  await page.waitForTimeout(300);
   await page.screenshot({ path: target });
   if (external.length > 0) throw new Error(`the docs page made network requests:\n${external.join('\n')}`);
   if (errors.length > 0) throw new Error(`the docs page threw:\n${errors.join('\n')}`);
