@@ -129,7 +129,10 @@ export function withTitles(schema: JsonSchema, name: string): JsonSchema {
     for (const [key, value] of Object.entries(source)) {
       if (key === 'properties' && typeof value === 'object' && value !== null) {
         result[key] = Object.fromEntries(
-          Object.entries(value).map(([property, child]) => [property, walk(child, title + pascalCase(property), false)]),
+          Object.entries(value).map(([property, child]) => [
+            property,
+            walk(child, title + pascalCase(property), false),
+          ]),
         );
       } else if (key === 'items' || key === 'additionalItems') {
         result[key] = walk(value, `${title}Item`, false);
