@@ -10,11 +10,10 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
+import { CHROMIUM_PATH, launchChromium } from '../scripts/chromium.ts';
 import { loadContract } from './contract.ts';
 import { HTTP_PAGE_NAME, writeDocs } from './docs.ts';
 import { docsView } from './docs-page.ts';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
 /** Inline schemas (not `$ref`s) in a document that a model generator would make a type of. */
 function untitledInlineSchemas(node: unknown, path = ''): string[] {
@@ -141,23 +140,10 @@ describe('npm run docs', () => {
   });
 
   it('renders at 1280 px with the sidebar, Markdown, open payloads, and no request', {
-    skip: !existsSync(CHROMIUM) && `no chromium at ${CHROMIUM}`,
+    skip: !existsSync(CHROMIUM_PATH) && `no chromium at ${CHROMIUM_PATH}`,
   }, async () => {
     const path = writeDocs(pathToFileURL(join(dir, 'index.html')));
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
       const external: string[] = [];

@@ -5,30 +5,17 @@
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
+import { CHROMIUM_PATH, launchChromium } from '../scripts/chromium.ts';
 import { DOCS_PAGE, writeDocs } from './docs.ts';
 
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-if (!existsSync(executablePath)) {
-  console.error(`no chromium at ${executablePath}: apt-get install -y chromium, or set CHROMIUM_PATH`);
+if (!existsSync(CHROMIUM_PATH)) {
+  console.error(`no chromium at ${CHROMIUM_PATH}: apt-get install -y chromium, or set CHROMIUM_PATH`);
   process.exit(1);
 }
 
 writeDocs();
 const target = fileURLToPath(new URL('screenshot.png', DOCS_PAGE));
-const browser = await chromium.launch({
-  executablePath,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-  ],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   // The page must work offline: any request leaving it is a bug, so fail on it.

@@ -8,19 +8,18 @@
  * close(). Also checks the bundle's size: at most 5 KB gzipped without validation.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { transform } from 'esbuild';
-import { type BrowserContext, chromium } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
+import { CHROMIUM_PATH, launchChromiumContext } from '../scripts/chromium.ts';
 import { bundleClient, type ClientBundle } from './helpers/client-bundle.ts';
 import type { Report } from './helpers/client-harness.ts';
 import { clientScenarios, type Driver, type Run } from './helpers/client-scenarios.ts';
 import { type Front, type StaticFile, startFront } from './helpers/front.ts';
 import { ROOT } from './helpers/server.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SIZE_LIMIT = 5 * 1024;
 
 /** Runs before any page script: counts the timers set and not yet fired or cleared. */
@@ -48,12 +47,12 @@ window.ready = true;
 describe('the client in Chromium', {
   concurrency: false,
   timeout: 180_000,
-  skip: !existsSync(CHROMIUM) && `no ${CHROMIUM}`,
+  skip: !existsSync(CHROMIUM_PATH) && `no ${CHROMIUM_PATH}`,
 }, () => {
   let bundle: ClientBundle;
   let files: Record<string, StaticFile>;
   let context: BrowserContext;
-  let profile: string;
+  let browser: Awaited<ReturnType<typeof launchChromiumContext>> | undefined;
 
   before(async () => {
     bundle = await bundleClient();
@@ -65,26 +64,12 @@ describe('the client in Chromium', {
     };
     for (const [name, text] of Object.entries(bundle.files))
       files[`/client/${name}`] = { type: 'text/javascript', body: text };
-    profile = mkdtempSync(join(tmpdir(), 'hono-agent-ws-chromium-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromiumContext();
+    context = browser.context;
     await context.addInitScript(TIMER_SPY);
   });
   after(async () => {
-    await context?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
   });
 
   it('bundles to at most 5 KB gzipped without validation', (t) => {

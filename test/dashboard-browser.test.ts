@@ -10,15 +10,14 @@
  * saves the page at 1280 px wide there.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { GENERATED, generateDashboardModule } from '../scripts/build-dashboard.ts';
+import { CHROMIUM_PATH, launchChromiumContext } from '../scripts/chromium.ts';
 import { bun, deno, node, ROOT, type Runtime, request, type ServerHandle, startServer } from './helpers/server.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const TOKEN = 'dashboard-secret';
 
 describe('the dashboard module', () => {
@@ -30,32 +29,17 @@ describe('the dashboard module', () => {
 describe('the dashboard in Chromium', {
   concurrency: false,
   timeout: 300_000,
-  skip: !existsSync(CHROMIUM) && `no ${CHROMIUM}`,
+  skip: !existsSync(CHROMIUM_PATH) && `no ${CHROMIUM_PATH}`,
 }, () => {
   let context: BrowserContext;
-  let profile: string;
+  let browser: Awaited<ReturnType<typeof launchChromiumContext>> | undefined;
 
   before(async () => {
-    profile = mkdtempSync(join(tmpdir(), 'hono-agent-ws-dashboard-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromiumContext({ viewport: { width: 1280, height: 900 } });
+    context = browser.context;
   });
   after(async () => {
-    await context?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    await browser?.close();
   });
 
   const publish = async (server: ServerHandle, agent: string, body: unknown) => {
