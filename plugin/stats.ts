@@ -48,7 +48,7 @@ export const ERROR_KINDS = [
   // The broker failed to deliver, queue or subscribe.
   'broker_error',
   // A failure contained inside the hub (an update that could not be serialised, a throwing
-  // hook or callback): it cost one update or one request, never the process.
+  // hook or callback): it costs one update or one request, and nothing else.
   'internal_error',
 ] as const;
 
