@@ -9,9 +9,9 @@
  *
  * @module
  */
-import { connect as netConnect, type Socket } from 'node:net';
 import autocannon from 'autocannon';
 import WebSocket from 'ws';
+import { type ControlClient, openControl } from './lib/control.ts';
 import { type CpuSnapshot, type CpuWindow, cpuWindow, rssBytes, snapshot } from './lib/proc.ts';
 
 /** How clients speak to a server: the hub's protocol, plain WebSocket, or Socket.IO (engine.io v4). */
@@ -216,9 +216,7 @@ async function disconnectAll(): Promise<void> {
 
 // ---- control channel ------------------------------------------------------------------------
 
-let control: Socket | undefined;
-let controlSeq = 0;
-const controlWaiters = new Map<number, (reply: Record<string, unknown>) => void>();
+let control: ControlClient | undefined;
 
 async function attach(t: Target): Promise<void> {
   target = t;
@@ -227,38 +225,12 @@ async function attach(t: Target): Promise<void> {
   frames = 0;
   pings = 0;
   unexpectedCloses = 0;
-  const socket = netConnect(t.control, '127.0.0.1');
-  socket.setNoDelay(true);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('error', reject);
-  });
-  let rest = '';
-  socket.on('data', (chunk: Buffer) => {
-    const lines = (rest + chunk.toString('utf8')).split('\n');
-    rest = lines.pop() ?? '';
-    for (const line of lines) {
-      const reply = JSON.parse(line) as Record<string, unknown>;
-      controlWaiters.get(reply.id as number)?.(reply);
-      controlWaiters.delete(reply.id as number);
-    }
-  });
-  socket.on('error', () => {});
-  control = socket;
+  control = await openControl(t.control);
 }
 
-function ask(op: string, timeoutMs = 30_000): Promise<Record<string, unknown>> {
-  const id = ++controlSeq;
-  const socket = control;
-  if (!socket) throw new Error('not attached');
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`control ${op} timed out`)), timeoutMs);
-    controlWaiters.set(id, (reply) => {
-      clearTimeout(timer);
-      resolve(reply);
-    });
-    socket.write(`${JSON.stringify({ op, id })}\n`);
-  });
+function ask(op: string): Promise<Record<string, unknown>> {
+  if (!control) throw new Error('not attached');
+  return control.ask(op);
 }
 
 /** Publishes `count` updates, round-robin over the agents, in lines of at most 1000. */
@@ -274,7 +246,7 @@ function publish(count: number): void {
       list[i] = agent;
       expected += perAgent[agent] ?? 0;
     }
-    socket.write(`${JSON.stringify({ op: 'pub', t: performance.now(), a: list })}\n`);
+    socket.send({ op: 'pub', t: performance.now(), a: list });
     count -= n;
   }
 }
@@ -481,7 +453,7 @@ async function handle(command: Command): Promise<unknown> {
     case 'disconnect':
       return disconnectAll();
     case 'detach':
-      control?.destroy();
+      control?.close();
       control = undefined;
       target = undefined;
       return undefined;

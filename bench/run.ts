@@ -6,11 +6,13 @@
  * Flags (bench/lib/args.ts): `--quick` (seconds-long version of every scenario, for CI),
  * `--no-write` (print only), `--repeats=N`, `--servers=a,b` (subset), `--conns=1000,5000`,
  * `--window=ms`, `--inflight=N`, `--node-flags=a,b` (extra flags for the Node servers),
- * `--prefill=N` (updates per agent before the fan-out windows).
+ * `--prefill=N` (updates per agent before the fan-out windows), `--scale=N` (connections of the
+ * scale scenario; 0 skips it), `--scale-only`.
  *
  * Repeats are the outer loop; every server runs once per repeat, in a rotating order, each in
  * its own process pinned to core 0 while the one load generator is pinned to core 1. After the
  * servers, each repeat measures the history's memory in a process of its own (bench/history.ts).
+ * The scale scenario runs once, after the last repeat, for the plugin on each runtime and raw `ws`.
  *
  * Layout: bench/lib/servers.ts starts the servers (bench/servers/), bench/lib/loadgen.ts drives
  * the load generator (bench/load.ts), bench/lib/scenarios/ holds one file per scenario family,
@@ -30,6 +32,7 @@ import { type Context, log } from './lib/scenarios/context.ts';
 import { fanOut } from './lib/scenarios/fan-out.ts';
 import { historyMemory } from './lib/scenarios/history.ts';
 import { idleScenario } from './lib/scenarios/idle.ts';
+import { isScaleServer, scaleScenario } from './lib/scenarios/scale.ts';
 import { detectPinning, findRuntimes, type ServerDef, selectServers, serverLauncher } from './lib/servers.ts';
 
 /** Runs the benchmark with the command line `args`; resolves with the process exit code. */
@@ -57,6 +60,7 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
       repeats.push(samples);
       // Rotate the order every repeat so no server always runs first or last.
       const order = servers.map((_, i) => servers[(i + repeat) % servers.length] as ServerDef);
+      if (options.scaleOnly) break;
       for (const def of order) {
         log(`repeat ${repeat + 1}/${params.repeats}: ${def.name}`);
         const sample: Sample = {};
@@ -68,6 +72,21 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
       if (node) {
         log(`repeat ${repeat + 1}/${params.repeats}: history memory`);
         await historyMemory(ctx, pinning, quick ? 20_000 : 100_000, node);
+      }
+    }
+    const last = repeats.length - 1;
+    const scaled = params.scale.target > 0 ? servers.filter((def) => isScaleServer(def.name)) : [];
+    for (const def of scaled) {
+      log(`scale: ${def.name}, ${params.scale.target} connections`);
+      const samples = repeats[last] as Record<string, Sample>;
+      samples[def.name] ??= {};
+      try {
+        await scaleScenario(ctx, pinning, last, def, params.scale, samples[def.name] as Sample);
+      } catch (error) {
+        // Recorded as a failure (once); the other servers still run.
+        const message = (error as Error).message;
+        if (!recorder.failures.includes(message)) recorder.failures.push(`${def.name} scale: ${message}`);
+        log(`  ${def.name} scale FAILED: ${(error as Error).stack ?? error}`);
       }
     }
   } catch (error) {

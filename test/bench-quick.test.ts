@@ -23,7 +23,7 @@ test('quick benchmark: every scenario delivers exactly what was published', { ti
     received: number;
   }[];
   const scenarios = new Set(checks.map((check) => check.scenario.replace(/@\d+/, '').replace(/ probe$/, '')));
-  for (const scenario of ['connect', 'fixed', 'flat', 'dense', 'sparse', 'memory']) {
+  for (const scenario of ['connect', 'fixed', 'flat', 'dense', 'sparse', 'memory', 'scale broadcasts']) {
     assert.ok(scenarios.has(scenario), `no ${scenario} scenario ran`);
   }
   for (const server of ['plugin-node', 'plugin-node-batched', 'plugin-node-nohistory', 'ws', 'socketio']) {
@@ -39,4 +39,19 @@ test('quick benchmark: every scenario delivers exactly what was published', { ti
   assert.match(run.stdout, /HTTP \(autocannon\)/, 'the HTTP scenario did not run');
   assert.match(run.stdout, /Idle connections/, 'the idle scenario did not run');
   assert.match(run.stdout, /History memory/, 'the history memory measurement did not run');
+  // The scale scenario ran on raw ws and the plugin on Node (and on Bun and Deno where installed),
+  // opening every connection it asked for, with every figure measured.
+  for (const server of ['plugin-node', 'ws']) {
+    assert.ok(
+      checks.some((check) => check.server === server && check.scenario.startsWith('scale@')),
+      `no scale scenario on ${server}`,
+    );
+  }
+  const scale = run.stdout.split('\n').filter((row) => /^\| (plugin · Node|raw ws) \| \d+ of \d+ \|/.test(row));
+  assert.equal(scale.length, 2, `scale table rows:\n${run.stdout}`);
+  for (const row of scale) {
+    const [, reached, asked] = /\| (\d+) of (\d+) \|/.exec(row) ?? [];
+    assert.equal(reached, asked, `every connection asked for opened: ${row}`);
+    assert.ok(!row.includes('–'), `a scale figure is missing: ${row}`);
+  }
 });

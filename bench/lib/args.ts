@@ -22,6 +22,8 @@ export interface Params {
   idleMs: number;
   /** autocannon: a fixed number of requests (quick) or a duration after a warm-up (full). */
   http: { amount: number; connections: number } | { durationMs: number; warmupMs: number; connections: number };
+  /** The scale scenario (bench/lib/scenarios/scale.ts); `target` 0 skips it. */
+  scale: { target: number; heartbeatMs: number; idleMs: number; broadcasts: number };
   /** A window is run again when other processes used more cores than this during it. */
   maxOther: number;
   /** Most runs of one window. */
@@ -49,6 +51,8 @@ export interface Options {
    * default) starts from empty histories.
    */
   prefill: number;
+  /** `--scale-only`: run the scale scenario only. */
+  scaleOnly: boolean;
 }
 
 const quickParams = (): Params => ({
@@ -63,6 +67,7 @@ const quickParams = (): Params => ({
   heartbeatMs: 250,
   idleMs: 600,
   http: { amount: 400, connections: 10 },
+  scale: { target: 400, heartbeatMs: 300, idleMs: 1_000, broadcasts: 3 },
   maxOther: 0.5,
   attempts: 1,
 });
@@ -79,13 +84,15 @@ const fullParams = (): Params => ({
   heartbeatMs: 1000,
   idleMs: 2000,
   http: { durationMs: 1500, warmupMs: 300, connections: 50 },
+  scale: { target: 50_000, heartbeatMs: 5_000, idleMs: 15_000, broadcasts: 10 },
   maxOther: 0.25,
   attempts: 2,
 });
 
 /**
  * Reads `--quick`, `--no-write`, `--repeats=N`, `--conns=1000,5000`, `--window=ms`,
- * `--inflight=N`, `--servers=a,b`, `--node-flags=a,b` and `--prefill=N`; anything else is ignored.
+ * `--inflight=N`, `--servers=a,b`, `--node-flags=a,b`, `--prefill=N`, `--scale=N` (connections of the
+ * scale scenario, 0 skips it) and `--scale-only`; anything else is ignored.
  */
 export function parseArgs(args: readonly string[]): Options {
   const flag = (name: string) => args.includes(`--${name}`);
@@ -98,6 +105,8 @@ export function parseArgs(args: readonly string[]): Options {
   if (conns) params.conns = conns.split(',').map(Number);
   const window = option('window');
   if (window) params.windowMs = Number(window);
+  const scale = option('scale');
+  if (scale) params.scale.target = Number(scale);
   return {
     quick,
     write: !flag('no-write'),
@@ -107,5 +116,6 @@ export function parseArgs(args: readonly string[]): Options {
     nodeFlags: option('node-flags')?.split(',') ?? [],
     servers: option('servers')?.split(','),
     prefill: Number(option('prefill') ?? 0),
+    scaleOnly: flag('scale-only'),
   };
 }

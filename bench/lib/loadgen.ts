@@ -1,11 +1,12 @@
 /**
- * The one load generator process (bench/load.ts), pinned to core 1, and the request/answer
- * protocol over its IPC channel.
+ * The client-side processes of the bench, pinned to core 1, and the request/answer protocol over
+ * their IPC channel: the one load generator (bench/load.ts) and the scale scenario's workers
+ * (bench/scale-clients.ts).
  *
  * @module
  */
 import { spawn } from 'node:child_process';
-import type { Pinning } from './servers.ts';
+import { type Pinning, withOpenFiles } from './servers.ts';
 
 /** Sends one command to the load generator; resolves with its result. */
 export type Load = <T = unknown>(command: Record<string, unknown>, timeoutMs?: number) => Promise<T>;
@@ -16,8 +17,16 @@ export interface LoadGenerator {
   close(): Promise<void>;
 }
 
-export function startLoadGenerator(pinning: Pinning): LoadGenerator {
-  const [file, ...args] = pinning.pin(1, [process.execPath, '--import', 'tsx', 'bench/load.ts']) as [
+/** Starts the load generator (bench/load.ts) on core 1. */
+export const startLoadGenerator = (pinning: Pinning): LoadGenerator => startWorker(pinning, 'bench/load.ts');
+
+/**
+ * Starts `script` (a module answering `{ id, command }` IPC messages) on core 1, allowed
+ * `openFiles` file descriptors when given (see `withOpenFiles`).
+ */
+export function startWorker(pinning: Pinning, script: string, openFiles?: number): LoadGenerator {
+  const command = [process.execPath, '--import', 'tsx', script];
+  const [file, ...args] = pinning.pin(1, openFiles ? withOpenFiles(openFiles, command) : command) as [
     string,
     ...string[],
   ];

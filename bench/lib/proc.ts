@@ -102,3 +102,33 @@ export function cpuWindow(a: CpuSnapshot, b: CpuSnapshot): CpuWindow {
     other: Math.max(0, (b.machine - a.machine - serverStatSeconds - selfStat) / seconds),
   };
 }
+
+/** The soft and hard open-files limits of a process (/proc/<pid>/limits), or undefined. */
+export function openFilesLimit(pid: number): { soft: number; hard: number } | undefined {
+  const match = /Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/.exec(read(`/proc/${pid}/limits`) ?? '');
+  if (!match) return undefined;
+  const value = (text: string) => (text === 'unlimited' ? Number.POSITIVE_INFINITY : Number(text));
+  return { soft: value(match[1] as string), hard: value(match[2] as string) };
+}
+
+/** How many file descriptors a process has open (/proc/<pid>/fd), or 0 when unreadable. */
+export function openFileCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Whether this process may raise its hard limits (`CAP_SYS_RESOURCE`, bit 24 of CapEff in
+ * /proc/self/status); undefined off Linux.
+ */
+export function canRaiseLimits(): boolean | undefined {
+  const match = /CapEff:\s+([0-9a-f]+)/.exec(read('/proc/self/status') ?? '');
+  if (!match) return undefined;
+  return (BigInt(`0x${match[1]}`) & (1n << 24n)) !== 0n;
+}
+
+/** The machine-wide monotonic clock (CLOCK_MONOTONIC), in ms: comparable between processes. */
+export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;

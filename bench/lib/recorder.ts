@@ -30,6 +30,9 @@ export interface Recorder {
   readonly checks: Check[];
   readonly windows: WindowLog[];
   readonly failures: string[];
+  /** What the report should say about how a scenario ran (e.g. why fewer connections opened). */
+  readonly notes: string[];
+  note(text: string): void;
   /** Records a delivery check; throws (and records a failure) unless exactly `expected` arrived. */
   check(repeat: number, server: string, scenario: string, expected: number, received: number): void;
   /** Records a failure and throws it. */
@@ -52,6 +55,7 @@ export function createRecorder(limits: { maxOther: number; attempts: number }): 
   const checks: Check[] = [];
   const windows: WindowLog[] = [];
   const failures: string[] = [];
+  const notes: string[] = [];
   const fail = (message: string): never => {
     failures.push(message);
     throw new Error(message);
@@ -60,6 +64,11 @@ export function createRecorder(limits: { maxOther: number; attempts: number }): 
     checks,
     windows,
     failures,
+    notes,
+    note(text) {
+      notes.push(text);
+      console.error(`  note: ${text}`);
+    },
     fail,
     check(repeat, server, scenario, expected, received) {
       checks.push({ repeat, server, scenario, expected, received });

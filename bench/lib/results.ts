@@ -15,6 +15,7 @@ import {
   type Column,
   chartSvg,
   figure,
+  fmt,
   fmtSummary,
   type GoalResult,
   judge,
@@ -24,6 +25,7 @@ import {
   table,
 } from './report.ts';
 import { HISTORY_SIZES } from './scenarios/history.ts';
+import { isScaleServer } from './scenarios/scale.ts';
 import type { ServerDef } from './servers.ts';
 
 /** Everything a run produced. */
@@ -64,6 +66,31 @@ function historyTable(repeats: Repeats): string {
   return [
     '| historySize (full) | heap per agent | heap per update | JSON per update | heap ÷ JSON | publish CPU in process, with / without history |',
     '|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+  ].join('\n');
+}
+
+/**
+ * The scale scenario's table: every figure beside its ratio to raw `ws` measured in the same run;
+ * '' when it did not run.
+ */
+function scaleTable(repeats: Repeats, servers: readonly ServerDef[]): string {
+  const ran = servers.filter((s) => isScaleServer(s.name) && figure(repeats, s.name, 'scale.conns'));
+  if (ran.length === 0) return '';
+  const cell = (server: string, key: string, unit: string) => {
+    const value = figure(repeats, server, key);
+    const base = figure(repeats, 'ws', key);
+    if (!value) return '–';
+    const ratio = server !== 'ws' && base ? ` (${fmt(value.median / base.median)} ×)` : '';
+    return `${fmtSummary(value, unit)}${ratio}`;
+  };
+  const rows = ran.map(
+    (s) =>
+      `| ${s.label} | ${fmt(figure(repeats, s.name, 'scale.conns')?.median ?? Number.NaN)} of ${fmt(figure(repeats, s.name, 'scale.target')?.median ?? Number.NaN)} | ${cell(s.name, 'scale.bytesPerConn', 'B')} | ${cell(s.name, 'scale.sweepMs', 'ms')} | ${cell(s.name, 'scale.sweepUsPerConn', 'µs')} | ${cell(s.name, 'scale.connectPerSec', '/s')} | ${cell(s.name, 'scale.p50', 'ms')} | ${cell(s.name, 'scale.p99', 'ms')} | ${cell(s.name, 'scale.last', 'ms')} |`,
+  );
+  return [
+    '| server | connections | RSS per connection (÷ ws) | heartbeat sweep | per connection | connects/s | broadcast p50 | p99 | last client |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows,
   ].join('\n');
 }
@@ -141,6 +168,10 @@ export function buildReport(run: Run): Report {
     ),
   );
   push(historyTitle, history);
+  const scale = scaleTable(repeats, servers);
+  const scaleTitle = `Scale: idle connections to one server process, all watching one agent, heartbeat every ${P.scale.heartbeatMs} ms; one update broadcast to all (median of ${P.scale.broadcasts})`;
+  const notes = recorder.notes.map((note) => `- ${note}`).join('\n');
+  push(scaleTitle, scale && notes ? `${scale}\n\n${notes}` : scale);
   const ratioLines = ratios
     .map((def) => ({ def, value: paired(repeats, def) }))
     .filter((row) => row.value)
@@ -184,6 +215,7 @@ export function buildReport(run: Run): Report {
       ).concat('\n'),
     ),
     ...(history ? [`${historyTitle}:`, '', history, ''] : []),
+    ...(scale ? [`${scaleTitle}:`, '', scale, '', ...(notes ? [notes, ''] : [])] : []),
     '### Goals',
     '',
     goalTable,

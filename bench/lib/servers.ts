@@ -117,6 +117,19 @@ export function detectPinning(): Pinning {
   };
 }
 
+/**
+ * `command` run with its open-files limit raised to `count` (`ulimit -n`), or to the hard limit
+ * when `count` is above it and the limit cannot be raised (no `CAP_SYS_RESOURCE`). What the
+ * process got is read back from /proc/<pid>/limits (`openFilesLimit` in bench/lib/proc.ts).
+ */
+export const withOpenFiles = (count: number, command: readonly string[]): string[] => [
+  'sh',
+  '-c',
+  `ulimit -n ${Math.floor(count)} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`,
+  'sh',
+  ...command,
+];
+
 /** A server that announced itself: where it listens, and its control channel. */
 export interface Running {
   process: ReadyProcess;
@@ -132,7 +145,12 @@ export interface ServerLauncher {
    * forwarded. A plugin server first publishes `prefill.updates` updates to each of agents 0 to
    * `prefill.agents` − 1 (`--prefill`), none of them counted by the load generator.
    */
-  start(def: ServerDef, heartbeatMs: number, prefill?: { agents: number; updates: number }): Promise<Running>;
+  start(
+    def: ServerDef,
+    heartbeatMs: number,
+    prefill?: { agents: number; updates: number },
+    openFiles?: number,
+  ): Promise<Running>;
   /** SIGTERM, SIGKILL after 3 s (the servers exit on SIGTERM so profilers can write their files). */
   stop(running: Running): Promise<void>;
   /** SIGKILLs every server still running. */
@@ -145,7 +163,7 @@ export interface ServerLauncher {
 export function serverLauncher(runtimes: Runtimes, pinning: Pinning, nodeFlags: readonly string[]): ServerLauncher {
   const live = new Set<ReadyProcess>();
   return {
-    async start(def, heartbeatMs, prefill) {
+    async start(def, heartbeatMs, prefill, openFiles) {
       const entry = join('bench/servers', def.entry);
       const command =
         def.runtime === 'node'
@@ -153,7 +171,10 @@ export function serverLauncher(runtimes: Runtimes, pinning: Pinning, nodeFlags: 
           : def.runtime === 'bun'
             ? [runtimes.bun as string, 'run', entry]
             : [runtimes.deno as string, 'run', '-A', '--cached-only', '--v8-flags=--expose-gc', entry];
-      const [file, ...args] = pinning.pin(0, command) as [string, ...string[]];
+      const [file, ...args] = pinning.pin(0, openFiles ? withOpenFiles(openFiles, command) : command) as [
+        string,
+        ...string[],
+      ];
       const server = await spawnReady({
         name: def.name,
         command: file,

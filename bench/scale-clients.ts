@@ -1,0 +1,169 @@
+/**
+ * One worker of the scale scenario (bench/lib/scenarios/scale.ts): holds its share of the idle
+ * connections, all watching one agent, answers the heartbeat, and times every broadcast it
+ * receives. Several of them run at once because one process may hold only as many sockets as
+ * its open-files limit allows.
+ *
+ * Time is `process.hrtime` (CLOCK_MONOTONIC), the same clock in every process of the machine,
+ * so the publisher's send time carried in the update can be compared with the receive time here.
+ *
+ * Driven over IPC; every command answers `{ id, result }` or `{ id, error }`.
+ *
+ * @module
+ */
+import WebSocket from 'ws';
+import { monotonicMs } from './lib/proc.ts';
+
+type Family = 'agent' | 'plain';
+
+interface OpenSpec {
+  /** ws://host:port/agents/<agent>/ws */
+  url: string;
+  family: Family;
+  count: number;
+  /** Local addresses to bind, used in turn (127.0.0.2, …), so the ephemeral ports do not run out. */
+  sources: string[];
+  /** Handshakes in flight at once. */
+  concurrency: number;
+}
+
+const MARK = Buffer.from('bench|');
+const BAR = 0x7c;
+const PONG = '{"type":"pong"}';
+
+let sockets: WebSocket[] = [];
+let pings = 0;
+let unexpectedCloses = 0;
+let closing = false;
+let latencies: number[] = [];
+let waiter: { count: number; resolve: () => void } | undefined;
+
+const onUpdate = (data: Buffer) => {
+  const at = data.indexOf(MARK);
+  if (at < 0) return;
+  const now = monotonicMs();
+  const start = at + MARK.length;
+  latencies.push(now - Number(data.toString('latin1', start, data.indexOf(BAR, start))));
+  if (waiter && latencies.length >= waiter.count) waiter.resolve();
+};
+
+const openOne = (spec: OpenSpec, source: string): Promise<WebSocket> =>
+  new Promise((resolve, reject) => {
+    const socket = new WebSocket(spec.url, {
+      perMessageDeflate: false,
+      skipUTF8Validation: true,
+      localAddress: source,
+    });
+    let ready = false;
+    const timer = setTimeout(() => {
+      socket.terminate();
+      reject(new Error('handshake timed out after 30 s'));
+    }, 30_000);
+    const done = () => {
+      ready = true;
+      clearTimeout(timer);
+      resolve(socket);
+    };
+    socket.on('error', (error) => {
+      if (!ready) {
+        clearTimeout(timer);
+        reject(error);
+      }
+    });
+    socket.on('close', () => {
+      if (ready && !closing) unexpectedCloses++;
+    });
+    if (spec.family === 'plain') {
+      // `ws` answers protocol pings itself (autoPong).
+      socket.on('open', done);
+      socket.on('ping', () => pings++);
+      socket.on('message', onUpdate);
+      return;
+    }
+    socket.on('message', (data: Buffer) => {
+      // The hub's heartbeat, {"type":"ping",…}, is answered like every client must.
+      if (data[9] === 0x70 && data[10] === 0x69 && data.toString('latin1', 0, 15) === '{"type":"ping",') {
+        pings++;
+        socket.send(PONG);
+        return;
+      }
+      if (!ready) {
+        if (data.includes('connection_established')) done();
+        return;
+      }
+      if (data[9] === 0x74 && data.toString('latin1', 0, 22) === '{"type":"task_update",') onUpdate(data);
+    });
+  });
+
+async function open(spec: OpenSpec) {
+  const started = monotonicMs();
+  let next = 0;
+  let failed = 0;
+  let firstError = '';
+  const worker = async () => {
+    while (next < spec.count) {
+      const index = next++;
+      try {
+        sockets.push(await openOne(spec, spec.sources[index % spec.sources.length] as string));
+      } catch (error) {
+        failed++;
+        firstError ||= String((error as Error).message ?? error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(spec.concurrency, spec.count) }, worker));
+  return { ms: monotonicMs() - started, opened: sockets.length, failed, firstError };
+}
+
+/** Resolves once `count` broadcasts arrived since the last `arm`, or after `timeoutMs`. */
+async function collect(count: number, timeoutMs: number) {
+  if (latencies.length < count) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      waiter = {
+        count,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+    });
+    waiter = undefined;
+  }
+  return latencies;
+}
+
+type Command =
+  | { op: 'open'; spec: OpenSpec }
+  | { op: 'arm' }
+  | { op: 'collect'; count: number; timeoutMs: number }
+  | { op: 'status' }
+  | { op: 'exit' };
+
+async function handle(command: Command): Promise<unknown> {
+  switch (command.op) {
+    case 'open':
+      return open(command.spec);
+    case 'arm':
+      latencies = [];
+      return undefined;
+    case 'collect':
+      return collect(command.count, command.timeoutMs);
+    case 'status':
+      return { open: sockets.filter((s) => s.readyState === WebSocket.OPEN).length, pings, unexpectedCloses };
+    case 'exit':
+      closing = true;
+      for (const socket of sockets) socket.terminate();
+      sockets = [];
+      setTimeout(() => process.exit(0), 10);
+      return undefined;
+  }
+}
+
+process.on('message', (message: { id: number; command: Command }) => {
+  handle(message.command).then(
+    (result) => process.send?.({ id: message.id, result }),
+    (error: unknown) => process.send?.({ id: message.id, error: String((error as Error)?.stack ?? error) }),
+  );
+});
+process.on('disconnect', () => process.exit(0));
