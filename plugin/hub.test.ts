@@ -181,6 +181,43 @@ describe('fan-out cost', () => {
   });
 });
 
+describe('heartbeat', () => {
+  const isPing = (frame: string) => frame.startsWith('{"type":"ping"');
+  const blockFor = (ms: number) => {
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      // The event loop is stuck, as in an overloaded process: nothing is read meanwhile.
+    }
+  };
+
+  it('skips a sweep that runs late instead of dropping clients whose pongs are still unread', async () => {
+    const entries: LogEntry[] = [];
+    const hub = createAgentHub({ heartbeatInterval: 100, snapshot: false, logger: (entry) => entries.push(entry) });
+    const runtime = fakeRuntime(hub);
+    const socket = await connected(runtime, 'agent-late');
+    const lazy = await connected(runtime, 'agent-late');
+    try {
+      while (!socket.sent.some(isPing)) await sleep(2);
+      // Blocked past the next sweep; the pong is "read" only after the overdue sweep has run.
+      blockFor(180);
+      setImmediate(() => socket.receive('{"type":"pong"}'));
+      await sleep(5);
+      assert.equal(socket.closed, undefined, 'the client that answered is kept');
+      assert.ok(entries.some((entry) => entry.event === 'heartbeat_sweep_skipped'));
+      // The next sweep judges again: the client that answered stays, one that never answers goes.
+      const pings = socket.sent.filter(isPing).length;
+      while (socket.sent.filter(isPing).length === pings) await sleep(2);
+      socket.receive('{"type":"pong"}');
+      while (!lazy.closed) await sleep(5);
+      assert.equal(lazy.closed.code, 4000);
+      assert.equal(socket.closed, undefined);
+      assert.equal(hub.stats().errors_by_kind.heartbeat_timeout, 1);
+    } finally {
+      await hub.close();
+    }
+  });
+});
+
 describe('native topic fan-out', () => {
   it('publishes once per frame, counts per socket, and still drops slow consumers', async () => {
     const native = fakeTopics();

@@ -626,7 +626,37 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
 
   // ---- heartbeat: one sweep timer per hub ------------------------------------------------
 
+  // A sweep judges only connections that had a fair chance to answer. When the event loop runs
+  // late (the process is overloaded, or the previous sweep took most of the interval), the pongs
+  // of healthy clients may still sit unread in the socket buffers, and dropping those clients
+  // would turn an overload into a reconnect storm. Such a sweep is skipped (and logged), but
+  // never twice in a row, so a dead client is still dropped within three intervals.
+  let lastSweepStart = performance.now();
+  let lastSweepEnd = lastSweepStart;
+  let skippedLast = false;
   const sweep = () => {
+    const started = performance.now();
+    const late = started - lastSweepStart - heartbeatInterval;
+    const quiet = started - lastSweepEnd;
+    lastSweepStart = started;
+    if (!skippedLast && (late > heartbeatInterval / 2 || quiet < heartbeatInterval / 2)) {
+      skippedLast = true;
+      lastSweepEnd = started;
+      throttle.note('heartbeat_late', 'warn', 'heartbeat_sweep_skipped', {
+        late_ms: Math.round(late),
+        quiet_ms: Math.round(quiet),
+        interval_ms: heartbeatInterval,
+      });
+      return;
+    }
+    skippedLast = false;
+    try {
+      pingAll();
+    } finally {
+      lastSweepEnd = performance.now();
+    }
+  };
+  const pingAll = () => {
     const prepare = preparer(JSON.stringify({ type: 'ping', timestamp: new Date().toISOString() }));
     for (const connection of connections) {
       try {

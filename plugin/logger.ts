@@ -15,6 +15,7 @@ export type LogEvent =
   | 'broker_error'
   | 'hook_error'
   | 'internal_error'
+  | 'heartbeat_sweep_skipped'
   | 'hub_closed';
 
 /**

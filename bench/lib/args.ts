@@ -67,7 +67,7 @@ const quickParams = (): Params => ({
   heartbeatMs: 250,
   idleMs: 600,
   http: { amount: 400, connections: 10 },
-  scale: { target: 400, heartbeatMs: 300, idleMs: 1_000, broadcasts: 3 },
+  scale: { target: 400, heartbeatMs: 1_000, idleMs: 2_000, broadcasts: 3 },
   maxOther: 0.5,
   attempts: 1,
 });

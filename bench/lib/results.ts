@@ -86,11 +86,11 @@ function scaleTable(repeats: Repeats, servers: readonly ServerDef[]): string {
   };
   const rows = ran.map(
     (s) =>
-      `| ${s.label} | ${fmt(figure(repeats, s.name, 'scale.conns')?.median ?? Number.NaN)} of ${fmt(figure(repeats, s.name, 'scale.target')?.median ?? Number.NaN)} | ${cell(s.name, 'scale.bytesPerConn', 'B')} | ${cell(s.name, 'scale.sweepMs', 'ms')} | ${cell(s.name, 'scale.sweepUsPerConn', 'µs')} | ${cell(s.name, 'scale.connectPerSec', '/s')} | ${cell(s.name, 'scale.p50', 'ms')} | ${cell(s.name, 'scale.p99', 'ms')} | ${cell(s.name, 'scale.last', 'ms')} |`,
+      `| ${s.label} | ${fmt(figure(repeats, s.name, 'scale.conns')?.median ?? Number.NaN)} of ${fmt(figure(repeats, s.name, 'scale.target')?.median ?? Number.NaN)} | ${cell(s.name, 'scale.bytesPerConn', 'B')} | ${cell(s.name, 'scale.sweepMs', 'ms')} | ${cell(s.name, 'scale.sweepUsPerConn', 'µs')} | ${cell(s.name, 'scale.connectPerSec', '/s')} | ${cell(s.name, 'scale.connectCpuUs', 'µs')} | ${cell(s.name, 'scale.p50', 'ms')} | ${cell(s.name, 'scale.p99', 'ms')} | ${cell(s.name, 'scale.last', 'ms')} |`,
   );
   return [
-    '| server | connections | RSS per connection (÷ ws) | heartbeat sweep | per connection | connects/s | broadcast p50 | p99 | last client |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| server | connections | RSS per connection (÷ ws) | heartbeat sweep | per connection | connects/s | server CPU per connect | broadcast p50 | p99 | last client |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows,
   ].join('\n');
 }

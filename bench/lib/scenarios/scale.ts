@@ -101,13 +101,16 @@ export async function scaleScenario(
     if (warm > 0) await openOn(0, warm);
     const rss0 = await gc();
     const started = monotonicMs();
+    const beforeConnect = snapshot(running.pid);
     const opened = await Promise.all(shares.map((share, i) => openOn(i, share)));
+    const connectCpu = cpuWindow(beforeConnect, snapshot(running.pid));
     const connectMs = monotonicMs() - started;
     // `opened` counts each worker's connections so far, the warm-up batch included.
     const open = opened.reduce((sum, o) => sum + o.opened, 0);
     const failed = opened.reduce((sum, o) => sum + o.failed, 0);
     sample['scale.conns'] = open;
     sample['scale.connectPerSec'] = (open - warm) / (connectMs / 1000);
+    sample['scale.connectCpuUs'] = (connectCpu.serverSeconds * 1e6) / (open - warm);
     if (failed > 0) {
       ctx.recorder.note(
         `${def.name}: ${failed} of ${count} handshakes failed (first: ${opened.find((o) => o.firstError)?.firstError}).`,
@@ -164,13 +167,22 @@ export async function scaleScenario(
     sample['scale.p99'] = median(p99s);
     sample['scale.last'] = median(lasts);
     const end = await status();
+    if (lost > 0 || end.unexpectedCloses > 0) {
+      // What the hub saw, for the failure below.
+      const stats = def.hub
+        ? await fetch(`http://127.0.0.1:${running.port}/agents/ws/stats`)
+            .then((r) => r.text())
+            .catch((e) => String(e))
+        : '';
+      log(`  ${def.name} scale: ${lost} deliveries missing, ${end.unexpectedCloses} closed by the server ${stats}`);
+    }
     ctx.recorder.check(repeat, def.name, `scale@${target} broadcasts`, open * broadcasts, open * broadcasts - lost);
     if (end.unexpectedCloses > 0) {
       ctx.recorder.fail(`${def.name} scale: ${end.unexpectedCloses} connections closed by the server`);
     }
     log(
       `  ${def.name} scale@${open}: ${(sample['scale.bytesPerConn'] / 1024).toFixed(2)} KB/conn, ` +
-        `${Math.round(sample['scale.connectPerSec'])} conn/s, sweep ${sample['scale.sweepMs']?.toFixed(1)} ms ` +
+        `${Math.round(sample['scale.connectPerSec'])} conn/s (${sample['scale.connectCpuUs'].toFixed(0)} µs server CPU each), sweep ${sample['scale.sweepMs']?.toFixed(1)} ms ` +
         `(${sample['scale.sweepUsPerConn']?.toFixed(2)} µs/conn, ${sweeps.toFixed(1)} sweeps), broadcast p50 ` +
         `${sample['scale.p50'].toFixed(1)} ms p99 ${sample['scale.p99'].toFixed(1)} ms last ${sample['scale.last'].toFixed(1)} ms`,
     );
