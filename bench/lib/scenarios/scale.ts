@@ -21,8 +21,18 @@ import type { Sample } from '../report.ts';
 import type { Pinning, ServerDef } from '../servers.ts';
 import { type Context, log } from './context.ts';
 
-/** The servers the scale scenario runs, when selected: the plugin on each runtime and raw `ws`. */
-const SCALE_SERVERS: readonly string[] = ['plugin-node', 'ws', 'plugin-bun', 'plugin-deno'];
+/**
+ * The servers the scale scenario runs, when selected: the plugin on each runtime, raw `ws`, and
+ * the Bun and Deno floors (their bare WebSocket servers, no heartbeat).
+ */
+const SCALE_SERVERS: readonly string[] = [
+  'plugin-node',
+  'ws',
+  'plugin-bun',
+  'bun-native',
+  'plugin-deno',
+  'deno-native',
+];
 
 /** Whether the scale scenario runs on the server named `name`. */
 export const isScaleServer = (name: string): boolean => SCALE_SERVERS.includes(name);
