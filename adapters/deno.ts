@@ -7,12 +7,73 @@
  *
  * @module
  */
-import type { Hono } from 'hono';
-// `hono/deno` is marked deprecated in favour of `@hono/deno`; it is the one hono 4 ships.
-import { upgradeWebSocket } from 'hono/deno';
+import type { Context, Hono } from 'hono';
+import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSContextInit, type WSEvents } from 'hono/ws';
 import { type AgentHub, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
 
-export { upgradeWebSocket };
+/**
+ * What a socket's context is built on: the socket alone, its methods on the prototype. The URL
+ * is parsed on first read (by `WSContext`'s `url`, redefined below), never for the hub, which
+ * does not read it.
+ */
+class SocketInit implements WSContextInit<WebSocket> {
+  constructor(readonly raw: WebSocket) {}
+  send(data: string | ArrayBuffer | Uint8Array<ArrayBuffer>): void {
+    this.raw.send(data);
+  }
+  close(code?: number, reason?: string): void {
+    this.raw.close(code, reason);
+  }
+  get readyState(): WSContextInit['readyState'] {
+    return this.raw.readyState as WSContextInit['readyState'];
+  }
+  get protocol(): string {
+    return this.raw.protocol;
+  }
+}
+
+/** `url`, parsed from the socket when first read (`WSContext` would parse it for every socket). */
+const lazyUrl: PropertyDescriptor = {
+  configurable: true,
+  enumerable: true,
+  get(this: WSContext<WebSocket>): URL | null {
+    const url = this.raw?.url ? new URL(this.raw.url) : null;
+    Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
+    return url;
+  },
+  set(this: WSContext<WebSocket>, value: URL | null) {
+    Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
+  },
+};
+
+/**
+ * Hands `socket`'s events to `events` with one context. Outside the upgrade's scope on purpose:
+ * the listeners close over the socket's context and the events only, not the Hono context and
+ * Deno's request (`hono/deno`'s listeners keep both alive as long as the socket is open).
+ */
+function listen(socket: WebSocket, events: WSEvents<WebSocket>): void {
+  const context = new WSContext<WebSocket>(new SocketInit(socket));
+  Object.defineProperty(context, 'url', lazyUrl);
+  socket.onopen = (event) => events.onOpen?.(event, context);
+  socket.onmessage = (event) => events.onMessage?.(event, context);
+  socket.onclose = (event) => events.onClose?.(event, context);
+  socket.onerror = (event) => events.onError?.(event, context);
+}
+
+/**
+ * Deno's `upgradeWebSocket`, as `hono/deno`'s (same options, first offered subprotocol chosen),
+ * retaining per socket only the socket, its events and one context.
+ */
+export const upgradeWebSocket: UpgradeWebSocket<WebSocket, Deno.UpgradeWebSocketOptions> = defineWebSocketHelper<
+  WebSocket,
+  Deno.UpgradeWebSocketOptions
+>((c: Context, events: WSEvents<WebSocket>, options?: Deno.UpgradeWebSocketOptions) => {
+  if (c.req.header('upgrade') !== 'websocket') return;
+  const protocol = c.req.header('sec-websocket-protocol')?.split(',')[0]?.trim();
+  const { response, socket } = Deno.upgradeWebSocket(c.req.raw, { ...(protocol ? { protocol } : {}), ...options });
+  listen(socket, events);
+  return response;
+});
 
 /**
  * The Deno binding: `app.route('/agents', hub.routes(deno))`. Deno's sockets are standard, so
