@@ -1,16 +1,17 @@
 /**
- * Bun binding: `Bun.serve` with `hono/bun`'s `upgradeWebSocket` and `websocket` handler.
+ * Bun binding: `Bun.serve` with an `upgradeWebSocket` and a `websocket` handler of its own,
+ * built on hono's `hono/ws` helpers.
  *
  * Bun reports queued bytes through `getBufferedAmount()`, not `bufferedAmount` (absorbed by
- * `routesOptions`). It also hands a fresh context with a frozen `readyState` to every event;
- * harmless, as the hub keeps its state in a closure and never reads `readyState`.
+ * `routesOptions`). `hono/bun` keeps a parsed `URL` per socket and builds a fresh context (with a
+ * second `URL` and a frozen `readyState`) for every event; this file keeps per socket only the
+ * events, the request URL as Bun's string and one context, built at `open`, whose `url` is
+ * parsed on first read.
  *
  * @module
  */
-import type { Hono } from 'hono';
-// `hono/bun` is marked deprecated in favour of `@hono/bun`; it is the one hono 4 ships.
-import { upgradeWebSocket, websocket } from 'hono/bun';
-import type { WSContext } from 'hono/ws';
+import type { Context, Hono } from 'hono';
+import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSContextInit, type WSEvents } from 'hono/ws';
 import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
 
 /** The part of Bun's global this file uses: `tsc` checks it without Bun's type package. */
@@ -19,11 +20,144 @@ declare const Bun: {
     port: number;
     hostname: string;
     fetch: Hono['fetch'];
-    websocket: ReturnType<typeof bunWebSocket>;
+    websocket: BunWebSocketHandler;
   }): { readonly port: number; stop(closeActiveConnections?: boolean): Promise<void> };
 };
 
-export { upgradeWebSocket };
+/** What `upgradeWebSocket` stores on a socket (`ws.data`), read by `bunWebSocket`'s handler. */
+export interface BunSocketData {
+  /** The route's events. */
+  events: WSEvents<BunServerSocket>;
+  /** The request URL (a string: parsed only when the context's `url` is read). */
+  url: string | URL;
+  /** The first subprotocol the client offered, or ''. */
+  protocol: string;
+  /** The socket's one context, built at `open`. */
+  context?: WSContext<BunServerSocket>;
+}
+
+/** The part of Bun's `ServerWebSocket` this file and the hub use. */
+export interface BunServerSocket {
+  readonly data: BunSocketData;
+  readonly readyState: 0 | 1 | 2 | 3;
+  send(data: string | ArrayBuffer | Uint8Array, compress?: boolean): number;
+  close(code?: number, reason?: string): void;
+  getBufferedAmount(): number;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  publish(topic: string, data: string): number;
+}
+
+/** The part of Bun's server `upgradeWebSocket` uses (`Bun.serve` passes it to `fetch`). */
+interface BunUpgrader {
+  upgrade(request: Request, options: { data: BunSocketData }): boolean;
+}
+
+/**
+ * Bun's `upgradeWebSocket`, as `hono/bun`'s (the server from the `fetch` call's second argument,
+ * the first offered subprotocol reported): stores only the events, the URL string and the
+ * subprotocol on the socket, nothing of the Hono context.
+ */
+export const upgradeWebSocket: UpgradeWebSocket<BunServerSocket> = defineWebSocketHelper<BunServerSocket>(
+  (c: Context, events: WSEvents<BunServerSocket>) => {
+    const env = c.env as BunUpgrader | { server: BunUpgrader } | undefined;
+    const server = env && 'server' in env ? env.server : env;
+    if (!server) throw new TypeError('env has to include the 2nd argument of fetch.');
+    const data: BunSocketData = {
+      events,
+      url: c.req.url,
+      protocol: c.req.header('sec-websocket-protocol')?.split(',')[0]?.trim() ?? '',
+      context: undefined,
+    };
+    if (server.upgrade(c.req.raw, { data })) return new Response(null);
+  },
+);
+
+/** What a socket's context is built on: the socket alone, its methods on the prototype. */
+class SocketInit implements WSContextInit<BunServerSocket> {
+  constructor(readonly raw: BunServerSocket) {}
+  send(data: string | ArrayBuffer | Uint8Array<ArrayBuffer>, options?: { compress?: boolean }): void {
+    this.raw.send(data, options?.compress);
+  }
+  close(code?: number, reason?: string): void {
+    this.raw.close(code, reason);
+  }
+  get readyState(): WSContextInit['readyState'] {
+    return this.raw.readyState;
+  }
+  get protocol(): string {
+    return this.raw.data.protocol;
+  }
+}
+
+/** `url`, parsed from the socket's data when first read (`WSContext` would parse it at once). */
+const lazyUrl: PropertyDescriptor = {
+  configurable: true,
+  enumerable: true,
+  get(this: WSContext<BunServerSocket>): URL | null {
+    const url = this.raw?.data.url ? new URL(this.raw.data.url) : null;
+    Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
+    return url;
+  },
+  set(this: WSContext<BunServerSocket>, value: URL | null) {
+    Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
+  },
+};
+
+/** The socket's one context, built on first use. */
+const contextOf = (ws: BunServerSocket): WSContext<BunServerSocket> => {
+  let context = ws.data.context;
+  if (!context) {
+    context = new WSContext<BunServerSocket>(new SocketInit(ws));
+    Object.defineProperty(context, 'url', lazyUrl);
+    ws.data.context = context;
+  }
+  return context;
+};
+
+/** Runs a listener; what it throws (or rejects with) goes to `onError`, or is rethrown without one. */
+const run = (ws: BunServerSocket, listener: () => unknown): void => {
+  const fail = (error: unknown) => {
+    const onError = ws.data.events.onError;
+    if (!onError) throw error;
+    const event = new Event('error');
+    (event as Event & { error: unknown }).error = error;
+    onError(event, contextOf(ws));
+  };
+  try {
+    const result = listener();
+    if (result instanceof Promise) result.catch(fail);
+  } catch (error) {
+    fail(error);
+  }
+};
+
+/** The `websocket` option of `Bun.serve()`, as `bunWebSocket` returns it. */
+export interface BunWebSocketHandler {
+  open(ws: BunServerSocket): void;
+  message(ws: BunServerSocket, message: string | { buffer: ArrayBufferLike }): void;
+  close(ws: BunServerSocket, code?: number, reason?: string): void;
+  /** Frames larger than this are refused by Bun (close 1009). */
+  maxPayloadLength: number;
+}
+
+/** The handlers: one context per socket, reused for every event. */
+const handlers: Omit<BunWebSocketHandler, 'maxPayloadLength'> = {
+  open(ws) {
+    const { onOpen } = ws.data.events;
+    if (onOpen) run(ws, () => onOpen(new Event('open'), contextOf(ws)));
+  },
+  message(ws, message) {
+    const { onMessage } = ws.data.events;
+    if (!onMessage) return;
+    const data = typeof message === 'string' ? message : (message.buffer as ArrayBuffer);
+    run(ws, () => onMessage(new MessageEvent('message', { data }), contextOf(ws)));
+  },
+  close(ws, code, reason) {
+    const { onClose } = ws.data.events;
+    if (onClose) run(ws, () => onClose(new CloseEvent('close', { code, reason }), contextOf(ws)));
+  },
+};
 
 /**
  * The Bun details: Bun's `ServerWebSocket` has no `bufferedAmount` property (without this the
@@ -50,20 +184,11 @@ export const routesOptions: RoutesOptions = {
  */
 export const bun: RuntimeBinding = { upgradeWebSocket, ...routesOptions };
 
-/** The part of Bun's `ServerWebSocket` the hub uses. */
-interface BunSocket {
-  getBufferedAmount(): number;
-  send(data: string): number;
-  subscribe(topic: string): void;
-  unsubscribe(topic: string): void;
-  publish(topic: string, data: string): number;
-}
-
-/** Bun's socket behind hono's context (a fresh context per event, the same socket). */
-const raw = (socket: WSContext) => socket.raw as BunSocket;
+/** Bun's socket behind the context. */
+const raw = (socket: WSContext) => socket.raw as BunServerSocket;
 
 /**
- * The `websocket` option of `Bun.serve()`: hono's handler, with frames over four times the
+ * The `websocket` option of `Bun.serve()`: the handlers for `upgradeWebSocket`'s sockets, with frames over four times the
  * hub's `maxMessageSize` refused by Bun itself (close 1009) before they are buffered whole, as
  * on Node. The hub answers smaller oversized frames itself, with the same code.
  *
@@ -71,8 +196,8 @@ const raw = (socket: WSContext) => socket.raw as BunSocket;
  *
  * @returns The `websocket` option of `Bun.serve()`.
  */
-export function bunWebSocket(hub: AgentHub): typeof websocket & { maxPayloadLength: number } {
-  return { ...websocket, maxPayloadLength: 4 * hub.options.maxMessageSize };
+export function bunWebSocket(hub: AgentHub): BunWebSocketHandler {
+  return { ...handlers, maxPayloadLength: 4 * hub.options.maxMessageSize };
 }
 
 /** Options of `serveBun`. */
