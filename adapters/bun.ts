@@ -16,12 +16,10 @@ import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS 
 
 /** The part of Bun's global this file uses: `tsc` checks it without Bun's type package. */
 declare const Bun: {
-  serve(options: {
-    port: number;
-    hostname: string;
-    fetch: Hono['fetch'];
-    websocket: BunWebSocketHandler;
-  }): { readonly port: number; stop(closeActiveConnections?: boolean): Promise<void> };
+  serve(options: { port: number; hostname: string; fetch: Hono['fetch']; websocket: BunWebSocketHandler }): {
+    readonly port: number;
+    stop(closeActiveConnections?: boolean): Promise<void>;
+  };
 };
 
 /** What `upgradeWebSocket` stores on a socket (`ws.data`), read by `bunWebSocket`'s handler. */

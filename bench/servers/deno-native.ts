@@ -1,5 +1,6 @@
 /**
- * Bench server: bare `Deno.serve` + `Deno.upgradeWebSocket`, no Hono, no hub: Deno's floor.
+ * Bench server: bare `Deno.serve` + `Deno.upgradeWebSocket`, no Hono, no hub: Deno's floor
+ * (as `bun-native.ts` is Bun's). Type-checked by `deno check`, not `tsc`.
  * Each socket joins its agent's set; a publish sends the update to every socket of the agent.
  */
 import { startControl, taskUpdate } from './common.ts';
@@ -10,10 +11,9 @@ const server = Deno.serve({ hostname: '127.0.0.1', port: 0, onListen: () => {} }
   if (!agent || req.headers.get('upgrade') !== 'websocket') return new Response('not found', { status: 404 });
   const { response, socket } = Deno.upgradeWebSocket(req);
   socket.onopen = () => {
-    let set = agents.get(agent);
-    if (!set) agents.set(agent, (set = new Set()));
+    const set = agents.get(agent) ?? new Set();
+    agents.set(agent, set);
     set.add(socket);
-    if (Deno.env.get('GREET')) socket.send(JSON.stringify({ type: 'hello', agent_id: agent, timestamp: new Date().toISOString() }));
   };
   socket.onclose = () => agents.get(agent)?.delete(socket);
   return response;
