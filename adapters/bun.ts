@@ -22,15 +22,18 @@ declare const Bun: {
   };
 };
 
-/** What `upgradeWebSocket` stores on a socket (`ws.data`), read by `bunWebSocket`'s handler. */
+/**
+ * What a socket carries as `ws.data`: `hono/bun`'s shape (`events`, `url`, `protocol`), so
+ * either side's `upgradeWebSocket` and `websocket` handler work together.
+ */
 export interface BunSocketData {
   /** The route's events. */
-  events: WSEvents<BunServerSocket>;
-  /** The request URL (a string: parsed only when the context's `url` is read). */
-  url: string | URL;
+  readonly events: WSEvents<BunServerSocket>;
+  /** The request URL. */
+  readonly url: URL | string | null;
   /** The first subprotocol the client offered, or ''. */
-  protocol: string;
-  /** The socket's one context, built at `open`. */
+  readonly protocol: string | null;
+  /** The context `bunWebSocket` built for a socket `hono/bun` upgraded. */
   context?: WSContext<BunServerSocket>;
 }
 
@@ -52,75 +55,103 @@ interface BunUpgrader {
 }
 
 /**
+ * `WSContext` never reaches it: `BunContext` overrides every method that would. Shared by every
+ * socket, so a context costs no object of its own besides itself.
+ */
+const NO_INIT: WSContextInit<BunServerSocket> = {
+  send() {},
+  close() {},
+  readyState: 3,
+};
+
+/** `url`, parsed from `href` on first read (`WSContext` would parse it at once). */
+const lazyUrl: PropertyDescriptor = {
+  configurable: true,
+  enumerable: true,
+  get(this: BunContext): URL {
+    const url = new URL(this.href);
+    Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
+    return url;
+  },
+  set(this: BunContext, value: URL | null) {
+    Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
+  },
+};
+
+/**
+ * A socket's one context, which is also its `ws.data`: one object per socket, where `hono/bun`
+ * keeps a data object with a parsed `URL` and builds a context (with another `URL`) per event.
+ * `raw` is set when the socket opens.
+ */
+class BunContext extends WSContext<BunServerSocket> implements BunSocketData {
+  constructor(
+    readonly events: WSEvents<BunServerSocket>,
+    /** The request URL, parsed when `url` is first read. */
+    readonly href: string,
+    protocol: string,
+  ) {
+    super(NO_INIT);
+    this.protocol = protocol;
+    Object.defineProperty(this, 'url', lazyUrl);
+  }
+  override send(source: string | ArrayBuffer | Uint8Array<ArrayBuffer>, options?: { compress?: boolean }): void {
+    this.raw?.send(source, options?.compress);
+  }
+  override close(code?: number, reason?: string): void {
+    this.raw?.close(code, reason);
+  }
+  override get readyState(): WSContextInit['readyState'] {
+    return this.raw?.readyState ?? 0;
+  }
+}
+
+/**
  * Bun's `upgradeWebSocket`, as `hono/bun`'s (the server from the `fetch` call's second argument,
- * the first offered subprotocol reported): stores only the events, the URL string and the
- * subprotocol on the socket, nothing of the Hono context.
+ * the first offered subprotocol reported), keeping nothing of the Hono context: the socket's
+ * data is its context, holding the events and the URL string.
  */
 export const upgradeWebSocket: UpgradeWebSocket<BunServerSocket> = defineWebSocketHelper<BunServerSocket>(
   (c: Context, events: WSEvents<BunServerSocket>) => {
     const env = c.env as BunUpgrader | { server: BunUpgrader } | undefined;
     const server = env && 'server' in env ? env.server : env;
     if (!server) throw new TypeError('env has to include the 2nd argument of fetch.');
-    const data: BunSocketData = {
-      events,
-      url: c.req.url,
-      protocol: c.req.header('sec-websocket-protocol')?.split(',')[0]?.trim() ?? '',
-      context: undefined,
-    };
-    if (server.upgrade(c.req.raw, { data })) return new Response(null);
+    const protocol = c.req.header('sec-websocket-protocol')?.split(',')[0]?.trim() ?? '';
+    if (server.upgrade(c.req.raw, { data: new BunContext(events, c.req.url, protocol) })) return new Response(null);
   },
 );
 
-/** What a socket's context is built on: the socket alone, its methods on the prototype. */
-class SocketInit implements WSContextInit<BunServerSocket> {
-  constructor(readonly raw: BunServerSocket) {}
-  send(data: string | ArrayBuffer | Uint8Array<ArrayBuffer>, options?: { compress?: boolean }): void {
-    this.raw.send(data, options?.compress);
-  }
-  close(code?: number, reason?: string): void {
-    this.raw.close(code, reason);
-  }
-  get readyState(): WSContextInit['readyState'] {
-    return this.raw.readyState;
-  }
-  get protocol(): string {
-    return this.raw.data.protocol;
-  }
-}
-
-/** `url`, parsed from the socket's data when first read (`WSContext` would parse it at once). */
-const lazyUrl: PropertyDescriptor = {
-  configurable: true,
-  enumerable: true,
-  get(this: WSContext<BunServerSocket>): URL | null {
-    const url = this.raw?.data.url ? new URL(this.raw.data.url) : null;
-    Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
-    return url;
-  },
-  set(this: WSContext<BunServerSocket>, value: URL | null) {
-    Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
-  },
-};
-
-/** The socket's one context, built on first use. */
+/** The socket's context: its data, or one built once for a socket `hono/bun` upgraded. */
 const contextOf = (ws: BunServerSocket): WSContext<BunServerSocket> => {
-  let context = ws.data.context;
-  if (!context) {
-    context = new WSContext<BunServerSocket>(new SocketInit(ws));
-    Object.defineProperty(context, 'url', lazyUrl);
-    ws.data.context = context;
+  const data = ws.data;
+  if (data instanceof BunContext) {
+    data.raw ??= ws;
+    return data;
   }
-  return context;
+  data.context ??= new WSContext<BunServerSocket>({
+    send: (source, options) => ws.send(source, options?.compress),
+    close: (code, reason) => ws.close(code, reason),
+    get readyState() {
+      return ws.readyState;
+    },
+    raw: ws,
+    url: data.url,
+    protocol: data.protocol,
+  });
+  return data.context;
 };
 
-/** Runs a listener; what it throws (or rejects with) goes to `onError`, or is rethrown without one. */
+/**
+ * Runs a listener; what it throws (or rejects with) goes to `onError`, or is rethrown without
+ * one. Listeners are called as methods of the events (`events.onOpen(...)`), as every hono
+ * adapter calls them: the hub's are methods.
+ */
 const run = (ws: BunServerSocket, listener: () => unknown): void => {
   const fail = (error: unknown) => {
-    const onError = ws.data.events.onError;
-    if (!onError) throw error;
+    const events = ws.data.events;
+    if (!events.onError) throw error;
     const event = new Event('error');
     (event as Event & { error: unknown }).error = error;
-    onError(event, contextOf(ws));
+    events.onError(event, contextOf(ws));
   };
   try {
     const result = listener();
@@ -142,18 +173,18 @@ export interface BunWebSocketHandler {
 /** The handlers: one context per socket, reused for every event. */
 const handlers: Omit<BunWebSocketHandler, 'maxPayloadLength'> = {
   open(ws) {
-    const { onOpen } = ws.data.events;
-    if (onOpen) run(ws, () => onOpen(new Event('open'), contextOf(ws)));
+    const events = ws.data.events;
+    if (events.onOpen) run(ws, () => events.onOpen?.(new Event('open'), contextOf(ws)));
   },
   message(ws, message) {
-    const { onMessage } = ws.data.events;
-    if (!onMessage) return;
+    const events = ws.data.events;
+    if (!events.onMessage) return;
     const data = typeof message === 'string' ? message : (message.buffer as ArrayBuffer);
-    run(ws, () => onMessage(new MessageEvent('message', { data }), contextOf(ws)));
+    run(ws, () => events.onMessage?.(new MessageEvent('message', { data }), contextOf(ws)));
   },
   close(ws, code, reason) {
-    const { onClose } = ws.data.events;
-    if (onClose) run(ws, () => onClose(new CloseEvent('close', { code, reason }), contextOf(ws)));
+    const events = ws.data.events;
+    if (events.onClose) run(ws, () => events.onClose?.(new CloseEvent('close', { code, reason }), contextOf(ws)));
   },
 };
 

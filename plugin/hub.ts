@@ -683,116 +683,133 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
 
   // ---- connections -----------------------------------------------------------------------
 
-  const connect = (agentId: string, binding: SocketBinding, resume: ResumePoint | undefined): WSEvents => {
-    // Per-connection state lives in this closure, not on the context object.
-    let connection: Connection | undefined;
-    // Every event is contained: what a client sends, or a runtime reports, never escapes into
-    // the runtime's event loop as an uncaught exception. Each listener has its own try/catch
-    // rather than a shared wrapper: four closures per connection, not eight.
-    return {
-      onOpen: (_event: Event, socket: WSContext) => {
-        try {
-          if (closing) {
-            socket.close(CloseCode.GOING_AWAY, CLOSE_REASONS[CloseCode.GOING_AWAY]);
-            return;
-          }
-          let channel = channels.get(agentId);
-          const isNewChannel = channel === undefined;
-          if (!channel) {
-            channel = {
-              agentId,
-              connections: new Set(),
-              state: 'joining',
-              epoch: '',
-              headSeq: 0,
-              flushedSeq: 0,
-              agent: createAgentState(),
-              pauses: 0,
-              handover: undefined,
-              pending: [],
-              windowOpen: false,
-              deadline: 0,
-              topicBinding: undefined,
-            };
-            channels.set(agentId, channel);
-          }
-          const id = `${idPrefix}-${++connectionSeq}`;
-          connection = {
-            id,
-            channel,
-            socket,
-            binding,
-            alive: true,
-            open: true,
-            established: false,
-            early: undefined,
-            resume,
-            tokens: maxInboundBurst,
-            refilledAt: performance.now(),
+  /**
+   * A connection's listeners: one object per socket holding its state, the methods shared by
+   * every socket (a closure per listener would cost four functions and their scope per socket).
+   * Every hono adapter calls them as methods (`events.onOpen?.(event, context)`), so `this` is
+   * the listeners. Every event is contained: what a client sends, or a runtime reports, never
+   * escapes into the runtime's event loop as an uncaught exception.
+   */
+  class Listeners implements WSEvents {
+    connection: Connection | undefined = undefined;
+    constructor(
+      readonly agentId: string,
+      readonly binding: SocketBinding,
+      readonly resume: ResumePoint | undefined,
+    ) {}
+    onOpen(_event: Event, socket: WSContext): void {
+      const { agentId, binding, resume } = this;
+      try {
+        if (closing) {
+          socket.close(CloseCode.GOING_AWAY, CLOSE_REASONS[CloseCode.GOING_AWAY]);
+          return;
+        }
+        let channel = channels.get(agentId);
+        const isNewChannel = channel === undefined;
+        if (!channel) {
+          channel = {
+            agentId,
+            connections: new Set(),
+            state: 'joining',
+            epoch: '',
+            headSeq: 0,
+            flushedSeq: 0,
+            agent: createAgentState(),
+            pauses: 0,
+            handover: undefined,
+            pending: [],
+            windowOpen: false,
+            deadline: 0,
+            topicBinding: undefined,
           };
-          connections.add(connection);
-          channel.connections.add(connection);
-          counters.total_connections++;
-          log('info', 'connection_open', { agent_id: agentId, connection_id: id });
-          // A channel still joining admits its connections when the broker answers. A live one
-          // first sends what its window holds, so the newcomer starts exactly where the others are.
-          if (channel.state === 'live') {
-            flush(channel);
-            admit(connection);
-          } else if (isNewChannel) join(channel);
-        } catch (error) {
-          internalError('open', error, agentId);
+          channels.set(agentId, channel);
         }
-      },
-      onMessage: (event: MessageEvent<WSMessageReceive>, _socket: WSContext) => {
-        try {
-          if (!connection?.open) return;
-          if (!spendFrame(connection, maxInboundRate, maxInboundBurst, performance.now())) {
-            counters.messages_received++;
-            countError('rate_limited');
-            drop(connection, CloseCode.RATE_LIMITED, { rate: maxInboundRate, burst: maxInboundBurst });
-            return;
-          }
-          if (connection.established) return receive(connection, event.data);
-          // The broker is still subscribing (Redis). A client has no reason to send much before
-          // it hears from the server, so a few frames are held and a flood is refused.
-          connection.early ??= [];
-          if (connection.early.push(event.data) > MAX_EARLY_FRAMES) {
-            counters.messages_received += connection.early.length;
-            countError('rate_limited');
-            drop(connection, CloseCode.RATE_LIMITED, { early_frames: connection.early.length });
-          }
-        } catch (error) {
-          internalError('message', error, agentId);
+        const id = `${idPrefix}-${++connectionSeq}`;
+        const connection: Connection = {
+          id,
+          channel,
+          socket,
+          binding,
+          alive: true,
+          open: true,
+          established: false,
+          early: undefined,
+          resume,
+          tokens: maxInboundBurst,
+          refilledAt: performance.now(),
+        };
+        this.connection = connection;
+        connections.add(connection);
+        channel.connections.add(connection);
+        counters.total_connections++;
+        log('info', 'connection_open', { agent_id: agentId, connection_id: id });
+        // A channel still joining admits its connections when the broker answers. A live one
+        // first sends what its window holds, so the newcomer starts exactly where the others are.
+        if (channel.state === 'live') {
+          flush(channel);
+          admit(connection);
+        } else if (isNewChannel) join(channel);
+      } catch (error) {
+        internalError('open', error, agentId);
+      }
+    }
+    onMessage(event: MessageEvent<WSMessageReceive>, _socket: WSContext): void {
+      const { agentId, connection } = this;
+      try {
+        if (!connection?.open) return;
+        if (!spendFrame(connection, maxInboundRate, maxInboundBurst, performance.now())) {
+          counters.messages_received++;
+          countError('rate_limited');
+          drop(connection, CloseCode.RATE_LIMITED, { rate: maxInboundRate, burst: maxInboundBurst });
+          return;
         }
-      },
-      onClose: (event: CloseEvent, _socket: WSContext) => {
-        try {
-          if (!connection) return;
-          const code = event.code;
-          const wasOpen = removeConnection(connection);
-          if (!wasOpen) return;
-          // 1006 (Node, Bun) and 0 (Deno) mean the peer vanished without a close frame. Other codes
-          // are the client's own choice, not an error of ours.
-          if (code === 1006 || code === 0) countError('abrupt_close');
-          log('info', 'connection_close', { agent_id: agentId, connection_id: connection.id, code });
-        } catch (error) {
-          internalError('close', error, agentId);
+        if (connection.established) {
+          receive(connection, event.data);
+          return;
         }
-      },
-      onError: (event: Event, _socket: WSContext) => {
-        try {
-          if (!connection?.open) return;
-          const error = (event as ErrorEvent).error ?? (event as ErrorEvent).message;
-          const failure = classifySocketFailure(error);
-          countError(failure.kind);
-          drop(connection, failure.code, { error: String(error) });
-        } catch (error) {
-          internalError('error', error, agentId);
+        // The broker is still subscribing (Redis). A client has no reason to send much before
+        // it hears from the server, so a few frames are held and a flood is refused.
+        connection.early ??= [];
+        if (connection.early.push(event.data) > MAX_EARLY_FRAMES) {
+          counters.messages_received += connection.early.length;
+          countError('rate_limited');
+          drop(connection, CloseCode.RATE_LIMITED, { early_frames: connection.early.length });
         }
-      },
-    };
-  };
+      } catch (error) {
+        internalError('message', error, agentId);
+      }
+    }
+    onClose(event: CloseEvent, _socket: WSContext): void {
+      const { agentId, connection } = this;
+      try {
+        if (!connection) return;
+        const code = event.code;
+        const wasOpen = removeConnection(connection);
+        if (!wasOpen) return;
+        // 1006 (Node, Bun) and 0 (Deno) mean the peer vanished without a close frame. Other codes
+        // are the client's own choice, not an error of ours.
+        if (code === 1006 || code === 0) countError('abrupt_close');
+        log('info', 'connection_close', { agent_id: agentId, connection_id: connection.id, code });
+      } catch (error) {
+        internalError('close', error, agentId);
+      }
+    }
+    onError(event: Event, _socket: WSContext): void {
+      const { agentId, connection } = this;
+      try {
+        if (!connection?.open) return;
+        const error = (event as ErrorEvent).error ?? (event as ErrorEvent).message;
+        const failure = classifySocketFailure(error);
+        countError(failure.kind);
+        drop(connection, failure.code, { error: String(error) });
+      } catch (error) {
+        internalError('error', error, agentId);
+      }
+    }
+  }
+
+  const connect = (agentId: string, binding: SocketBinding, resume: ResumePoint | undefined): WSEvents =>
+    new Listeners(agentId, binding, resume);
 
   // ---- publishing ------------------------------------------------------------------------
 
