@@ -11,53 +11,82 @@ import type { Context, Hono } from 'hono';
 import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSContextInit, type WSEvents } from 'hono/ws';
 import { type AgentHub, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
 
-/**
- * What a socket's context is built on: the socket alone, its methods on the prototype. The URL
- * is parsed on first read (by `WSContext`'s `url`, redefined below), never for the hub, which
- * does not read it.
- */
-class SocketInit implements WSContextInit<WebSocket> {
-  constructor(readonly raw: WebSocket) {}
-  send(data: string | ArrayBuffer | Uint8Array<ArrayBuffer>): void {
-    this.raw.send(data);
-  }
-  close(code?: number, reason?: string): void {
-    this.raw.close(code, reason);
-  }
-  get readyState(): WSContextInit['readyState'] {
-    return this.raw.readyState as WSContextInit['readyState'];
-  }
-  get protocol(): string {
-    return this.raw.protocol;
-  }
-}
+/** `WSContext` never reaches it: `DenoContext` overrides every method that would. Shared. */
+const NO_INIT: WSContextInit<WebSocket> = {
+  send() {},
+  close() {},
+  readyState: 3,
+};
 
-/** `url`, parsed from the socket when first read (`WSContext` would parse it for every socket). */
+/** `url`, parsed from the socket's when first read (`WSContext` would parse it at once). */
 const lazyUrl: PropertyDescriptor = {
   configurable: true,
   enumerable: true,
-  get(this: WSContext<WebSocket>): URL | null {
-    const url = this.raw?.url ? new URL(this.raw.url) : null;
+  get(this: DenoContext): URL | null {
+    const url = this.raw.url ? new URL(this.raw.url) : null;
     Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
     return url;
   },
-  set(this: WSContext<WebSocket>, value: URL | null) {
+  set(this: DenoContext, value: URL | null) {
     Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
   },
 };
 
+/** A socket's one context: the socket and nothing else (`hono/deno` adds an init object and a `URL`). */
+class DenoContext extends WSContext<WebSocket> {
+  constructor(override readonly raw: WebSocket) {
+    super(NO_INIT);
+    this.protocol = raw.protocol;
+    Object.defineProperty(this, 'url', lazyUrl);
+  }
+  override send(source: string | ArrayBuffer | Uint8Array<ArrayBuffer>): void {
+    this.raw.send(source);
+  }
+  override close(code?: number, reason?: string): void {
+    this.raw.close(code, reason);
+  }
+  override get readyState(): WSContextInit['readyState'] {
+    return this.raw.readyState as WSContextInit['readyState'];
+  }
+}
+
 /**
- * Hands `socket`'s events to `events` with one context. Outside the upgrade's scope on purpose:
- * the listeners close over the socket's context and the events only, not the Hono context and
- * Deno's request (`hono/deno`'s listeners keep both alive as long as the socket is open).
+ * Hands a socket's events to the route's, with the socket's one context: one listener object
+ * per socket, registered for the four events (four `on…` closures would each get a wrapper and
+ * an entry in the socket's handler map too). Built outside the upgrade's scope, so nothing of
+ * the Hono context or Deno's request stays reachable (`hono/deno`'s listeners keep both alive
+ * as long as the socket is open). The events are called as methods, as every hono adapter calls
+ * them (the hub's are methods).
  */
+class SocketListener {
+  constructor(
+    readonly events: WSEvents<WebSocket>,
+    readonly context: DenoContext,
+  ) {}
+  handleEvent(event: Event): void {
+    const { events, context } = this;
+    switch (event.type) {
+      case 'open':
+        events.onOpen?.(event, context);
+        break;
+      case 'message':
+        events.onMessage?.(event as MessageEvent, context);
+        break;
+      case 'close':
+        events.onClose?.(event as CloseEvent, context);
+        break;
+      case 'error':
+        events.onError?.(event, context);
+    }
+  }
+}
+
 function listen(socket: WebSocket, events: WSEvents<WebSocket>): void {
-  const context = new WSContext<WebSocket>(new SocketInit(socket));
-  Object.defineProperty(context, 'url', lazyUrl);
-  socket.onopen = (event) => events.onOpen?.(event, context);
-  socket.onmessage = (event) => events.onMessage?.(event, context);
-  socket.onclose = (event) => events.onClose?.(event, context);
-  socket.onerror = (event) => events.onError?.(event, context);
+  const listener = new SocketListener(events, new DenoContext(socket));
+  socket.addEventListener('open', listener);
+  socket.addEventListener('message', listener);
+  socket.addEventListener('close', listener);
+  socket.addEventListener('error', listener);
 }
 
 /**
