@@ -3,10 +3,10 @@
  * built on hono's `hono/ws` helpers.
  *
  * Bun reports queued bytes through `getBufferedAmount()`, not `bufferedAmount` (absorbed by
- * `routesOptions`). `hono/bun` keeps a parsed `URL` per socket and builds a fresh context (with a
- * second `URL` and a frozen `readyState`) for every event; this file keeps per socket only the
- * events, the request URL as Bun's string and one context, built at `open`, whose `url` is
- * parsed on first read.
+ * `routesOptions`). `hono/bun` keeps a data object with a parsed `URL` per socket and builds a
+ * fresh context (with a second `URL` and a frozen `readyState`) for every event; here a socket's
+ * data is its one context, holding the events and the request URL as a string, parsed when
+ * `url` is first read (bench/notes/bun-deno-memory.md).
  *
  * @module
  */

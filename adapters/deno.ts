@@ -1,5 +1,8 @@
 /**
- * Deno binding: `Deno.serve` with `hono/deno`'s `upgradeWebSocket`.
+ * Deno binding: `Deno.serve` with an `upgradeWebSocket` of its own, built on hono's `hono/ws`
+ * helpers: `hono/deno`'s keeps the Hono context, Deno's request and two `URL`s alive per socket
+ * and registers four `on…` closures; here a socket keeps one context (the socket alone) and one
+ * listener object (bench/notes/bun-deno-memory.md).
  *
  * Nothing else to absorb here: Deno's sockets expose the standard `bufferedAmount` the hub reads
  * by default, and its abrupt close (an error event, then close code 0) is already what the hub
