@@ -1,29 +1,192 @@
 /**
- * Bun binding: `Bun.serve` with `hono/bun`'s `upgradeWebSocket` and `websocket` handler.
+ * Bun binding: `Bun.serve` with an `upgradeWebSocket` and a `websocket` handler of its own,
+ * built on hono's `hono/ws` helpers.
  *
  * Bun reports queued bytes through `getBufferedAmount()`, not `bufferedAmount` (absorbed by
- * `routesOptions`). It also hands a fresh context with a frozen `readyState` to every event;
- * harmless, as the hub keeps its state in a closure and never reads `readyState`.
+ * `routesOptions`). `hono/bun` keeps a data object with a parsed `URL` per socket and builds a
+ * fresh context (with a second `URL` and a frozen `readyState`) for every event; here a socket's
+ * data is its one context, holding the events and the request URL as a string, parsed when
+ * `url` is first read (bench/notes/bun-deno-memory.md).
  *
  * @module
  */
-import type { Hono } from 'hono';
-// `hono/bun` is marked deprecated in favour of `@hono/bun`; it is the one hono 4 ships.
-import { upgradeWebSocket, websocket } from 'hono/bun';
-import type { WSContext } from 'hono/ws';
+import type { Context, Hono } from 'hono';
+import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSContextInit, type WSEvents } from 'hono/ws';
 import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
 
 /** The part of Bun's global this file uses: `tsc` checks it without Bun's type package. */
 declare const Bun: {
-  serve(options: {
-    port: number;
-    hostname: string;
-    fetch: Hono['fetch'];
-    websocket: ReturnType<typeof bunWebSocket>;
-  }): { readonly port: number; stop(closeActiveConnections?: boolean): Promise<void> };
+  serve(options: { port: number; hostname: string; fetch: Hono['fetch']; websocket: BunWebSocketHandler }): {
+    readonly port: number;
+    stop(closeActiveConnections?: boolean): Promise<void>;
+  };
 };
 
-export { upgradeWebSocket };
+/**
+ * What a socket carries as `ws.data`: `hono/bun`'s shape (`events`, `url`, `protocol`), so
+ * either side's `upgradeWebSocket` and `websocket` handler work together.
+ */
+export interface BunSocketData {
+  /** The route's events. */
+  readonly events: WSEvents<BunServerSocket>;
+  /** The request URL. */
+  readonly url: URL | string | null;
+  /** The first subprotocol the client offered, or ''. */
+  readonly protocol: string | null;
+  /** The context `bunWebSocket` built for a socket `hono/bun` upgraded. */
+  context?: WSContext<BunServerSocket>;
+}
+
+/** The part of Bun's `ServerWebSocket` this file and the hub use. */
+export interface BunServerSocket {
+  readonly data: BunSocketData;
+  readonly readyState: 0 | 1 | 2 | 3;
+  send(data: string | ArrayBuffer | Uint8Array, compress?: boolean): number;
+  close(code?: number, reason?: string): void;
+  getBufferedAmount(): number;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  publish(topic: string, data: string): number;
+}
+
+/** The part of Bun's server `upgradeWebSocket` uses (`Bun.serve` passes it to `fetch`). */
+interface BunUpgrader {
+  upgrade(request: Request, options: { data: BunSocketData }): boolean;
+}
+
+/**
+ * `WSContext` never reaches it: `BunContext` overrides every method that would. Shared by every
+ * socket, so a context costs no object of its own besides itself.
+ */
+const NO_INIT: WSContextInit<BunServerSocket> = {
+  send() {},
+  close() {},
+  readyState: 3,
+};
+
+/** `url`, parsed from `href` on first read (`WSContext` would parse it at once). */
+const lazyUrl: PropertyDescriptor = {
+  configurable: true,
+  enumerable: true,
+  get(this: BunContext): URL {
+    const url = new URL(this.href);
+    Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
+    return url;
+  },
+  set(this: BunContext, value: URL | null) {
+    Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
+  },
+};
+
+/**
+ * A socket's one context, which is also its `ws.data`: one object per socket, where `hono/bun`
+ * keeps a data object with a parsed `URL` and builds a context (with another `URL`) per event.
+ * `raw` is set when the socket opens.
+ */
+class BunContext extends WSContext<BunServerSocket> implements BunSocketData {
+  constructor(
+    readonly events: WSEvents<BunServerSocket>,
+    /** The request URL, parsed when `url` is first read. */
+    readonly href: string,
+    protocol: string,
+  ) {
+    super(NO_INIT);
+    this.protocol = protocol;
+    Object.defineProperty(this, 'url', lazyUrl);
+  }
+  override send(source: string | ArrayBuffer | Uint8Array<ArrayBuffer>, options?: { compress?: boolean }): void {
+    this.raw?.send(source, options?.compress);
+  }
+  override close(code?: number, reason?: string): void {
+    this.raw?.close(code, reason);
+  }
+  override get readyState(): WSContextInit['readyState'] {
+    return this.raw?.readyState ?? 0;
+  }
+}
+
+/**
+ * Bun's `upgradeWebSocket`, as `hono/bun`'s (the server from the `fetch` call's second argument,
+ * the first offered subprotocol reported), keeping nothing of the Hono context: the socket's
+ * data is its context, holding the events and the URL string.
+ */
+export const upgradeWebSocket: UpgradeWebSocket<BunServerSocket> = defineWebSocketHelper<BunServerSocket>(
+  (c: Context, events: WSEvents<BunServerSocket>) => {
+    const env = c.env as BunUpgrader | { server: BunUpgrader } | undefined;
+    const server = env && 'server' in env ? env.server : env;
+    if (!server) throw new TypeError('env has to include the 2nd argument of fetch.');
+    const protocol = c.req.header('sec-websocket-protocol')?.split(',')[0]?.trim() ?? '';
+    if (server.upgrade(c.req.raw, { data: new BunContext(events, c.req.url, protocol) })) return new Response(null);
+  },
+);
+
+/** The socket's context: its data, or one built once for a socket `hono/bun` upgraded. */
+const contextOf = (ws: BunServerSocket): WSContext<BunServerSocket> => {
+  const data = ws.data;
+  if (data instanceof BunContext) {
+    data.raw ??= ws;
+    return data;
+  }
+  data.context ??= new WSContext<BunServerSocket>({
+    send: (source, options) => ws.send(source, options?.compress),
+    close: (code, reason) => ws.close(code, reason),
+    get readyState() {
+      return ws.readyState;
+    },
+    raw: ws,
+    url: data.url,
+    protocol: data.protocol,
+  });
+  return data.context;
+};
+
+/**
+ * Runs a listener; what it throws (or rejects with) goes to `onError`, or is rethrown without
+ * one. Listeners are called as methods of the events (`events.onOpen(...)`), as every hono
+ * adapter calls them: the hub's are methods.
+ */
+const run = (ws: BunServerSocket, listener: () => unknown): void => {
+  const fail = (error: unknown) => {
+    const events = ws.data.events;
+    if (!events.onError) throw error;
+    const event = new Event('error');
+    (event as Event & { error: unknown }).error = error;
+    events.onError(event, contextOf(ws));
+  };
+  try {
+    const result = listener();
+    if (result instanceof Promise) result.catch(fail);
+  } catch (error) {
+    fail(error);
+  }
+};
+
+/** The `websocket` option of `Bun.serve()`, as `bunWebSocket` returns it. */
+export interface BunWebSocketHandler {
+  open(ws: BunServerSocket): void;
+  message(ws: BunServerSocket, message: string | { buffer: ArrayBufferLike }): void;
+  close(ws: BunServerSocket, code?: number, reason?: string): void;
+  /** Frames larger than this are refused by Bun (close 1009). */
+  maxPayloadLength: number;
+}
+
+/** The handlers: one context per socket, reused for every event. */
+const handlers: Omit<BunWebSocketHandler, 'maxPayloadLength'> = {
+  open(ws) {
+    const events = ws.data.events;
+    if (events.onOpen) run(ws, () => events.onOpen?.(new Event('open'), contextOf(ws)));
+  },
+  message(ws, message) {
+    const events = ws.data.events;
+    if (!events.onMessage) return;
+    const data = typeof message === 'string' ? message : (message.buffer as ArrayBuffer);
+    run(ws, () => events.onMessage?.(new MessageEvent('message', { data }), contextOf(ws)));
+  },
+  close(ws, code, reason) {
+    const events = ws.data.events;
+    if (events.onClose) run(ws, () => events.onClose?.(new CloseEvent('close', { code, reason }), contextOf(ws)));
+  },
+};
 
 /**
  * The Bun details: Bun's `ServerWebSocket` has no `bufferedAmount` property (without this the
@@ -50,20 +213,11 @@ export const routesOptions: RoutesOptions = {
  */
 export const bun: RuntimeBinding = { upgradeWebSocket, ...routesOptions };
 
-/** The part of Bun's `ServerWebSocket` the hub uses. */
-interface BunSocket {
-  getBufferedAmount(): number;
-  send(data: string): number;
-  subscribe(topic: string): void;
-  unsubscribe(topic: string): void;
-  publish(topic: string, data: string): number;
-}
-
-/** Bun's socket behind hono's context (a fresh context per event, the same socket). */
-const raw = (socket: WSContext) => socket.raw as BunSocket;
+/** Bun's socket behind the context. */
+const raw = (socket: WSContext) => socket.raw as BunServerSocket;
 
 /**
- * The `websocket` option of `Bun.serve()`: hono's handler, with frames over four times the
+ * The `websocket` option of `Bun.serve()`: the handlers for `upgradeWebSocket`'s sockets, with frames over four times the
  * hub's `maxMessageSize` refused by Bun itself (close 1009) before they are buffered whole, as
  * on Node. The hub answers smaller oversized frames itself, with the same code.
  *
@@ -71,8 +225,8 @@ const raw = (socket: WSContext) => socket.raw as BunSocket;
  *
  * @returns The `websocket` option of `Bun.serve()`.
  */
-export function bunWebSocket(hub: AgentHub): typeof websocket & { maxPayloadLength: number } {
-  return { ...websocket, maxPayloadLength: 4 * hub.options.maxMessageSize };
+export function bunWebSocket(hub: AgentHub): BunWebSocketHandler {
+  return { ...handlers, maxPayloadLength: 4 * hub.options.maxMessageSize };
 }
 
 /** Options of `serveBun`. */

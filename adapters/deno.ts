@@ -1,5 +1,8 @@
 /**
- * Deno binding: `Deno.serve` with `hono/deno`'s `upgradeWebSocket`.
+ * Deno binding: `Deno.serve` with an `upgradeWebSocket` of its own, built on hono's `hono/ws`
+ * helpers: `hono/deno`'s keeps the Hono context, Deno's request and two `URL`s alive per socket
+ * and registers four `on…` closures; here a socket keeps one context (the socket alone) and one
+ * listener object (bench/notes/bun-deno-memory.md).
  *
  * Nothing else to absorb here: Deno's sockets expose the standard `bufferedAmount` the hub reads
  * by default, and its abrupt close (an error event, then close code 0) is already what the hub
@@ -7,12 +10,102 @@
  *
  * @module
  */
-import type { Hono } from 'hono';
-// `hono/deno` is marked deprecated in favour of `@hono/deno`; it is the one hono 4 ships.
-import { upgradeWebSocket } from 'hono/deno';
+import type { Context, Hono } from 'hono';
+import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSContextInit, type WSEvents } from 'hono/ws';
 import { type AgentHub, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
 
-export { upgradeWebSocket };
+/** `WSContext` never reaches it: `DenoContext` overrides every method that would. Shared. */
+const NO_INIT: WSContextInit<WebSocket> = {
+  send() {},
+  close() {},
+  readyState: 3,
+};
+
+/** `url`, parsed from the socket's when first read (`WSContext` would parse it at once). */
+const lazyUrl: PropertyDescriptor = {
+  configurable: true,
+  enumerable: true,
+  get(this: DenoContext): URL | null {
+    const url = this.raw.url ? new URL(this.raw.url) : null;
+    Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
+    return url;
+  },
+  set(this: DenoContext, value: URL | null) {
+    Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
+  },
+};
+
+/** A socket's one context: the socket and nothing else (`hono/deno` adds an init object and a `URL`). */
+class DenoContext extends WSContext<WebSocket> {
+  constructor(override readonly raw: WebSocket) {
+    super(NO_INIT);
+    this.protocol = raw.protocol;
+    Object.defineProperty(this, 'url', lazyUrl);
+  }
+  override send(source: string | ArrayBuffer | Uint8Array<ArrayBuffer>): void {
+    this.raw.send(source);
+  }
+  override close(code?: number, reason?: string): void {
+    this.raw.close(code, reason);
+  }
+  override get readyState(): WSContextInit['readyState'] {
+    return this.raw.readyState as WSContextInit['readyState'];
+  }
+}
+
+/**
+ * Hands a socket's events to the route's, with the socket's one context: one listener object
+ * per socket, registered for the four events (four `on…` closures would each get a wrapper and
+ * an entry in the socket's handler map too). Built outside the upgrade's scope, so nothing of
+ * the Hono context or Deno's request stays reachable (`hono/deno`'s listeners keep both alive
+ * as long as the socket is open). The events are called as methods, as every hono adapter calls
+ * them (the hub's are methods).
+ */
+class SocketListener {
+  constructor(
+    readonly events: WSEvents<WebSocket>,
+    readonly context: DenoContext,
+  ) {}
+  handleEvent(event: Event): void {
+    const { events, context } = this;
+    switch (event.type) {
+      case 'open':
+        events.onOpen?.(event, context);
+        break;
+      case 'message':
+        events.onMessage?.(event as MessageEvent, context);
+        break;
+      case 'close':
+        events.onClose?.(event as CloseEvent, context);
+        break;
+      case 'error':
+        events.onError?.(event, context);
+    }
+  }
+}
+
+function listen(socket: WebSocket, events: WSEvents<WebSocket>): void {
+  const listener = new SocketListener(events, new DenoContext(socket));
+  socket.addEventListener('open', listener);
+  socket.addEventListener('message', listener);
+  socket.addEventListener('close', listener);
+  socket.addEventListener('error', listener);
+}
+
+/**
+ * Deno's `upgradeWebSocket`, as `hono/deno`'s (same options, first offered subprotocol chosen),
+ * retaining per socket only the socket, its events and one context.
+ */
+export const upgradeWebSocket: UpgradeWebSocket<WebSocket, Deno.UpgradeWebSocketOptions> = defineWebSocketHelper<
+  WebSocket,
+  Deno.UpgradeWebSocketOptions
+>((c: Context, events: WSEvents<WebSocket>, options?: Deno.UpgradeWebSocketOptions) => {
+  if (c.req.header('upgrade') !== 'websocket') return;
+  const protocol = c.req.header('sec-websocket-protocol')?.split(',')[0]?.trim();
+  const { response, socket } = Deno.upgradeWebSocket(c.req.raw, { ...(protocol ? { protocol } : {}), ...options });
+  listen(socket, events);
+  return response;
+});
 
 /**
  * The Deno binding: `app.route('/agents', hub.routes(deno))`. Deno's sockets are standard, so

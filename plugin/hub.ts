@@ -713,22 +713,23 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
 
   // ---- connections -----------------------------------------------------------------------
 
-  const connect = (agentId: string, binding: SocketBinding, resume: ResumePoint | undefined): WSEvents => {
-    // Per-connection state lives in this closure, not on the context object.
-    let connection: Connection | undefined;
-    // Every event is contained: what a client sends, or a runtime reports, never escapes into
-    // the runtime's event loop as an uncaught exception.
-    const guard =
-      <A extends unknown[]>(event: string, handler: (...args: A) => void) =>
-      (...args: A) => {
-        try {
-          handler(...args);
-        } catch (error) {
-          internalError(event, error, agentId);
-        }
-      };
-    return {
-      onOpen: guard('open', (_event: Event, socket: WSContext) => {
+  /**
+   * A connection's listeners: one object per socket holding its state, the methods shared by
+   * every socket (a closure per listener would cost four functions and their scope per socket).
+   * Every hono adapter calls them as methods (`events.onOpen?.(event, context)`), so `this` is
+   * the listeners. Every event is contained: what a client sends, or a runtime reports, never
+   * escapes into the runtime's event loop as an uncaught exception.
+   */
+  class Listeners implements WSEvents {
+    connection: Connection | undefined = undefined;
+    constructor(
+      readonly agentId: string,
+      readonly binding: SocketBinding,
+      readonly resume: ResumePoint | undefined,
+    ) {}
+    onOpen(_event: Event, socket: WSContext): void {
+      const { agentId, binding, resume } = this;
+      try {
         if (closing) {
           socket.close(CloseCode.GOING_AWAY, CLOSE_REASONS[CloseCode.GOING_AWAY]);
           return;
@@ -754,7 +755,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
           channels.set(agentId, channel);
         }
         const id = `${idPrefix}-${++connectionSeq}`;
-        connection = {
+        const connection: Connection = {
           id,
           channel,
           socket,
@@ -767,6 +768,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
           tokens: maxInboundBurst,
           refilledAt: performance.now(),
         };
+        this.connection = connection;
         connections.add(connection);
         channel.connections.add(connection);
         counters.total_connections++;
@@ -777,8 +779,13 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
           flush(channel);
           admit(connection);
         } else if (isNewChannel) join(channel);
-      }),
-      onMessage: guard('message', (event: MessageEvent<WSMessageReceive>, _socket: WSContext) => {
+      } catch (error) {
+        internalError('open', error, agentId);
+      }
+    }
+    onMessage(event: MessageEvent<WSMessageReceive>, _socket: WSContext): void {
+      const { agentId, connection } = this;
+      try {
         if (!connection?.open) return;
         if (!spendFrame(connection, maxInboundRate, maxInboundBurst, performance.now())) {
           counters.messages_received++;
@@ -786,7 +793,10 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
           drop(connection, CloseCode.RATE_LIMITED, { rate: maxInboundRate, burst: maxInboundBurst });
           return;
         }
-        if (connection.established) return receive(connection, event.data);
+        if (connection.established) {
+          receive(connection, event.data);
+          return;
+        }
         // The broker is still subscribing (Redis). A client has no reason to send much before
         // it hears from the server, so a few frames are held and a flood is refused.
         connection.early ??= [];
@@ -795,8 +805,13 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
           countError('rate_limited');
           drop(connection, CloseCode.RATE_LIMITED, { early_frames: connection.early.length });
         }
-      }),
-      onClose: guard('close', (event: CloseEvent, _socket: WSContext) => {
+      } catch (error) {
+        internalError('message', error, agentId);
+      }
+    }
+    onClose(event: CloseEvent, _socket: WSContext): void {
+      const { agentId, connection } = this;
+      try {
         if (!connection) return;
         const code = event.code;
         const wasOpen = removeConnection(connection);
@@ -805,16 +820,26 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
         // are the client's own choice, not an error of ours.
         if (code === 1006 || code === 0) countError('abrupt_close');
         log('info', 'connection_close', { agent_id: agentId, connection_id: connection.id, code });
-      }),
-      onError: guard('error', (event: Event, _socket: WSContext) => {
+      } catch (error) {
+        internalError('close', error, agentId);
+      }
+    }
+    onError(event: Event, _socket: WSContext): void {
+      const { agentId, connection } = this;
+      try {
         if (!connection?.open) return;
         const error = (event as ErrorEvent).error ?? (event as ErrorEvent).message;
         const failure = classifySocketFailure(error);
         countError(failure.kind);
         drop(connection, failure.code, { error: String(error) });
-      }),
-    };
-  };
+      } catch (error) {
+        internalError('error', error, agentId);
+      }
+    }
+  }
+
+  const connect = (agentId: string, binding: SocketBinding, resume: ResumePoint | undefined): WSEvents =>
+    new Listeners(agentId, binding, resume);
 
   // ---- publishing ------------------------------------------------------------------------
 

@@ -68,6 +68,14 @@ export const ALL_SERVERS: readonly ServerDef[] = [
     hub: false,
   },
   { name: 'plugin-deno', label: 'plugin · Deno', family: 'agent', runtime: 'deno', entry: 'plugin-deno.ts', hub: true },
+  {
+    name: 'deno-native',
+    label: 'Deno bare upgradeWebSocket',
+    family: 'plain',
+    runtime: 'deno',
+    entry: 'deno-native.ts',
+    hub: false,
+  },
 ];
 
 /** The project's own Deno and Bun (scripts/runtimes.ts); a missing one is undefined. */

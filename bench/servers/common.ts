@@ -10,7 +10,8 @@
  * Control protocol, one JSON object per line, load generator → server:
  * - `{"op":"pub","t":<ms>,"a":[<agent index>, ...]}` publishes one task update to each agent;
  *   `t` is the load generator's `performance.now()` at send time, carried in the update.
- * - `{"op":"gc","id":<n>}` runs a full GC, answers `{"id":<n>,"gc":true|false}`.
+ * - `{"op":"gc","id":<n>}` runs a full GC, answers `{"id":<n>,"gc":true|false,"heapUsed":…,"heapTotal":…}`
+ *   (`heapTotal`: the JS heap reserved, young generation included).
  * - `{"op":"ping","id":<n>}` answers `{"id":<n>}` (a barrier: every earlier line was handled).
  *
  * @module
@@ -68,10 +69,17 @@ const message = (t: number) => `bench|${t}|${PAD}`;
 
 declare const Bun: { gc(force: boolean): void } | undefined;
 
+/**
+ * `BENCH_GC=last-resort`: V8's last-resort full GC (`gc({flavor: 'last-resort'})`), which also
+ * shrinks the young generation back; a plain `gc()` leaves it at the size the connection burst
+ * grew it to (tens of MB on Deno's V8, counted as per-connection memory). Off by default.
+ */
+const lastResort = process.env.BENCH_GC === 'last-resort';
+
 const fullGc = (): boolean => {
-  const gc = (globalThis as { gc?: () => void }).gc;
+  const gc = (globalThis as { gc?: (options?: object) => void }).gc;
   if (typeof gc === 'function') {
-    for (let i = 0; i < 3; i++) gc();
+    for (let i = 0; i < 3; i++) lastResort ? gc({ type: 'major', execution: 'sync', flavor: 'last-resort' }) : gc();
     return true;
   }
   if (typeof Bun !== 'undefined') {
@@ -79,6 +87,12 @@ const fullGc = (): boolean => {
     return true;
   }
   return false;
+};
+
+/** The JS heap used and reserved (`process.memoryUsage()`), read after a GC. */
+const heap = () => {
+  const usage = process.memoryUsage();
+  return { heapUsed: usage.heapUsed, heapTotal: usage.heapTotal };
 };
 
 /**
@@ -102,7 +116,8 @@ export function startControl(port: number, publish: (agent: string, message: str
           const text = message(command.t ?? 0);
           for (const index of command.a ?? []) publish(agentId(index), text);
         } else if (command.op === 'gc') {
-          socket.write(`${JSON.stringify({ id: command.id, gc: fullGc() })}\n`);
+          const gc = fullGc();
+          socket.write(`${JSON.stringify({ id: command.id, gc, ...heap() })}\n`);
         } else if (command.op === 'ping') {
           socket.write(`${JSON.stringify({ id: command.id })}\n`);
         }

@@ -1,7 +1,7 @@
 /**
  * Scenario 4, idle connections, on a fresh server with the heartbeat on (off for Bun's native
- * pub/sub, which has none): RSS per connection after GC between `memLow` and `memHigh`
- * connections, and the heartbeat sweep's server CPU per connection.
+ * pub/sub and bare Deno, which have none): RSS per connection after GC between `memLow` and
+ * `memHigh` connections, and the heartbeat sweep's server CPU per connection.
  *
  * @module
  */
@@ -22,7 +22,7 @@ interface IdleResult {
 /** Starts `def`, measures, stops it. */
 export async function idleScenario(ctx: Context, repeat: number, def: ServerDef, sample: Sample): Promise<void> {
   const { memLow, memHigh, heartbeatMs, idleMs } = ctx.options.params;
-  const heartbeat = def.name === 'bun-native' ? 0 : heartbeatMs;
+  const heartbeat = def.name === 'bun-native' || def.name === 'deno-native' ? 0 : heartbeatMs;
   const running = await ctx.servers.start(def, heartbeat);
   try {
     await attach(ctx, def, running);
