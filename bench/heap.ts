@@ -6,8 +6,8 @@
  *     [--before=<git rev>] [--heartbeat=1000] [--top=20] [--keep]
  *
  * For each server (bench/servers/<name>.ts, started with `--expose-gc`): connect `low`, GC, read
- * the RSS; connect up to `conns`, GC, read the RSS, write snapshot B; close the connections opened
- * last, GC, write snapshot A. Snapshots hold only live objects, so B − A is what the extra
+ * the RSS; connect up to `conns`, wait two heartbeats, GC, read the RSS, write snapshot B; close
+ * the connections opened last, GC, write snapshot A. Snapshots hold only live objects, so B − A is what the extra
  * connections keep; the RSS is read before any snapshot is written (writing one grows the RSS).
  * `--before=<rev>` also runs `plugin-node` as of that commit (a temporary `git worktree`), as
  * `plugin-node@<rev>`, in the same run. Prints, per connection: RSS and heap for each server, and
@@ -24,6 +24,7 @@ import { join, resolve } from 'node:path';
 import process from 'node:process';
 import { WebSocket } from 'ws';
 import { spawnReady } from '../scripts/spawn.ts';
+import { rssBytes } from './lib/proc.ts';
 
 const arg = (name: string, fallback: string): string =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
@@ -126,7 +127,7 @@ async function measure(server: Server): Promise<Measure> {
     streams: ['stdout'],
     timeoutMs: 60_000,
   });
-  const info = JSON.parse(child.match[1] as string) as { port: number; control: number };
+  const info = JSON.parse(child.match[1] as string) as { port: number; control: number; pid: number };
   const control = tcpConnect(info.control, '127.0.0.1');
   let seq = 0;
   let rest = '';
@@ -139,20 +140,22 @@ async function measure(server: Server): Promise<Measure> {
       waiters.get(answer.id)?.(answer);
     }
   });
-  const heap = (file: string) =>
+  const ask = (command: Record<string, unknown>) =>
     new Promise<{ rss: number }>((done) => {
       const id = ++seq;
       waiters.set(id, done);
-      control.write(`${JSON.stringify({ op: 'heap', id, file })}\n`);
+      control.write(`${JSON.stringify({ ...command, id })}\n`);
     });
+  const heap = (file: string) => ask({ op: 'heap', file });
+  const gc = () => ask({ op: 'gc' });
   const sockets: WebSocket[] = [];
   try {
     const lowFile = join(dir, `${server.label.replace(/\W/g, '_')}-${low}.heapsnapshot`);
     const highFile = join(dir, `${server.label.replace(/\W/g, '_')}-${conns}.heapsnapshot`);
-    const ignored = join(dir, 'ignored.heapsnapshot');
     await open(info.port, sockets, 0, low);
-    const rssLow = (await heap(ignored)).rss;
-    rmSync(ignored);
+    // No snapshot here: writing one grows the RSS for good, which would count as the connections'.
+    await gc();
+    const rssLow = rssBytes(info.pid);
     await open(info.port, sockets, low, conns);
     // Two heartbeat sweeps, as the bench's idle scenario waits between its two readings.
     await new Promise((done) => setTimeout(done, 2 * Number(heartbeat)));
