@@ -8,26 +8,38 @@ import type { AddressInfo, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { upgradeWebSocket as nodeUpgradeWebSocket, type ServerType, serve } from '@hono/node-server';
 import type { Context, Hono } from 'hono';
-import type { WSContext } from 'hono/ws';
+import type { WSContext, WSEvents } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
 
 /**
  * `@hono/node-server`'s `upgradeWebSocket`, minus a per-connection leak of memory: its event
- * handlers keep the request's Hono context alive for the socket's lifetime, and with it the
- * `IncomingMessage`, which nothing reads once the upgrade is answered (about 3 KB per idle
- * connection, measured by `npm run bench`).
+ * handlers are closures over the context they were given, which they keep for the socket's
+ * lifetime, and with the request's Hono context go its `Request`, headers, URLs and the
+ * `IncomingMessage` (about 5 KB per idle connection; bench/heap.ts, bench/notes/node-memory.md).
+ * So the events are made with the real context, and the handler is given a stand-in holding only
+ * what it reads: the `Upgrade` header, the URL and the server's `env`, whose `IncomingMessage` is
+ * dropped once the upgrade is answered (nothing reads it after).
  */
 export const upgradeWebSocket = ((...args: unknown[]) => {
   const upgrade = nodeUpgradeWebSocket as (...args: unknown[]) => unknown;
   if (typeof args[0] !== 'function') return upgrade(...args);
-  const middleware = upgrade(...args) as (c: Context, next: () => Promise<void>) => Promise<Response | undefined>;
+  const [createEvents, options] = args as [(c: Context) => WSEvents | Promise<WSEvents>, unknown];
   return async (c: Context, next: () => Promise<void>) => {
-    const response = await middleware(c, next);
-    if (response && c.env) (c.env as { incoming?: unknown }).incoming = undefined;
+    const events = await createEvents(c);
+    const header = c.req.header('upgrade');
+    // What the two-argument form does without an upgrade: nothing, on to the next handler.
+    if (header?.toLowerCase() !== 'websocket') return next();
+    const env = c.env as { incoming?: unknown };
+    const standIn = { req: { header: websocketHeader, url: c.req.url }, env };
+    const response = await (upgrade(standIn, events, options) as Promise<Response>);
+    env.incoming = undefined;
     return response;
   };
 }) as typeof nodeUpgradeWebSocket;
+
+/** The stand-in's `req.header`: the handler asks only for `upgrade`, checked above. */
+const websocketHeader = () => 'websocket';
 
 /**
  * The Node details: each frame is encoded to UTF-8 once and the same bytes are written to every

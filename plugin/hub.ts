@@ -713,6 +713,100 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
 
   // ---- connections -----------------------------------------------------------------------
 
+  /** A new connection of `agentId` on `socket`, added to its channel (made if new). */
+  const addConnection = (
+    agentId: string,
+    binding: SocketBinding,
+    resume: ResumePoint | undefined,
+    socket: WSContext,
+  ): Connection => {
+    let channel = channels.get(agentId);
+    if (!channel) {
+      channel = {
+        agentId,
+        connections: new Set(),
+        state: 'joining',
+        epoch: '',
+        headSeq: 0,
+        flushedSeq: 0,
+        agent: createAgentState(),
+        pauses: 0,
+        handover: undefined,
+        pending: [],
+        windowOpen: false,
+        deadline: 0,
+        topicBinding: undefined,
+      };
+      channels.set(agentId, channel);
+    }
+    const connection: Connection = {
+      id: `${idPrefix}-${++connectionSeq}`,
+      channel,
+      socket,
+      binding,
+      alive: true,
+      open: true,
+      established: false,
+      early: undefined,
+      resume,
+      tokens: maxInboundBurst,
+      refilledAt: performance.now(),
+    };
+    connections.add(connection);
+    channel.connections.add(connection);
+    counters.total_connections++;
+    return connection;
+  };
+
+  /** Starts a connection `addConnection` made; `isNewChannel` when its channel was made for it. */
+  const startConnection = (connection: Connection, isNewChannel: boolean): void => {
+    const { channel } = connection;
+    log('info', 'connection_open', { agent_id: channel.agentId, connection_id: connection.id });
+    // A channel still joining admits its connections when the broker answers. A live one
+    // first sends what its window holds, so the newcomer starts exactly where the others are.
+    if (channel.state === 'live') {
+      flush(channel);
+      admit(connection);
+    } else if (isNewChannel) join(channel);
+  };
+
+  const onFrame = (connection: Connection, data: WSMessageReceive): void => {
+    if (!spendFrame(connection, maxInboundRate, maxInboundBurst, performance.now())) {
+      counters.messages_received++;
+      countError('rate_limited');
+      drop(connection, CloseCode.RATE_LIMITED, { rate: maxInboundRate, burst: maxInboundBurst });
+      return;
+    }
+    if (connection.established) {
+      receive(connection, data);
+      return;
+    }
+    // The broker is still subscribing (Redis). A client has no reason to send much before
+    // it hears from the server, so a few frames are held and a flood is refused.
+    connection.early ??= [];
+    if (connection.early.push(data) > MAX_EARLY_FRAMES) {
+      counters.messages_received += connection.early.length;
+      countError('rate_limited');
+      drop(connection, CloseCode.RATE_LIMITED, { early_frames: connection.early.length });
+    }
+  };
+
+  const onClosed = (connection: Connection, code: number): void => {
+    const wasOpen = removeConnection(connection);
+    if (!wasOpen) return;
+    // 1006 (Node, Bun) and 0 (Deno) mean the peer vanished without a close frame. Other codes
+    // are the client's own choice, not an error of ours.
+    if (code === 1006 || code === 0) countError('abrupt_close');
+    log('info', 'connection_close', { agent_id: connection.channel.agentId, connection_id: connection.id, code });
+  };
+
+  const onFailed = (connection: Connection, event: Event): void => {
+    const error = (event as ErrorEvent).error ?? (event as ErrorEvent).message;
+    const failure = classifySocketFailure(error);
+    countError(failure.kind);
+    drop(connection, failure.code, { error: String(error) });
+  };
+
   /**
    * A connection's listeners: one object per socket holding its state, the methods shared by
    * every socket (a closure per listener would cost four functions and their scope per socket).
@@ -728,112 +822,37 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
       readonly resume: ResumePoint | undefined,
     ) {}
     onOpen(_event: Event, socket: WSContext): void {
-      const { agentId, binding, resume } = this;
       try {
         if (closing) {
           socket.close(CloseCode.GOING_AWAY, CLOSE_REASONS[CloseCode.GOING_AWAY]);
           return;
         }
-        let channel = channels.get(agentId);
-        const isNewChannel = channel === undefined;
-        if (!channel) {
-          channel = {
-            agentId,
-            connections: new Set(),
-            state: 'joining',
-            epoch: '',
-            headSeq: 0,
-            flushedSeq: 0,
-            agent: createAgentState(),
-            pauses: 0,
-            handover: undefined,
-            pending: [],
-            windowOpen: false,
-            deadline: 0,
-            topicBinding: undefined,
-          };
-          channels.set(agentId, channel);
-        }
-        const id = `${idPrefix}-${++connectionSeq}`;
-        const connection: Connection = {
-          id,
-          channel,
-          socket,
-          binding,
-          alive: true,
-          open: true,
-          established: false,
-          early: undefined,
-          resume,
-          tokens: maxInboundBurst,
-          refilledAt: performance.now(),
-        };
-        this.connection = connection;
-        connections.add(connection);
-        channel.connections.add(connection);
-        counters.total_connections++;
-        log('info', 'connection_open', { agent_id: agentId, connection_id: id });
-        // A channel still joining admits its connections when the broker answers. A live one
-        // first sends what its window holds, so the newcomer starts exactly where the others are.
-        if (channel.state === 'live') {
-          flush(channel);
-          admit(connection);
-        } else if (isNewChannel) join(channel);
+        const isNewChannel = !channels.has(this.agentId);
+        this.connection = addConnection(this.agentId, this.binding, this.resume, socket);
+        startConnection(this.connection, isNewChannel);
       } catch (error) {
-        internalError('open', error, agentId);
+        internalError('open', error, this.agentId);
       }
     }
     onMessage(event: MessageEvent<WSMessageReceive>, _socket: WSContext): void {
-      const { agentId, connection } = this;
       try {
-        if (!connection?.open) return;
-        if (!spendFrame(connection, maxInboundRate, maxInboundBurst, performance.now())) {
-          counters.messages_received++;
-          countError('rate_limited');
-          drop(connection, CloseCode.RATE_LIMITED, { rate: maxInboundRate, burst: maxInboundBurst });
-          return;
-        }
-        if (connection.established) {
-          receive(connection, event.data);
-          return;
-        }
-        // The broker is still subscribing (Redis). A client has no reason to send much before
-        // it hears from the server, so a few frames are held and a flood is refused.
-        connection.early ??= [];
-        if (connection.early.push(event.data) > MAX_EARLY_FRAMES) {
-          counters.messages_received += connection.early.length;
-          countError('rate_limited');
-          drop(connection, CloseCode.RATE_LIMITED, { early_frames: connection.early.length });
-        }
+        if (this.connection?.open) onFrame(this.connection, event.data);
       } catch (error) {
-        internalError('message', error, agentId);
+        internalError('message', error, this.agentId);
       }
     }
     onClose(event: CloseEvent, _socket: WSContext): void {
-      const { agentId, connection } = this;
       try {
-        if (!connection) return;
-        const code = event.code;
-        const wasOpen = removeConnection(connection);
-        if (!wasOpen) return;
-        // 1006 (Node, Bun) and 0 (Deno) mean the peer vanished without a close frame. Other codes
-        // are the client's own choice, not an error of ours.
-        if (code === 1006 || code === 0) countError('abrupt_close');
-        log('info', 'connection_close', { agent_id: agentId, connection_id: connection.id, code });
+        if (this.connection) onClosed(this.connection, event.code);
       } catch (error) {
-        internalError('close', error, agentId);
+        internalError('close', error, this.agentId);
       }
     }
     onError(event: Event, _socket: WSContext): void {
-      const { agentId, connection } = this;
       try {
-        if (!connection?.open) return;
-        const error = (event as ErrorEvent).error ?? (event as ErrorEvent).message;
-        const failure = classifySocketFailure(error);
-        countError(failure.kind);
-        drop(connection, failure.code, { error: String(error) });
+        if (this.connection?.open) onFailed(this.connection, event);
       } catch (error) {
-        internalError('error', error, agentId);
+        internalError('error', error, this.agentId);
       }
     }
   }

@@ -13,6 +13,8 @@
  * - `{"op":"gc","id":<n>}` runs a full GC, answers `{"id":<n>,"gc":true|false,"heapUsed":…,"heapTotal":…}`
  *   (`heapTotal`: the JS heap reserved, young generation included).
  * - `{"op":"ping","id":<n>}` answers `{"id":<n>}` (a barrier: every earlier line was handled).
+ * - `{"op":"heap","id":<n>,"file":<path>}` runs a full GC, reads the RSS, then writes a V8 heap
+ *   snapshot to `file` (Node; bench/heap.ts), answers `{"id":<n>,"rss":<bytes>,"heap":<bytes>}`.
  *
  * @module
  */
@@ -110,7 +112,13 @@ export function startControl(port: number, publish: (agent: string, message: str
       const text = rest + chunk.toString('latin1');
       let start = 0;
       for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
-        const command = JSON.parse(text.slice(start, end)) as { op: string; t?: number; a?: number[]; id?: number };
+        const command = JSON.parse(text.slice(start, end)) as {
+          op: string;
+          t?: number;
+          a?: number[];
+          id?: number;
+          file?: string;
+        };
         start = end + 1;
         if (command.op === 'pub') {
           const text = message(command.t ?? 0);
@@ -118,6 +126,14 @@ export function startControl(port: number, publish: (agent: string, message: str
         } else if (command.op === 'gc') {
           const gc = fullGc();
           socket.write(`${JSON.stringify({ id: command.id, gc, ...heap() })}\n`);
+        } else if (command.op === 'heap') {
+          fullGc();
+          const { rss, heapUsed } = process.memoryUsage();
+          // Imported here: only bench/heap.ts asks, of the Node servers.
+          void import('node:v8').then((v8) => {
+            v8.writeHeapSnapshot(command.file);
+            socket.write(`${JSON.stringify({ id: command.id, rss, heap: heapUsed })}\n`);
+          });
         } else if (command.op === 'ping') {
           socket.write(`${JSON.stringify({ id: command.id })}\n`);
         }
