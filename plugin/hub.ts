@@ -764,8 +764,10 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     log('info', 'connection_open', { agent_id: channel.agentId, connection_id: connection.id });
     // A channel still joining admits its connections when the broker answers. A live one
     // first sends what its window holds, so the newcomer starts exactly where the others are.
+    // Only when it holds something: a flush looks at every socket of the agent, which would make
+    // n connections to one agent cost O(n²).
     if (channel.state === 'live') {
-      flush(channel);
+      if (channel.pending.length > 0) flush(channel);
       admit(connection);
     } else if (isNewChannel) join(channel);
   };
