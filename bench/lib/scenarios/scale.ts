@@ -143,10 +143,13 @@ export async function scaleScenario(
       }));
     };
     const before = await status();
+    if (before.unexpectedCloses > 0) log(`  ${def.name} scale: ${before.unexpectedCloses} closed by the server while connecting`);
     const a = snapshot(running.pid);
     await new Promise((resolve) => setTimeout(resolve, idleMs));
     const b = snapshot(running.pid);
     const after = await status();
+    if (after.unexpectedCloses > before.unexpectedCloses)
+      log(`  ${def.name} scale: ${after.unexpectedCloses - before.unexpectedCloses} closed by the server while idle`);
     const cpu = cpuWindow(a, b);
     const sweeps = (after.pings - before.pings) / Math.max(1, open);
     if (sweeps > 0) {
