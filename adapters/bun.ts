@@ -220,9 +220,9 @@ export const bun: RuntimeBinding = { upgradeWebSocket, ...routesOptions };
 const raw = (socket: WSContext) => socket.raw as BunServerSocket;
 
 /**
- * The `websocket` option of `Bun.serve()`: the handlers for `upgradeWebSocket`'s sockets, with frames over four times the
- * hub's `maxMessageSize` refused by Bun itself (close 1009) before they are buffered whole, as
- * on Node. The hub answers smaller oversized frames itself, with the same code.
+ * The `websocket` option of `Bun.serve()`: the handlers for `upgradeWebSocket`'s sockets, with
+ * frames over four times the hub's `maxMessageSize` refused by Bun itself (close 1009) before
+ * they are buffered whole, as on Node. The hub answers smaller oversized frames itself, with the same code.
  *
  * @param hub The hub.
  *
