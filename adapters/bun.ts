@@ -64,20 +64,6 @@ const NO_INIT: WSContextInit<BunServerSocket> = {
   readyState: 3,
 };
 
-/** `url`, parsed from `href` on first read (`WSContext` would parse it at once). */
-const lazyUrl: PropertyDescriptor = {
-  configurable: true,
-  enumerable: true,
-  get(this: BunContext): URL {
-    const url = new URL(this.href);
-    Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
-    return url;
-  },
-  set(this: BunContext, value: URL | null) {
-    Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
-  },
-};
-
 /**
  * A socket's one context, which is also its `ws.data`: one object per socket, where `hono/bun`
  * keeps a data object with a parsed `URL` and builds a context (with another `URL`) per event.
@@ -92,7 +78,10 @@ class BunContext extends WSContext<BunServerSocket> implements BunSocketData {
   ) {
     super(NO_INIT);
     this.protocol = protocol;
-    Object.defineProperty(this, 'url', lazyUrl);
+    // `url` is the prototype's accessor below, parsed on first read: `WSContext` defines it on
+    // every instance (null here), which would hide the accessor. Removing it is one shared shape
+    // transition, not an accessor per socket.
+    delete (this as { url?: unknown }).url;
   }
   override send(source: string | ArrayBuffer | Uint8Array<ArrayBuffer>, options?: { compress?: boolean }): void {
     this.raw?.send(source, options?.compress);
@@ -104,6 +93,20 @@ class BunContext extends WSContext<BunServerSocket> implements BunSocketData {
     return this.raw?.readyState ?? 0;
   }
 }
+
+/** `url`: the request URL, parsed on first read (`WSContext` would parse it at once). */
+Object.defineProperty(BunContext.prototype, 'url', {
+  configurable: true,
+  enumerable: true,
+  get(this: BunContext): URL {
+    const url = new URL(this.href);
+    Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
+    return url;
+  },
+  set(this: BunContext, value: URL | null) {
+    Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
+  },
+});
 
 /**
  * Bun's `upgradeWebSocket`, as `hono/bun`'s (the server from the `fetch` call's second argument,
@@ -217,9 +220,9 @@ export const bun: RuntimeBinding = { upgradeWebSocket, ...routesOptions };
 const raw = (socket: WSContext) => socket.raw as BunServerSocket;
 
 /**
- * The `websocket` option of `Bun.serve()`: the handlers for `upgradeWebSocket`'s sockets, with frames over four times the
- * hub's `maxMessageSize` refused by Bun itself (close 1009) before they are buffered whole, as
- * on Node. The hub answers smaller oversized frames itself, with the same code.
+ * The `websocket` option of `Bun.serve()`: the handlers for `upgradeWebSocket`'s sockets, with
+ * frames over four times the hub's `maxMessageSize` refused by Bun itself (close 1009) before
+ * they are buffered whole, as on Node. The hub answers smaller oversized frames itself, with the same code.
  *
  * @param hub The hub.
  *

@@ -1,6 +1,6 @@
 /**
  * Deno binding: `Deno.serve` with an `upgradeWebSocket` of its own, built on hono's `hono/ws`
- * helpers: `hono/deno`'s keeps the Hono context, Deno's request and two `URL`s alive per socket
+ * helpers: `hono/deno`'s keeps the Hono context and Deno's request alive per socket
  * and registers four `on…` closures; here a socket keeps one context (the socket alone) and one
  * listener object (bench/notes/bun-deno-memory.md).
  *
@@ -21,26 +21,12 @@ const NO_INIT: WSContextInit<WebSocket> = {
   readyState: 3,
 };
 
-/** `url`, parsed from the socket's when first read (`WSContext` would parse it at once). */
-const lazyUrl: PropertyDescriptor = {
-  configurable: true,
-  enumerable: true,
-  get(this: DenoContext): URL | null {
-    const url = this.raw.url ? new URL(this.raw.url) : null;
-    Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
-    return url;
-  },
-  set(this: DenoContext, value: URL | null) {
-    Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
-  },
-};
-
-/** A socket's one context: the socket and nothing else (`hono/deno` adds an init object and a `URL`). */
+/** A socket's one context: the socket and nothing else (`hono/deno` adds an init object). */
 class DenoContext extends WSContext<WebSocket> {
   constructor(override readonly raw: WebSocket) {
+    // `url` stays null, as with `hono/deno`: a server-side Deno socket's `url` is ''.
     super(NO_INIT);
     this.protocol = raw.protocol;
-    Object.defineProperty(this, 'url', lazyUrl);
   }
   override send(source: string | ArrayBuffer | Uint8Array<ArrayBuffer>): void {
     this.raw.send(source);

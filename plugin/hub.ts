@@ -859,8 +859,10 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     }
   }
 
+  // The agent id is the channel's own string when the agent has one: one string per agent, not
+  // one per connection (the route's parameter is a fresh string each time).
   const connect = (agentId: string, binding: SocketBinding, resume: ResumePoint | undefined): WSEvents =>
-    new Listeners(agentId, binding, resume);
+    new Listeners(channels.get(agentId)?.agentId ?? agentId, binding, resume);
 
   // ---- publishing ------------------------------------------------------------------------
 
