@@ -155,6 +155,8 @@ interface Channel {
    * shares it; `null` once connections of different bindings mix (then: one write per socket).
    */
   topicBinding: SocketBinding | null | undefined;
+  /** Characters broadcast since the sockets' send buffers were last looked at (plugin/fanout.ts). */
+  unchecked: number;
 }
 
 /** Most frames held from a client before its `connection_established` is sent. */
@@ -290,6 +292,9 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
    * @returns Whether the channel still has connections to send to.
    */
   const releaseClosing = (channel: Channel): boolean => {
+    // Every socket on a binding whose runtime reports the close as soon as a close frame is
+    // read or sent: a closing socket has already been removed by its close event.
+    if (channel.topicBinding?.closeReported) return channel.state === 'live';
     for (const connection of channel.connections) {
       if (connection.binding.isOpen(connection.socket)) continue;
       if (removeConnection(connection)) {
@@ -720,6 +725,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
             windowOpen: false,
             deadline: 0,
             topicBinding: undefined,
+            unchecked: 0,
           };
           channels.set(agentId, channel);
         }

@@ -49,6 +49,13 @@ export interface RoutesOptions {
    */
   isOpen?: (socket: WSContext) => boolean;
   /**
+   * The runtime reports a socket's close (`onClose`) as soon as a close frame is read or sent,
+   * not only once TCP is gone (Bun: uWebSockets answers a close frame and reports the close in
+   * the same step). Then the hub trusts the close events and does not read each socket's state
+   * before each frame. Default `false` (`ws` reports the close only once TCP is gone).
+   */
+  closeReported?: boolean;
+  /**
    * The runtime's own pub/sub (Bun's topics): the hub subscribes each socket to its agent's
    * topic and fans a frame out with one `publish` instead of one write per socket. Counters and
    * the slow-consumer check stay per socket.
@@ -86,6 +93,7 @@ export interface TopicFanOut {
 export interface SocketBinding {
   readonly bufferedAmount: (socket: WSContext) => number;
   readonly isOpen: (socket: WSContext) => boolean;
+  readonly closeReported: boolean;
   readonly prepare: (frame: string) => unknown;
   readonly send: (socket: WSContext, prepared: unknown) => void;
   readonly topics: TopicFanOut | undefined;
@@ -190,6 +198,7 @@ export function createRoutes(
   const binding: SocketBinding = {
     bufferedAmount: options.bufferedAmount ?? standardBufferedAmount,
     isOpen: options.isOpen ?? standardIsOpen,
+    closeReported: options.closeReported === true,
     prepare: options.prepareFrame ?? ((frame) => frame),
     send: options.sendFrame ?? ((socket, frame) => socket.send(frame as string)),
     topics: options.topics,
