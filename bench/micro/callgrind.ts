@@ -8,8 +8,8 @@
  * channel and waits until every client has it (closed loop). Prints the server's instructions
  * (Ir) per delivered message.
  *
- * `node --import tsx bench/micro/callgrind.ts <server> [conns] [rounds]`, server = `plugin-node`,
- * `ws` or `socketio`.
+ * `node --import tsx bench/micro/callgrind.ts <server> [conns] [rounds] [warm-up rounds]`, server
+ * = `plugin-node`, `ws`, `socketio`, `plugin-bun` or `bun-native` (run by Bun).
  *
  * @module
  */
@@ -17,6 +17,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect as tcp } from 'node:net';
 import { WebSocket } from 'ws';
+import { runtimeBinary, runtimeEnv } from '../../scripts/runtimes.ts';
 
 const [name = 'plugin-node', connsText = '1000', roundsText = '20', warmText = '10'] = process.argv.slice(2);
 const conns = Number(connsText);
@@ -25,18 +26,21 @@ const warm = Number(warmText);
 const agents = conns / 10;
 const out = `/tmp/callgrind.${name}.${process.pid}.out`;
 
+// `PROFILE=<dir>`: no valgrind, a `--cpu-prof` profile of the whole run instead.
+const profile = process.env.PROFILE;
+// `BUNDLE=<file>`: run that prebuilt bundle of the server instead (line numbers in profiles).
+const bun = name.includes('bun');
+const entry = process.env.BUNDLE
+  ? [process.execPath, process.env.BUNDLE]
+  : bun
+    ? [runtimeBinary('bun'), 'run', `bench/servers/${name}.ts`]
+    : [process.execPath, '--import', 'tsx', `bench/servers/${name}.ts`];
 const server = spawn(
-  'valgrind',
-  [
-    '--tool=callgrind',
-    '--instr-atstart=no',
-    `--callgrind-out-file=${out}`,
-    process.execPath,
-    '--import',
-    'tsx',
-    `bench/servers/${name}.ts`,
-  ],
-  { env: { ...process.env, BENCH_HEARTBEAT_MS: '0' }, stdio: ['ignore', 'pipe', 'inherit'] },
+  profile ? process.execPath : 'valgrind',
+  profile
+    ? ['--cpu-prof', `--cpu-prof-dir=${profile}`, ...entry.slice(1)]
+    : ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}`, ...entry],
+  { env: { ...process.env, ...runtimeEnv(), BENCH_HEARTBEAT_MS: '0' }, stdio: ['ignore', 'pipe', 'inherit'] },
 );
 const ready = await new Promise<{ port: number; control: number; pid: number }>((resolve) => {
   let text = '';
@@ -70,13 +74,14 @@ const round = async () => {
 };
 await new Promise((resolve) => setTimeout(resolve, 1000));
 for (let r = 0; r < warm; r++) await round();
-execFileSync('callgrind_control', ['-i', 'on', String(ready.pid)], { stdio: 'ignore' });
+if (!profile) execFileSync('callgrind_control', ['-i', 'on', String(ready.pid)], { stdio: 'ignore' });
 for (let r = 0; r < rounds; r++) await round();
-execFileSync('callgrind_control', ['-i', 'off', String(ready.pid)], { stdio: 'ignore' });
+if (!profile) execFileSync('callgrind_control', ['-i', 'off', String(ready.pid)], { stdio: 'ignore' });
 for (const socket of sockets) socket.terminate();
 control.destroy();
 server.kill('SIGTERM');
 await new Promise((resolve) => server.once('exit', resolve));
+if (profile) process.exit(0);
 const summary = /^totals:\s+(\d+)/m.exec(readFileSync(out, 'utf8'));
 const instructions = Number(summary?.[1] ?? Number.NaN);
 console.log(
