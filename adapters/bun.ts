@@ -197,6 +197,8 @@ const handlers: Omit<BunWebSocketHandler, 'maxPayloadLength'> = {
  */
 export const routesOptions: RoutesOptions = {
   bufferedAmount: (socket: WSContext) => raw(socket).getBufferedAmount(),
+  // uWebSockets answers a close frame and calls the close handler in the same step.
+  closeReported: true,
   // Bun's own pub/sub fans a frame out in one native call. A socket's `publish` skips the socket
   // itself, so the hub's chosen socket gets its copy with `send`.
   topics: {

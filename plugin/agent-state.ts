@@ -23,6 +23,8 @@ export const MAX_SNAPSHOT_FINAL_TASKS = 20;
 
 const FINAL = new Set(FINAL_TASK_STATUSES);
 
+/** Verdicts of the statuses seen so far (a few distinct ones in practice), to skip `toLowerCase`. */
+const verdicts = new Map<string, boolean>();
 /**
  * Whether a task update ends its task.
  *
@@ -30,7 +32,17 @@ const FINAL = new Set(FINAL_TASK_STATUSES);
  *
  * @returns `true` for a status in `FINAL_TASK_STATUSES`.
  */
-export const isFinalTask = (update: Pick<TaskUpdate, 'status'>): boolean => FINAL.has(update.status.toLowerCase());
+export const isFinalTask = (update: Pick<TaskUpdate, 'status'>): boolean => {
+  const status = update.status;
+  let final = verdicts.get(status);
+  if (final === undefined) {
+    final = FINAL.has(status.toLowerCase());
+    // Bounded: statuses are free text of publishers.
+    if (verdicts.size >= 256) verdicts.clear();
+    verdicts.set(status, final);
+  }
+  return final;
+};
 
 /**
  * An agent's current state, as a snapshot shows it: its latest status, and the latest update of
@@ -63,8 +75,7 @@ export function applyUpdate(state: AgentState, update: AgentUpdate): void {
     return;
   }
   const { task_id: id } = update;
-  state.open.delete(id);
-  state.ended.delete(id);
+  if (!state.open.delete(id)) state.ended.delete(id);
   if (isFinalTask(update)) {
     state.ended.set(id, update);
     if (state.ended.size > MAX_SNAPSHOT_FINAL_TASKS) state.ended.delete(state.ended.keys().next().value as string);

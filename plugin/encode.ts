@@ -29,6 +29,9 @@ export function nestsDeeperThan(value: unknown, limit: number): boolean {
   return false;
 }
 
+/** Any character outside ASCII (U+0080 and up). */
+const NON_ASCII = /[\u0080-\uffff]/;
+
 /**
  * Bytes of a string in UTF-8, without encoding it.
  *
@@ -36,7 +39,10 @@ export function nestsDeeperThan(value: unknown, limit: number): boolean {
  */
 export function utf8Length(text: string): number {
   let bytes = text.length;
-  for (let i = 0; i < text.length; i++) {
+  // Mostly ASCII: the native regex scan finds the first other character, the loop starts there.
+  const first = text.search(NON_ASCII);
+  if (first < 0) return bytes;
+  for (let i = first; i < text.length; i++) {
     const code = text.charCodeAt(i);
     if (code < 0x80) continue;
     if (code < 0x800) bytes += 1;

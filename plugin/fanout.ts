@@ -26,6 +26,8 @@ export interface Audience<R extends Recipient> {
    * shares it; `null` once connections of different bindings mix (then: one write per socket).
    */
   topicBinding: SocketBinding | null | undefined;
+  /** Characters broadcast to the agent since its sockets' send buffers were last looked at. */
+  unchecked: number;
 }
 
 /**
@@ -74,6 +76,22 @@ export interface FanOut<R extends Recipient> {
  */
 export function createFanOut<R extends Recipient>(context: FanOutContext<R>): FanOut<R> {
   const { maxBufferedAmount, topicPrefix } = context;
+  /**
+   * Broadcasts look at an agent's send buffers once per this many characters sent to it, not
+   * per frame: reading a buffer is a call into the runtime per socket (on Bun's native topics,
+   * the only per-socket work left). A buffer at or under the limit at one look has grown by at
+   * most this plus one frame by the next, so a slow consumer is dropped before its buffer holds
+   * more than 17/16 of `maxBufferedAmount` plus one frame.
+   */
+  const checkEvery = Math.floor(maxBufferedAmount / 16);
+  /** Whether this broadcast looks at the buffers; counts the frame. */
+  const dueForCheck = (audience: Audience<R>, frame: string): boolean => {
+    if (maxBufferedAmount === 0) return false;
+    audience.unchecked += frame.length;
+    if (audience.unchecked < checkEvery) return false;
+    audience.unchecked = 0;
+    return true;
+  };
 
   const checkSlow = (recipient: R) => {
     if (maxBufferedAmount > 0 && recipient.binding.bufferedAmount(recipient.socket) > maxBufferedAmount) {
@@ -126,14 +144,30 @@ export function createFanOut<R extends Recipient>(context: FanOutContext<R>): Fa
         return;
       }
       context.sent(admitted);
-      if (maxBufferedAmount > 0) for (const recipient of audience.connections) checkSlow(recipient);
+      if (dueForCheck(audience, frame)) for (const recipient of audience.connections) checkSlow(recipient);
       return;
     }
-    const prepare = preparer(frame);
+    const check = dueForCheck(audience, frame);
+    let current: SocketBinding | undefined;
+    let prepared: unknown;
+    let sent = 0;
     for (const recipient of audience.connections) {
       // Not admitted yet: it gets connection_established first, and what it missed with it.
-      if (recipient.established) sendPrepared(recipient, prepare(recipient));
+      if (!recipient.established) continue;
+      if (recipient.binding !== current) {
+        current = recipient.binding;
+        prepared = current.prepare(frame);
+      }
+      try {
+        current.send(recipient.socket, prepared);
+      } catch (error) {
+        context.failed(recipient, error);
+        continue;
+      }
+      sent++;
+      if (check) checkSlow(recipient);
     }
+    if (sent > 0) context.sent(sent);
   };
 
   return {

@@ -21,7 +21,10 @@
 import { createServer } from 'node:net';
 import process from 'node:process';
 import { type Hono, Hono as HonoApp } from 'hono';
+import * as v from 'valibot';
 import { type AgentHub, createAgentHub } from '../../plugin/index.ts';
+import { IngestBodySchema } from '../../plugin/schemas.ts';
+import { createErrorCounters } from '../../plugin/stats.ts';
 
 // Exit cleanly on SIGTERM, so `--cpu-prof` and friends get to write their files.
 process.on('SIGTERM', () => process.exit(0));
@@ -150,31 +153,43 @@ export function startControl(port: number, publish: (agent: string, message: str
 }
 
 /**
- * Mounts the bare Hono routes the HTTP scenario compares the hub's routes with: a static JSON
- * body the size of the stats, and a POST that parses its JSON body and answers 202.
+ * Mounts the bare Hono routes the HTTP scenario compares the hub's routes with, doing the same
+ * parsing as the hub and nothing else:
+ * - `GET /bare/stats` serialises an object of the stats' shape and size (every counter,
+ *   `errors_by_kind` with all its kinds, the two timestamps), built afresh per request as the
+ *   hub builds its stats;
+ * - `POST /bare/:agent_id/updates` parses the JSON body and validates it with the ingest
+ *   schema (`IngestBodySchema`), as the hub does, and answers 202 with the count.
+ * Not included, as the hub's own work: authorize, agent id and content-type checks, building
+ * the update (timestamp, depth check, serialisation) and publishing it.
  */
 export function mountBare(app: Hono): void {
-  const body = {
-    instance_id: '00000000-0000-0000-0000-000000000000',
-    total_connections: 0,
-    active_connections: 0,
-    agents_connected: 0,
-    messages_sent: 0,
-    messages_received: 0,
-    updates_published: 0,
-    batches_sent: 0,
-    messages_queued: 0,
-    queued_messages: 0,
-    messages_dropped: 0,
-    errors: 0,
-    errors_by_kind: {},
-    started_at: new Date().toISOString(),
-    uptime_seconds: 0,
-  };
-  app.get('/bare/stats', (c) => c.json(body));
+  const startedAt = Date.now();
+  const instanceId = crypto.randomUUID();
+  const errors = createErrorCounters();
+  app.get('/bare/stats', (c) =>
+    c.json({
+      instance_id: instanceId,
+      total_connections: 0,
+      active_connections: 0,
+      agents_connected: 0,
+      messages_sent: 0,
+      messages_received: 0,
+      updates_published: 0,
+      batches_sent: 0,
+      messages_queued: 0,
+      queued_messages: 0,
+      messages_dropped: 0,
+      errors: 0,
+      errors_by_kind: { ...errors },
+      started_at: new Date(startedAt).toISOString(),
+      uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
+    }),
+  );
   app.post('/bare/:agent_id/updates', async (c) => {
-    const parsed = (await c.req.json()) as unknown;
-    return c.json({ accepted: Array.isArray(parsed) ? parsed.length : 1 }, 202);
+    const parsed = v.safeParse(IngestBodySchema, await c.req.json());
+    if (!parsed.success) return c.json({ error: 'invalid_update' }, 400);
+    return c.json({ accepted: Array.isArray(parsed.output) ? parsed.output.length : 1 }, 202);
   });
 }
 

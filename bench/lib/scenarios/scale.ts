@@ -143,7 +143,8 @@ export async function scaleScenario(
       }));
     };
     const before = await status();
-    if (before.unexpectedCloses > 0) log(`  ${def.name} scale: ${before.unexpectedCloses} closed by the server while connecting`);
+    if (before.unexpectedCloses > 0)
+      log(`  ${def.name} scale: ${before.unexpectedCloses} closed by the server while connecting`);
     const a = snapshot(running.pid);
     await new Promise((resolve) => setTimeout(resolve, idleMs));
     const b = snapshot(running.pid);
