@@ -31,15 +31,30 @@ export const upgradeWebSocket = ((...args: unknown[]) => {
     // What the two-argument form does without an upgrade: nothing, on to the next handler.
     if (header?.toLowerCase() !== 'websocket') return next();
     const env = c.env as { incoming?: unknown };
-    const standIn = { req: { header: websocketHeader, url: c.req.url }, env };
-    const response = await (upgrade(standIn, events, options) as Promise<Response>);
+    const response = await (upgrade(new StandIn(c.req.url, env), events, options) as Promise<Response>);
     env.incoming = undefined;
     return response;
   };
 }) as typeof nodeUpgradeWebSocket;
 
-/** The stand-in's `req.header`: the handler asks only for `upgrade`, checked above. */
-const websocketHeader = () => 'websocket';
+/**
+ * The context `@hono/node-server`'s handler is given, and keeps: one object, its own `req`, with
+ * the URL and `env`. `header()` is asked only for `upgrade`, checked before.
+ */
+class StandIn {
+  readonly url: string;
+  readonly env: unknown;
+  constructor(url: string, env: unknown) {
+    this.url = url;
+    this.env = env;
+  }
+  get req(): StandIn {
+    return this;
+  }
+  header(): string {
+    return 'websocket';
+  }
+}
 
 /**
  * The Node details: each frame is encoded to UTF-8 once and the same bytes are written to every

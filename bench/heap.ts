@@ -17,7 +17,7 @@
  * @module
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -49,6 +49,8 @@ if (before) {
   const cwd = join(dir, 'before');
   execFileSync('git', ['worktree', 'add', '--detach', '--quiet', cwd, before]);
   symlinkSync(resolve('node_modules'), join(cwd, 'node_modules'));
+  // The harness (its control channel and `heap` op) as of now; only the code under test is older.
+  copyFileSync('bench/servers/common.ts', join(cwd, 'bench/servers/common.ts'));
   servers.unshift({ label: `plugin-node@${before}`, cwd, entry: 'bench/servers/plugin-node.ts' });
 }
 
@@ -141,9 +143,13 @@ async function measure(server: Server): Promise<Measure> {
     }
   });
   const ask = (command: Record<string, unknown>) =>
-    new Promise<{ rss: number }>((done) => {
+    new Promise<{ rss: number }>((done, fail) => {
       const id = ++seq;
-      waiters.set(id, done);
+      const timer = setTimeout(() => fail(new Error(`${server.label}: no answer to ${command.op}`)), 120_000);
+      waiters.set(id, (answer) => {
+        clearTimeout(timer);
+        done(answer);
+      });
       control.write(`${JSON.stringify({ ...command, id })}\n`);
     });
   const heap = (file: string) => ask({ op: 'heap', file });
