@@ -200,7 +200,7 @@ describe('heartbeat', () => {
       while (!socket.sent.some(isPing)) await sleep(2);
       // Blocked past the next sweep; the pong is "read" only after the overdue sweep has run.
       blockFor(180);
-      setImmediate(() => socket.receive('{"type":"pong"}'));
+      setTimeout(() => socket.receive('{"type":"pong"}'), 0);
       await sleep(5);
       assert.equal(socket.closed, undefined, 'the client that answered is kept');
       assert.ok(entries.some((entry) => entry.event === 'heartbeat_sweep_skipped'));
