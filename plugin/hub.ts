@@ -308,9 +308,13 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     return channel.state === 'live';
   };
 
-  /** Sends what the channel holds: alone if one update, else as one `batch_update`. */
+  /**
+   * Sends what the channel holds: alone if one update, else as one `batch_update`. Nothing held,
+   * nothing done: releasing closing sockets looks at every socket of the agent, which for every
+   * newcomer to a busy agent would make n connections cost O(n²).
+   */
   const flush = (channel: Channel) => {
-    if (channel.pauses > 0 || !releaseClosing(channel)) return;
+    if (channel.pending.length === 0 || channel.pauses > 0 || !releaseClosing(channel)) return;
     const updates = channel.pending;
     channel.pending = [];
     if (updates.length === 0) return;
@@ -770,10 +774,8 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     log('info', 'connection_open', { agent_id: channel.agentId, connection_id: connection.id });
     // A channel still joining admits its connections when the broker answers. A live one
     // first sends what its window holds, so the newcomer starts exactly where the others are.
-    // Only when it holds something: a flush looks at every socket of the agent, which would make
-    // n connections to one agent cost O(n²).
     if (channel.state === 'live') {
-      if (channel.pending.length > 0) flush(channel);
+      flush(channel);
       admit(connection);
     } else if (isNewChannel) join(channel);
   };
