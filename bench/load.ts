@@ -11,11 +11,9 @@
  */
 import autocannon from 'autocannon';
 import WebSocket from 'ws';
+import { type ClientHooks, type Family, openClient } from './lib/client.ts';
 import { type ControlClient, openControl } from './lib/control.ts';
 import { type CpuSnapshot, type CpuWindow, cpuWindow, rssBytes, snapshot } from './lib/proc.ts';
-
-/** How clients speak to a server: the hub's protocol, plain WebSocket, or Socket.IO (engine.io v4). */
-export type Family = 'agent' | 'plain' | 'sio';
 
 /** One scenario window. */
 export interface RunSpec {
@@ -108,65 +106,19 @@ const urlFor = (t: Target, agent: string) =>
     ? `ws://127.0.0.1:${t.port}/socket.io/?EIO=4&transport=websocket&agent=${agent}`
     : `ws://127.0.0.1:${t.port}/agents/${agent}/ws`;
 
-const PONG = '{"type":"pong"}';
+/** Every connection counts into the same totals. */
+const hooks: ClientHooks = {
+  update: (data, from) => countUpdates(data, from),
+  ping: () => {
+    pings++;
+  },
+  closed: () => {
+    if (!closing) unexpectedCloses++;
+  },
+};
 
 const openOne = (t: Target, agentIndex: number): Promise<WebSocket> =>
-  new Promise((resolve, reject) => {
-    const socket = new WebSocket(urlFor(t, `bench-agent-${agentIndex}`), {
-      perMessageDeflate: false,
-      skipUTF8Validation: true,
-    });
-    let ready = false;
-    const timer = setTimeout(() => {
-      socket.terminate();
-      reject(new Error(`connection to agent ${agentIndex} timed out`));
-    }, 15_000);
-    const done = () => {
-      ready = true;
-      clearTimeout(timer);
-      resolve(socket);
-    };
-    socket.on('error', (error) => {
-      if (!ready) {
-        clearTimeout(timer);
-        reject(error);
-      }
-    });
-    socket.on('close', () => {
-      if (ready && !closing) unexpectedCloses++;
-    });
-    if (t.family === 'plain') {
-      socket.on('open', done);
-      socket.on('ping', () => pings++);
-      socket.on('message', (data: Buffer) => countUpdates(data, 0));
-    } else if (t.family === 'agent') {
-      socket.on('message', (data: Buffer) => {
-        // {"type":"ping",…} is the hub's heartbeat; the first frame is connection_established.
-        if (data[9] === 0x70 && data[10] === 0x69 && data.toString('latin1', 0, 15) === '{"type":"ping",') {
-          pings++;
-          socket.send(PONG);
-          return;
-        }
-        if (!ready) {
-          if (data.includes('connection_established')) done();
-          return;
-        }
-        // The snapshot after it repeats the agent's latest updates: state, not deliveries.
-        if (data[9] === 0x73 && data[10] === 0x6e && data.toString('latin1', 0, 19) === '{"type":"snapshot",') return;
-        countUpdates(data, 0);
-      });
-    } else {
-      socket.on('message', (data: Buffer) => {
-        const kind = data[0];
-        if (kind === 0x32 && data.length === 1) {
-          pings++;
-          socket.send('3');
-        } else if (kind === 0x34 && data[1] === 0x32) countUpdates(data, 2);
-        else if (kind === 0x30) socket.send('40');
-        else if (kind === 0x34 && data[1] === 0x30 && !ready) done();
-      });
-    }
-  });
+  openClient(urlFor(t, `bench-agent-${agentIndex}`), t.family, hooks, { timeoutMs: 15_000 });
 
 let closing = false;
 

@@ -12,9 +12,8 @@
  * @module
  */
 import WebSocket from 'ws';
+import { type ClientHooks, type Family, openClient } from './lib/client.ts';
 import { monotonicMs } from './lib/proc.ts';
-
-type Family = 'agent' | 'plain';
 
 interface OpenSpec {
   /** ws://host:port/agents/<agent>/ws */
@@ -29,7 +28,6 @@ interface OpenSpec {
 
 const MARK = Buffer.from('bench|');
 const BAR = 0x7c;
-const PONG = '{"type":"pong"}';
 
 let sockets: WebSocket[] = [];
 let pings = 0;
@@ -47,53 +45,18 @@ const onUpdate = (data: Buffer) => {
   if (waiter && latencies.length >= waiter.count) waiter.resolve();
 };
 
+const hooks: ClientHooks = {
+  update: onUpdate,
+  ping: () => {
+    pings++;
+  },
+  closed: () => {
+    if (!closing) unexpectedCloses++;
+  },
+};
+
 const openOne = (spec: OpenSpec, source: string): Promise<WebSocket> =>
-  new Promise((resolve, reject) => {
-    const socket = new WebSocket(spec.url, {
-      perMessageDeflate: false,
-      skipUTF8Validation: true,
-      localAddress: source,
-    });
-    let ready = false;
-    const timer = setTimeout(() => {
-      socket.terminate();
-      reject(new Error('handshake timed out after 30 s'));
-    }, 30_000);
-    const done = () => {
-      ready = true;
-      clearTimeout(timer);
-      resolve(socket);
-    };
-    socket.on('error', (error) => {
-      if (!ready) {
-        clearTimeout(timer);
-        reject(error);
-      }
-    });
-    socket.on('close', () => {
-      if (ready && !closing) unexpectedCloses++;
-    });
-    if (spec.family === 'plain') {
-      // `ws` answers protocol pings itself (autoPong).
-      socket.on('open', done);
-      socket.on('ping', () => pings++);
-      socket.on('message', onUpdate);
-      return;
-    }
-    socket.on('message', (data: Buffer) => {
-      // The hub's heartbeat, {"type":"ping",…}, is answered like every client must.
-      if (data[9] === 0x70 && data[10] === 0x69 && data.toString('latin1', 0, 15) === '{"type":"ping",') {
-        pings++;
-        socket.send(PONG);
-        return;
-      }
-      if (!ready) {
-        if (data.includes('connection_established')) done();
-        return;
-      }
-      if (data[9] === 0x74 && data.toString('latin1', 0, 22) === '{"type":"task_update",') onUpdate(data);
-    });
-  });
+  openClient(spec.url, spec.family, hooks, { timeoutMs: 30_000, localAddress: source });
 
 async function open(spec: OpenSpec) {
   const started = monotonicMs();

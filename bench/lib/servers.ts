@@ -10,7 +10,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { runtimeBinary, runtimeEnv } from '../../scripts/runtimes.ts';
 import { type ReadyProcess, spawnReady } from '../../scripts/spawn.ts';
-import type { Family } from '../load.ts';
+import type { Family } from './client.ts';
 
 export interface ServerDef {
   name: string;
