@@ -13,6 +13,7 @@ import autocannon from 'autocannon';
 import WebSocket from 'ws';
 import { type ClientHooks, type Family, openClient } from './lib/client.ts';
 import { type ControlClient, openControl } from './lib/control.ts';
+import { answerCommands } from './lib/loadgen.ts';
 import { type CpuSnapshot, type CpuWindow, cpuWindow, rssBytes, snapshot } from './lib/proc.ts';
 
 /** One scenario window. */
@@ -415,10 +416,4 @@ async function handle(command: Command): Promise<unknown> {
   }
 }
 
-process.on('message', (message: { id: number; command: Command }) => {
-  handle(message.command).then(
-    (result) => process.send?.({ id: message.id, result }),
-    (error: unknown) => process.send?.({ id: message.id, error: String((error as Error)?.stack ?? error) }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
+answerCommands(handle);

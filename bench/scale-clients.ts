@@ -13,6 +13,7 @@
  */
 import WebSocket from 'ws';
 import { type ClientHooks, type Family, openClient } from './lib/client.ts';
+import { answerCommands } from './lib/loadgen.ts';
 import { monotonicMs } from './lib/proc.ts';
 
 interface OpenSpec {
@@ -123,10 +124,4 @@ async function handle(command: Command): Promise<unknown> {
   }
 }
 
-process.on('message', (message: { id: number; command: Command }) => {
-  handle(message.command).then(
-    (result) => process.send?.({ id: message.id, result }),
-    (error: unknown) => process.send?.({ id: message.id, error: String((error as Error)?.stack ?? error) }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
+answerCommands(handle);

@@ -70,3 +70,17 @@ export function startWorker(pinning: Pinning, script: string, openFiles?: number
     },
   };
 }
+
+/**
+ * The worker's side of `startWorker`: answers every `{ id, command }` from the parent with
+ * `{ id, result }` or `{ id, error }`, and exits when the parent goes.
+ */
+export function answerCommands<C>(handle: (command: C) => Promise<unknown>): void {
+  process.on('message', (message: { id: number; command: C }) => {
+    handle(message.command).then(
+      (result) => process.send?.({ id: message.id, result }),
+      (error: unknown) => process.send?.({ id: message.id, error: String((error as Error)?.stack ?? error) }),
+    );
+  });
+  process.on('disconnect', () => process.exit(0));
+}
