@@ -5,11 +5,12 @@
  * `node --expose-gc --import tsx test/helpers/heap-probe.ts '<scenario JSON>'`, so the heap is
  * the hub's alone and `gc()` is there.
  */
-import { node, serveNode } from '../../adapters/node.ts';
-import { createAgentHub } from '../../plugin/index.ts';
-import type { AgentHubOptions, LogEntry } from '../../plugin/index.ts';
+
 import { Hono } from 'hono';
 import WebSocket from 'ws';
+import { node, serveNode } from '../../adapters/node.ts';
+import type { AgentHubOptions, LogEntry } from '../../plugin/index.ts';
+import { createAgentHub } from '../../plugin/index.ts';
 
 /** One scenario: the hub's options and what is published to it. */
 export interface HeapScenario {
