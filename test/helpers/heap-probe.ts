@@ -5,12 +5,11 @@
  * `node --expose-gc --import tsx test/helpers/heap-probe.ts '<scenario JSON>'`, so the heap is
  * the hub's alone and `gc()` is there.
  */
-
 import { Hono } from 'hono';
 import WebSocket from 'ws';
 import { node, serveNode } from '../../adapters/node.ts';
-import type { AgentHubOptions, LogEntry } from '../../plugin/index.ts';
-import { createAgentHub } from '../../plugin/index.ts';
+import type { AgentHubOptions, LogEntry, MemoryBrokerOptions } from '../../plugin/index.ts';
+import { createAgentHub, memoryBroker } from '../../plugin/index.ts';
 
 /** One scenario: the hub's options and what is published to it. */
 export interface HeapScenario {
@@ -32,6 +31,8 @@ export interface HeapScenario {
   readonly wide?: boolean;
   /** Watch one more agent over a real socket, and publish a small update to it every this many updates. */
   readonly watchEvery?: number;
+  /** Options of the in-memory broker. */
+  readonly memoryBroker?: MemoryBrokerOptions;
 }
 
 /** What the probe prints. */
@@ -69,11 +70,13 @@ const logs: Record<string, { entries: number; count: number }> = {};
 const drops: LogEntry[] = [];
 const hub = createAgentHub({
   ...scenario.hub,
+  ...(scenario.memoryBroker ? { broker: memoryBroker(scenario.memoryBroker) } : {}),
   ingest: true,
   heartbeatInterval: 0,
-  logInterval: 1,
+  logInterval: 1000,
   logger: (entry) => {
-    const seen = (logs[entry.event] ??= { entries: 0, count: 0 });
+    const seen = logs[entry.event] ?? { entries: 0, count: 0 };
+    logs[entry.event] = seen;
     seen.entries++;
     seen.count += typeof entry.count === 'number' ? entry.count : 1;
     if (entry.event !== 'connection_open' && entry.event !== 'connection_close') drops.push(entry);
@@ -130,17 +133,20 @@ for (let i = 0; i < scenario.updates; i++) {
 const deadline = Date.now() + 10_000;
 while (socket && received < published && Date.now() < deadline) await new Promise((done) => setTimeout(done, 20));
 const after = await settle();
+const external = process.memoryUsage().external;
+const stats = hub.stats() as unknown as Record<string, unknown>;
+socket?.close();
+// Closing the hub writes the log lines still held back by the throttle.
+await server.close();
 const report: HeapReport = {
   before,
   after,
-  external: process.memoryUsage().external,
-  stats: hub.stats() as unknown as Record<string, unknown>,
+  external,
+  stats,
   logs,
   drops: drops.slice(0, 50),
   watched: { published, received },
   refused,
 };
-socket?.close();
-await server.close();
 process.stdout.write(`${JSON.stringify(report)}\n`);
 process.exit(0);
