@@ -13,7 +13,12 @@
  *   strictly +1 per agent whichever instance publishes, and `seq` order is delivery order. The
  *   epoch changes only when Redis no longer holds the stream (restarted without persistence,
  *   `streamTtl` passed, evicted): a resuming client then gets `recovered: false`. A client may
- *   resume on any instance: the history is in Redis.
+ *   resume on any instance: the history is in Redis. The state is bounded per agent
+ *   (`maxStateBytes`: its least recently updated entries go first, never its newest update; a
+ *   task update over it on its own is kept without its `result`, `result_omitted: true`) and
+ *   across the cluster (`maxTotalStateBytes`: the agents touched least recently go first, whole,
+ *   unless an instance holds them, which keep their newest update), counting the bytes Redis
+ *   holds for it: each entry's JSON and field, and the stream record.
  * - presence: a sorted set of the instances holding a connection for the agent, each scored
  *   with its expiry time (Redis's clock). Every instance refreshes its entries from one timer
  *   (`presenceTtl / 3`); entries of an instance that stopped refreshing (killed, frozen, cut

@@ -5,8 +5,9 @@
  *
  * Keys, all under the prefix (`haw:` by default). Per agent:
  * - `agent:<id>` (hash): the agent's stream: `epoch`, `seq` (its last update's number), `hbytes`
- *   (bytes of its history), `status` (its latest status update's JSON) and `t:<task id>` (the
- *   latest update's JSON of each task its snapshot holds). The epoch and the numbering live in
+ *   (bytes of its history), `sbytes` (bytes of its state and record, what `maxStateBytes`
+ *   bounds), `status` (its latest status update's JSON) and `t:<task id>` (the latest update's
+ *   JSON of each task its snapshot holds; without its `result` when that was too large). The epoch and the numbering live in
  *   one key, so Redis can never lose one without the other; when the key is missing (Redis
  *   restarted without persistence, the stream expired, or it was evicted) the next publish or
  *   join creates it with a new epoch, and whatever is left of the old stream is deleted.
@@ -26,7 +27,9 @@
  * Across agents: `agent-ids` (every agent holding a stream, all scored 0: listed by id),
  * `streams` (agents by the time their stream expires, `streamTtl` after it was
  * last published to, joined or watched), `histories` (agents holding history, least recently
- * published first: evicted first over `maxTotalHistoryBytes`), `history-bytes` (their total), and
+ * published first: evicted first over `maxTotalHistoryBytes`), `history-bytes` (their total),
+ * `states` (agents by when their stream was last published to or joined: evicted first over
+ * `maxTotalStateBytes`), `state-bytes` (the total of every `sbytes`), and
  * the queue bookkeeping of `QUEUES`. Streams and queues are swept by the scripts rather than left
  * to key expiry, so the totals stay exact. Pub/sub channel per agent: `updates:<id>`.
  *
