@@ -15,12 +15,18 @@ export type MaybePromise<T> = T | Promise<T>;
 
 /**
  * What the hub tells a broker when it starts it.
+ *
+ * Every byte limit counts what the store really holds for an update, so the limits bound its
+ * memory: a broker that stores UTF-8 (Redis) counts the JSON's UTF-8 bytes (`sizeOf`) and its
+ * own bookkeeping; the in-memory broker counts the JSON string as the process holds it
+ * (`heldBytes`: twice its length when it has a character beyond U+00FF) plus its bookkeeping in
+ * the totals.
  */
 export interface BrokerContext {
   /** Most updates kept per agent while no instance has a connection for it. */
   readonly maxQueueSize: number;
   /**
-   * Most bytes (the updates' JSON, UTF-8) kept per agent's queue; the oldest updates are dropped
+   * Most bytes (the updates' JSON) kept per agent's queue; the oldest updates are dropped
    * first. An update larger than this on its own is dropped at once.
    */
   readonly maxQueueBytes: number;
@@ -287,7 +293,8 @@ export interface MemoryBrokerOptions {
   maxQueuedAgents?: number;
   /**
    * Most agents whose stream (epoch, seq, history, state) is kept; past it, the agent published
-   * to least recently is forgotten, and gets a new epoch if it comes back. Default 10000.
+   * to or watched least recently is forgotten, and gets a new epoch if it comes back (counted as
+   * a `state` eviction). `maxTotalStateBytes` bounds the same streams in bytes. Default 10000.
    */
   maxAgents?: number;
 }
