@@ -449,19 +449,27 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
      * `current` last. One nobody watches is forgotten whole; a watched one keeps its newest update.
      */
     const boundStates = (current: string) => {
+      const watched: [string, Stream][] = [];
       for (const [agentId, stream] of streams) {
-        if (stateBytes <= maxTotalStateBytes) return;
+        if (stateBytes <= maxTotalStateBytes) break;
         if (agentId === current) continue;
         if (subscribers.has(agentId)) {
           const had = stream.state.bytes;
           if (shrinkState(stream.state, 0) > 0) evicted(agentId, 'state', 1);
           stream.stateBytes -= had - stream.state.bytes;
           stateBytes -= had - stream.state.bytes;
+          watched.push([agentId, stream]);
         } else {
           forgetStream(agentId, stream);
           evicted(agentId, 'state', 1);
         }
       }
+      // Cut to their newest update, watched streams go behind the others: the next call gets further.
+      for (const [agentId, stream] of watched) {
+        streams.delete(agentId);
+        streams.set(agentId, stream);
+      }
+      if (stateBytes <= maxTotalStateBytes) return;
       const stream = streams.get(current);
       if (stateBytes > maxTotalStateBytes && stream) {
         const had = stream.state.bytes;
@@ -477,9 +485,21 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
       if (stream) streams.delete(agentId);
       else {
         if (streams.size >= maxAgents) {
-          const [oldest, gone] = streams.entries().next().value as [string, Stream];
-          forgetStream(oldest, gone);
-          evicted(oldest, 'state', 1);
+          // The stream touched least recently that no client watches (past maxAgents if all are).
+          const watched: [string, Stream][] = [];
+          for (const [oldest, gone] of streams) {
+            if (subscribers.has(oldest)) {
+              watched.push([oldest, gone]);
+              continue;
+            }
+            forgetStream(oldest, gone);
+            evicted(oldest, 'state', 1);
+            break;
+          }
+          for (const [agentId, kept] of watched) {
+            streams.delete(agentId);
+            streams.set(agentId, kept);
+          }
         }
         stream = newStream(agentId);
       }

@@ -10,7 +10,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { type AgentsPage, createAgentHub } from '../plugin/index.ts';
+import {
+  type AgentsPage,
+  type BrokerContext,
+  createAgentHub,
+  type EvictionKind,
+  type Joined,
+  memoryBroker,
+  type UnsequencedUpdate,
+} from '../plugin/index.ts';
 import { type FakeSocket, fakeRuntime } from './helpers/fake-runtime.ts';
 import type { HeapReport, HeapScenario } from './helpers/heap-probe.ts';
 import { ROOT, validateHttpBody } from './helpers/server.ts';
@@ -235,5 +243,68 @@ describe('memory: a result too large to keep in the state', () => {
     );
     assert.ok(hub.stats().evictions_by_kind.task > 0);
     await hub.close();
+  });
+});
+
+describe('memory: the in-memory broker over maxTotalStateBytes', () => {
+  const setup = (limits: Partial<BrokerContext>, maxAgents?: number) => {
+    const evictions: [string, EvictionKind, number][] = [];
+    const broker = memoryBroker({ maxAgents })({
+      maxQueueSize: 100,
+      maxQueueBytes: 1 << 20,
+      maxTotalQueueBytes: 1 << 24,
+      queueTtl: 0,
+      historySize: 0,
+      maxHistoryBytes: 0,
+      maxTotalHistoryBytes: 0,
+      maxStateBytes: 1 << 20,
+      maxTotalStateBytes: 1 << 24,
+      ...limits,
+      sizeOf: (update) => JSON.stringify(update).length,
+      onDropped: () => {},
+      onEvicted: (agentId, kind, count) => evictions.push([agentId, kind, count]),
+    });
+    const task = (agentId: string, id: string, message = 'x'.repeat(4000)): UnsequencedUpdate => ({
+      type: 'task_update',
+      agent_id: agentId,
+      task_id: id,
+      status: 'running',
+      progress: 1,
+      message,
+      timestamp: new Date().toISOString(),
+    });
+    return { broker, evictions, task };
+  };
+
+  it('forgets the agents touched least recently; a watched one keeps its newest update and is never forgotten', () => {
+    const { broker, evictions, task } = setup({ maxTotalStateBytes: 64 * 1024 });
+    broker.subscribe('watched', () => {});
+    broker.publish('watched', task('watched', 'w1'));
+    broker.publish('watched', task('watched', 'w2'));
+    for (let i = 0; i < 40; i++) broker.publish(`a${i}`, task(`a${i}`, 't'));
+    const forgotten = evictions.filter(([agentId, kind]) => kind === 'state' && agentId.startsWith('a'));
+    assert.ok(forgotten.length > 20, `idle agents were forgotten: ${forgotten.length}`);
+    assert.deepEqual(
+      forgotten.map(([agentId]) => agentId),
+      forgotten.map((_, i) => `a${i}`),
+      'least recently touched first',
+    );
+    const ids = broker.listAgents?.(undefined, 100, 10);
+    const listed = (ids && 'agents' in ids ? ids.agents : []).map((agent) => agent.agent_id);
+    assert.ok(listed.includes('watched') && listed.includes('a39') && !listed.includes('a0'), `${listed}`);
+    const joined = broker.subscribe('watched', () => {}) as Joined;
+    assert.equal(joined.tasks.at(-1)?.task_id, 'w2', 'the newest update of the watched agent stays');
+  });
+
+  it('past maxAgents, forgets the least recently touched agent nobody watches', () => {
+    const { broker, evictions, task } = setup({}, 3);
+    broker.subscribe('watched', () => {});
+    broker.publish('watched', task('watched', 'w'));
+    for (let i = 0; i < 5; i++) broker.publish(`a${i}`, task(`a${i}`, 't', 'short'));
+    assert.deepEqual(
+      evictions.map(([agentId, kind]) => `${agentId} ${kind}`),
+      ['a0 state', 'a1 state', 'a2 state'],
+    );
+    assert.equal((broker.subscribe('watched', () => {}) as Joined).seq, 1, 'the watched stream stays');
   });
 });
