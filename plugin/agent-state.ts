@@ -125,7 +125,11 @@ export const createAgentState = (): AgentState => ({
   newest: null,
 });
 
-/** Empties a state in place. @internal */
+/**
+ * Empties a state in place.
+ *
+ * @internal
+ */
 export function clearAgentState(state: AgentState): void {
   state.status = null;
   state.open.clear();
@@ -246,7 +250,7 @@ export type StateEviction = 'state' | 'task' | 'result';
 export interface StateLedger<K> {
   /** Bytes of every state held. */
   readonly bytes: number;
-  /** Applies an update to `owner`'s state (made if new), then keeps every state within the bounds. */
+  /** Applies an update to `owner`'s state, then keeps every state within the bounds. */
   apply(owner: K, state: AgentState, update: AgentUpdate, json: string): void;
   /** Empties `owner`'s state and stops counting it. */
   release(owner: K, state: AgentState): void;
