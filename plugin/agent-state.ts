@@ -172,6 +172,7 @@ export function shrinkState(state: AgentState, limit: number): number {
  *
  * @param json The update's JSON, when the caller has it already (one string for every holder).
  * @param maxBytes Most bytes the state may hold.
+ * @param measured `heldBytes(json)`, when the caller measured it already.
  *
  * @internal
  */
@@ -180,9 +181,10 @@ export function applyUpdate(
   update: AgentUpdate,
   json: string = JSON.stringify(update),
   maxBytes: number = Number.POSITIVE_INFINITY,
+  measured: number = heldBytes(json),
 ): StateTrim {
   const idBytes = update.type === 'task_update' ? update.task_id.length : 0;
-  let bytes = heldBytes(json) + idBytes + HELD_UPDATE_OVERHEAD;
+  let bytes = measured + idBytes + HELD_UPDATE_OVERHEAD;
   let omitted = false;
   if (bytes > maxBytes && update.type === 'task_update' && update.result !== undefined) {
     json = JSON.stringify(withoutResult(update));

@@ -517,7 +517,7 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
       const held = heldBytes(json);
       const before = stream.state.bytes;
       // The record counts against the agent's bytes too: the state has what is left.
-      const trim = applyUpdate(stream.state, update, json, maxStateBytes - (stream.stateBytes - before));
+      const trim = applyUpdate(stream.state, update, json, maxStateBytes - (stream.stateBytes - before), held);
       stream.stateBytes += stream.state.bytes - before;
       stateBytes += stream.state.bytes - before;
       evicted(agentId, 'task', trim.forgotten);
