@@ -288,13 +288,21 @@ export function createStateLedger<K>(
       if (trim.forgotten > 0) report(owner, 'task', trim.forgotten);
       if (trim.omitted) report(owner, 'result', 1);
       if (total <= maxTotalBytes) return;
+      const cut: [K, AgentState][] = [];
       for (const [other, held] of states) {
-        if (total <= maxTotalBytes) return;
+        if (total <= maxTotalBytes) break;
         if (held === state) continue;
         const had = held.bytes;
         if (shrinkState(held, 0) > 0) report(other, 'state', 1);
         total -= had - held.bytes;
+        cut.push([other, held]);
       }
+      // Cut to their newest update, they go behind the others: the next time gets further.
+      for (const [other, held] of cut) {
+        states.delete(other);
+        states.set(other, held);
+      }
+      if (total <= maxTotalBytes) return;
       const had = state.bytes;
       if (shrinkState(state, 0) > 0) report(owner, 'state', 1);
       total -= had - state.bytes;

@@ -246,6 +246,39 @@ describe('memory: a result too large to keep in the state', () => {
   });
 });
 
+describe('memory: the hub keeps the states of watched agents within maxTotalStateBytes', () => {
+  const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+  it('cuts the agent updated least recently to its newest update, and counts it', async () => {
+    const hub = createAgentHub({
+      logger: false,
+      heartbeatInterval: 0,
+      batchInterval: 0,
+      maxStateBytes: 64 * 1024,
+      maxTotalStateBytes: 96 * 1024,
+    });
+    const runtime = fakeRuntime(hub);
+    for (const id of ['first', 'second', 'third']) await runtime.connect(id);
+    await sleep(0);
+    const message = 'm'.repeat(8000);
+    for (const id of ['first', 'second', 'third']) {
+      for (let i = 0; i < 5; i++)
+        await hub.publishTask(id, { task_id: `t${i}`, status: 'running', progress: i, message });
+    }
+    await sleep(10);
+    const tasksOf = async (id: string) => {
+      const socket = (await runtime.connect(id)) as FakeSocket;
+      await sleep(0);
+      const snapshot = socket.frames().find((frame) => frame.type === 'snapshot');
+      return snapshot?.tasks.map((task: { task_id: string }) => task.task_id) as string[];
+    };
+    assert.deepEqual(await tasksOf('first'), ['t4'], 'updated least recently: only its newest update stays');
+    assert.deepEqual(await tasksOf('third'), ['t0', 't1', 't2', 't3', 't4'], 'updated last: whole');
+    assert.ok(hub.stats().evictions_by_kind.state >= 1);
+    await hub.close();
+  });
+});
+
 describe('memory: the in-memory broker over maxTotalStateBytes', () => {
   const setup = (limits: Partial<BrokerContext>, maxAgents?: number) => {
     const evictions: [string, EvictionKind, number][] = [];
