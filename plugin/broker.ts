@@ -318,8 +318,8 @@ interface Stream {
 }
 
 /**
- * What the in-memory broker's bookkeeping counts besides the updates' JSON, measured with V8
- * (test/memory.test.ts) and rounded up: `stream`, one stream's record besides its agent id
+ * What the in-memory broker's bookkeeping counts besides the updates' JSON, estimated for V8 on
+ * the generous side (test/memory.test.ts checks the heap after GC against it): `stream`, one stream's record besides its agent id
  * (the stream, its state's maps, its history arrays, its epoch, its slot in the streams map),
  * counted in its state; `queue`, one queue besides its agent id, and `entry`, each update a
  * queue or history holds (its slots, the string's header), counted in the totals.
