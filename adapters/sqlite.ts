@@ -28,6 +28,9 @@ declare const Deno: { version: { deno: string } } | undefined;
 /** The part of `node:sqlite`'s `DatabaseSync` and `bun:sqlite`'s `Database` the driver uses: the same shape. */
 type Binding = new (path: string, options?: Record<string, unknown>) => SqliteDatabase;
 
+/** `bun:sqlite`'s statement: the driver's, and `finalize`. */
+type BunStatement = ReturnType<SqliteDatabase['prepare']> & { finalize(): void };
+
 const runtime = (): string => {
   if (typeof Bun !== 'undefined') return `Bun ${Bun.version}`;
   if (typeof Deno !== 'undefined') return `Deno ${Deno.version.deno}`;
@@ -65,7 +68,22 @@ export function openSqlite(): OpenSqlite {
   const { binding: Database, bun } = loaded;
   return (path) => {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    return bun ? new Database(path, { create: true, readwrite: true }) : new Database(path);
+    if (!bun) return new Database(path);
+    // Bun defers closing while a statement is unfinalised, keeping the file locked: finalise them.
+    const db = new Database(path, { create: true, readwrite: true });
+    const statements: BunStatement[] = [];
+    return {
+      exec: (sql) => db.exec(sql),
+      prepare(sql) {
+        const statement = db.prepare(sql) as BunStatement;
+        statements.push(statement);
+        return statement;
+      },
+      close() {
+        for (const statement of statements) statement.finalize();
+        db.close();
+      },
+    };
   };
 }
 
