@@ -9,7 +9,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { OpenSqlite, SqliteDatabase } from '../brokers/sqlite/driver.ts';
+import type { OpenSqlite, SqliteDatabase, SqliteDriver } from '../brokers/sqlite/driver.ts';
 import { createSqliteBroker, type SqliteBrokerOptions, SqliteStoreError } from '../brokers/sqlite/index.ts';
 import type { BrokerFactory } from '../plugin/index.ts';
 
@@ -108,5 +108,9 @@ export function openSqlite(): OpenSqlite {
  * @throws {TypeError} When an option is invalid.
  */
 export function sqliteBroker(options: SqliteBrokerOptions): BrokerFactory {
-  return createSqliteBroker(openSqlite(), options);
+  return createSqliteBroker({ open: openSqlite(), defer }, options);
 }
+
+/** `setImmediate` on Node, Bun and Deno (all have it); a zero timeout elsewhere. */
+const defer: SqliteDriver['defer'] =
+  typeof setImmediate === 'function' ? (task) => void setImmediate(task) : (task) => void setTimeout(task, 0);

@@ -34,3 +34,14 @@ export interface SqliteDatabase {
  * @throws When the file cannot be opened; the broker words the error.
  */
 export type OpenSqlite = (path: string) => SqliteDatabase;
+
+/** What the broker needs of a runtime: its SQLite, and a way to run a task on the next turn. */
+export interface SqliteDriver {
+  /** Opens a database file. */
+  readonly open: OpenSqlite;
+  /**
+   * Runs `task` on the next turn of the event loop, after the I/O already waiting (`setImmediate`
+   * where there is one): a publish after a quiet spell is committed that soon.
+   */
+  readonly defer: (task: () => void) => void;
+}
