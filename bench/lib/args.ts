@@ -73,7 +73,7 @@ const quickParams = (): Params => ({
   idleMs: 600,
   http: { amount: 400, connections: 10 },
   scale: { target: 400, heartbeatMs: 1_000, idleMs: 2_000, broadcasts: 3 },
-  storm: 400,
+  storm: 200,
   maxOther: 0.5,
   attempts: 1,
 });

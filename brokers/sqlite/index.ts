@@ -42,7 +42,7 @@ import {
   type StreamPosition,
   type UnsubscribeReceipt,
 } from '../../plugin/broker.ts';
-import type { AgentUpdate, StatusUpdate, TaskUpdate, UnsequencedUpdate } from '../../plugin/schemas.ts';
+import type { AgentUpdate, UnsequencedUpdate } from '../../plugin/schemas.ts';
 import type { SqliteDriver, SqliteStatement, SqlValue } from './driver.ts';
 import { type Durability, openStore, readAll, SqliteStoreError, type Statements, type Store } from './store.ts';
 
@@ -104,8 +104,12 @@ interface Stream {
   head: number;
   bytes: number;
   readonly state: AgentState;
+  /** The file's row id of each history entry (`history.id`), parallel to `history`. */
+  rows: number[];
   /** Bytes of the state's updates, by task id; the status under `STATUS`. */
   readonly stateSizes: Map<string, number>;
+  /** The file's row id of each of them (`state.id`). */
+  readonly stateRows: Map<string, number>;
   stateBytes: number;
   /** Its place in the order agents were last published to (the file's `agents.ord`). */
   ord: number;
@@ -115,7 +119,8 @@ interface Stream {
 const STATUS = '';
 
 /**
- * One agent's offline queue, oldest first; `positions` are the file's `queue.pos`.
+ * One agent's offline queue, oldest first; `positions` are the file's `queue.pos` (the order),
+ * `rows` its `queue.id`.
  *
  * @internal
  */
@@ -123,6 +128,7 @@ interface Queue {
   items: AgentUpdate[];
   sizes: number[];
   positions: number[];
+  rows: number[];
   head: number;
   bytes: number;
   touchedAt: number;
@@ -220,7 +226,6 @@ function startBroker(
   let writes: [SqliteStatement, SqlValue[]][] = [];
   /** Agents whose `agents` row, history front or queue changed: written from memory at commit. */
   const dirtyAgents = new Set<string>();
-  const dirtyHistories = new Set<string>();
   const dirtyQueues = new Set<string>();
   let pending: Pending[] = [];
   /** A commit is scheduled; `lastCommit` is when the last one ran (`performance.now()`). */
@@ -249,52 +254,56 @@ function startBroker(
     seq: 0,
     history: [],
     sizes: [],
+    rows: [],
     head: 0,
     bytes: 0,
     state: createAgentState(),
     stateSizes: new Map(),
+    stateRows: new Map(),
     stateBytes: 0,
     ord: ++counter,
   });
 
-  const forgetHistory = (agentId: string, stream: Stream, keep: number) => {
+  const forgetHistory = (stream: Stream, keep: number) => {
     while (stream.history.length - stream.head > keep) {
       const bytes = stream.sizes[stream.head] as number;
       stream.history[stream.head] = undefined as unknown as AgentUpdate;
+      write(sql.deleteHistoryRow, stream.rows[stream.head] as number);
       stream.head++;
       stream.bytes -= bytes;
       historyBytes -= bytes;
-      dirtyHistories.add(agentId);
     }
     if (stream.head > 64 && stream.head * 2 > stream.history.length) {
       stream.history = stream.history.slice(stream.head);
       stream.sizes = stream.sizes.slice(stream.head);
+      stream.rows = stream.rows.slice(stream.head);
       stream.head = 0;
     }
   };
 
-  /** Forgets the state's entry `key` (a task id, or `STATUS`). */
-  const forgetState = (agentId: string, stream: Stream, key: string) => {
-    const bytes = stream.stateSizes.get(key);
-    if (bytes === undefined) return;
+  /** Drops the state's entry `key` from the counts and the file (the caller drops it from the state). */
+  const uncount = (stream: Stream, key: string) => {
+    const bytes = stream.stateSizes.get(key) ?? 0;
     stream.stateSizes.delete(key);
     stream.stateBytes -= bytes;
     stateBytes -= bytes;
-    if (key === STATUS) {
-      stream.state.status = null;
-      dirtyAgents.add(agentId);
-    } else {
-      if (!stream.state.open.delete(key)) stream.state.ended.delete(key);
-      write(sql.deleteTask, agentId, key);
-    }
+    const row = stream.stateRows.get(key);
+    if (row !== undefined) write(sql.deleteStateRow, row);
+    stream.stateRows.delete(key);
+  };
+
+  /** Forgets the state's entry `key` (a task id, or `STATUS`). */
+  const forgetState = (stream: Stream, key: string) => {
+    if (!stream.stateSizes.has(key)) return;
+    uncount(stream, key);
+    if (key === STATUS) stream.state.status = null;
+    else if (!stream.state.open.delete(key)) stream.state.ended.delete(key);
   };
 
   const forgetStream = (agentId: string, stream: Stream) => {
-    forgetHistory(agentId, stream, 0);
-    stateBytes -= stream.stateBytes;
+    forgetHistory(stream, 0);
+    clearState(stream);
     streams.delete(agentId);
-    write(sql.deleteHistory, agentId);
-    write(sql.deleteTasks, agentId);
     dirtyAgents.add(agentId);
   };
 
@@ -308,37 +317,34 @@ function startBroker(
     applyUpdate(state, update);
     for (const first of [firstOpen, firstEnded]) {
       if (first !== undefined && first !== key && !state.open.has(first) && !state.ended.has(first)) {
-        const bytes = stream.stateSizes.get(first) ?? 0;
-        stream.stateSizes.delete(first);
-        stream.stateBytes -= bytes;
-        stateBytes -= bytes;
-        write(sql.deleteTask, agentId, first);
+        uncount(stream, first);
       }
     }
+    uncount(stream, key);
     const bytes = sizeOf(update);
-    const before = stream.stateSizes.get(key) ?? 0;
+    const row = ++counter;
     stream.stateSizes.set(key, bytes);
-    stream.stateBytes += bytes - before;
-    stateBytes += bytes - before;
-    if (key === STATUS) dirtyAgents.add(agentId);
-    else write(sql.putTask, agentId, key, update.seq, bodyOf(update));
+    stream.stateRows.set(key, row);
+    stream.stateBytes += bytes;
+    stateBytes += bytes;
+    write(sql.putStateRow, row, agentId, key, update.seq, bodyOf(update));
     // Over the agent's bound: ended tasks go first, then open ones, least recently updated first.
     while (stream.stateBytes > maxStateBytes) {
       const victim =
         state.ended.keys().next().value ?? state.open.keys().next().value ?? (state.status ? STATUS : undefined);
       if (victim === undefined) break;
-      forgetState(agentId, stream, victim);
+      forgetState(stream, victim);
     }
     // Over the total: the states of the agents published to least recently go, this one last.
-    for (const [otherId, other] of streams) {
+    for (const other of streams.values()) {
       if (stateBytes <= maxTotalStateBytes) break;
-      if (other !== stream) clearState(otherId, other);
+      if (other !== stream) clearState(other);
     }
-    if (stateBytes > maxTotalStateBytes) clearState(agentId, stream);
+    if (stateBytes > maxTotalStateBytes) clearState(stream);
   };
 
-  const clearState = (agentId: string, stream: Stream) => {
-    for (const key of [...stream.stateSizes.keys()]) forgetState(agentId, stream, key);
+  const clearState = (stream: Stream) => {
+    for (const key of [...stream.stateSizes.keys()]) forgetState(stream, key);
   };
 
   /** Numbers the update, records it in history and state, within every bound. */
@@ -365,13 +371,15 @@ function startBroker(
       stream.sizes.push(bytes);
       stream.bytes += bytes;
       historyBytes += bytes;
-      write(sql.putHistory, agentId, update.seq, bodyOf(update));
+      const row = ++counter;
+      stream.rows.push(row);
+      write(sql.putHistoryRow, row, agentId, update.seq, bodyOf(update));
       while (stream.history.length - stream.head > historySize || stream.bytes > maxHistoryBytes) {
-        forgetHistory(agentId, stream, stream.history.length - stream.head - 1);
+        forgetHistory(stream, stream.history.length - stream.head - 1);
       }
-      for (const [otherId, other] of streams) {
+      for (const other of streams.values()) {
         if (historyBytes <= maxTotalHistoryBytes) break;
-        forgetHistory(otherId, other, 0);
+        forgetHistory(other, 0);
       }
     }
     return update;
@@ -402,6 +410,9 @@ function startBroker(
     queues.delete(agentId);
     queued -= size(queue);
     queuedBytes -= queue.bytes;
+    for (let index = queue.head; index < queue.rows.length; index++) {
+      write(sql.deleteQueuedRow, queue.rows[index] as number);
+    }
     dirtyQueues.add(agentId);
     schedule();
     return queue.items.slice(queue.head);
@@ -420,16 +431,17 @@ function startBroker(
       if (size(queue) > maxQueueSize) byCount++;
       else byBytes++;
       const bytes = queue.sizes[queue.head] as number;
+      write(sql.deleteQueuedRow, queue.rows[queue.head] as number);
       queue.head++;
       queue.bytes -= bytes;
       queued--;
       queuedBytes -= bytes;
-      dirtyQueues.add(agentId);
     }
     if (queue.head > 64 && queue.head * 2 > queue.items.length) {
       queue.items = queue.items.slice(queue.head);
       queue.sizes = queue.sizes.slice(queue.head);
       queue.positions = queue.positions.slice(queue.head);
+      queue.rows = queue.rows.slice(queue.head);
       queue.head = 0;
     }
     if (byCount > 0) onDropped(agentId, byCount, 'count');
@@ -454,7 +466,7 @@ function startBroker(
         const [oldestAgent, oldestQueue] = queues.entries().next().value as [string, Queue];
         dropQueue(oldestAgent, oldestQueue, 'agents');
       }
-      queue = { items: [], sizes: [], positions: [], head: 0, bytes: 0, touchedAt: now, ord: 0 };
+      queue = { items: [], sizes: [], positions: [], rows: [], head: 0, bytes: 0, touchedAt: now, ord: 0 };
     }
     queues.set(agentId, queue);
     queue.touchedAt = now;
@@ -466,18 +478,29 @@ function startBroker(
     // Before the held ones when handed back, else after: `pos` keeps the file in queue order.
     const firstPosition = front && held > 0 ? (queue.positions[queue.head] as number) - updates.length : 0;
     const positions = updates.map((_, index) => (front && held > 0 ? firstPosition + index : ++counter));
+    const rows = updates.map(() => ++counter);
     updates.forEach((update, index) => {
-      write(sql.putQueued, agentId, positions[index] as number, update.epoch, update.seq, bodyOf(update));
+      write(
+        sql.putQueuedRow,
+        rows[index] as number,
+        agentId,
+        positions[index] as number,
+        update.epoch,
+        update.seq,
+        bodyOf(update),
+      );
     });
     if (front) {
       queue.items = [...updates, ...queue.items.slice(queue.head)];
       queue.sizes = [...sizes, ...queue.sizes.slice(queue.head)];
       queue.positions = [...positions, ...queue.positions.slice(queue.head)];
+      queue.rows = [...rows, ...queue.rows.slice(queue.head)];
       queue.head = 0;
     } else {
       queue.items.push(...updates);
       queue.sizes.push(...sizes);
       queue.positions.push(...positions);
+      queue.rows.push(...rows);
     }
     queue.bytes += added;
     queued += updates.length;
@@ -526,7 +549,6 @@ function startBroker(
       try {
         for (const [statement, params] of batch) statement.run(...params);
         for (const agentId of dirtyAgents) writeAgent(agentId);
-        for (const agentId of dirtyHistories) writeHistoryFront(agentId);
         for (const agentId of dirtyQueues) writeQueue(agentId);
         sql.commit.run();
       } catch (error) {
@@ -539,7 +561,6 @@ function startBroker(
       }
     } catch (error) {
       dirtyAgents.clear();
-      dirtyHistories.clear();
       dirtyQueues.clear();
       report('commit', error);
       for (const { reject } of publishes) reject(error);
@@ -550,7 +571,6 @@ function startBroker(
       scheduled = false;
     }
     dirtyAgents.clear();
-    dirtyHistories.clear();
     dirtyQueues.clear();
     for (const [deliver, update] of deliveries) deliver(update);
     publishes.forEach(({ resolve }, index) => {
@@ -564,33 +584,14 @@ function startBroker(
       sql.deleteAgent.run(agentId);
       return;
     }
-    const status = stream.state.status;
-    sql.putAgent.run(
-      agentId,
-      stream.epoch,
-      stream.seq,
-      status ? bodyOf(status) : null,
-      status ? status.seq : null,
-      stream.ord,
-    );
+    sql.putAgent.run(agentId, stream.epoch, stream.seq, stream.ord);
   };
 
-  const writeHistoryFront = (agentId: string) => {
-    const stream = streams.get(agentId);
-    const held = stream ? stream.history.length - stream.head : 0;
-    if (!stream || held === 0) sql.deleteHistory.run(agentId);
-    else sql.trimHistory.run(agentId, stream.seq - held + 1);
-  };
-
+  /** A queue's own row (its rows are written and deleted one by one as they come and go). */
   const writeQueue = (agentId: string) => {
     const queue = queues.get(agentId);
-    if (!queue || size(queue) === 0) {
-      sql.deleteQueued.run(agentId);
-      sql.deleteQueue.run(agentId);
-      return;
-    }
-    sql.trimQueued.run(agentId, queue.positions[queue.head] as number);
-    sql.putQueue.run(agentId, queue.touchedAt, queue.ord);
+    if (!queue || size(queue) === 0) sql.deleteQueue.run(agentId);
+    else sql.putQueue.run(agentId, queue.touchedAt, queue.ord);
   };
 
   // ---- loading -------------------------------------------------------------------------------
@@ -616,52 +617,55 @@ function startBroker(
     queuedBytes = 0;
     historyBytes = 0;
     stateBytes = 0;
+    /** Rows no agent or queue holds any more (cannot happen through this broker): deleted. */
+    const orphans: [SqliteStatement, number][] = [];
     try {
       for (const row of rows.agents) {
-        const agentId = String(row.id);
         const stream = newStream(String(row.epoch));
         stream.seq = Number(row.seq);
         stream.ord = Number(row.ord);
         counter = Math.max(counter, stream.ord);
-        streams.set(agentId, stream);
-        if (row.status !== null) {
-          const status = revive(row.status, row.status_seq, stream.epoch) as StatusUpdate;
-          applyUpdate(stream.state, status);
-          const bytes = sizeOf(status);
-          stream.stateSizes.set(STATUS, bytes);
-          stream.stateBytes += bytes;
-          stateBytes += bytes;
-        }
+        streams.set(String(row.id), stream);
       }
-      for (const row of rows.tasks) {
+      for (const row of rows.state) {
+        const id = Number(row.id);
+        counter = Math.max(counter, id);
         const stream = streams.get(String(row.agent));
-        if (!stream) continue;
-        const task = revive(row.body, row.seq, stream.epoch) as TaskUpdate;
-        applyUpdate(stream.state, task);
-        const bytes = sizeOf(task);
-        stream.stateSizes.set(task.task_id, bytes);
+        if (!stream) {
+          orphans.push([sql.deleteStateRow, id]);
+          continue;
+        }
+        const update = revive(row.body, row.seq, stream.epoch);
+        const key = update.type === 'status_update' ? STATUS : update.task_id;
+        if (key !== String(row.task))
+          throw new Error(`a state row of ${String(row.agent)} is filed under the wrong key`);
+        applyUpdate(stream.state, update);
+        const bytes = sizeOf(update);
+        stream.stateSizes.set(key, bytes);
+        stream.stateRows.set(key, id);
         stream.stateBytes += bytes;
         stateBytes += bytes;
       }
       // Tasks the snapshot's own bounds turned away while loading (none when the file was
       // written by this broker) are not counted.
-      for (const [agentId, stream] of streams) {
+      for (const stream of streams.values()) {
         for (const key of [...stream.stateSizes.keys()]) {
-          if (key !== STATUS && !stream.state.open.has(key) && !stream.state.ended.has(key)) {
-            stateBytes -= stream.stateSizes.get(key) as number;
-            stream.stateBytes -= stream.stateSizes.get(key) as number;
-            stream.stateSizes.delete(key);
-            write(sql.deleteTask, agentId, key);
-          }
+          if (key !== STATUS && !stream.state.open.has(key) && !stream.state.ended.has(key)) uncount(stream, key);
         }
       }
       for (const row of rows.history) {
+        const id = Number(row.id);
+        counter = Math.max(counter, id);
         const stream = streams.get(String(row.agent));
-        if (!stream) continue;
+        if (!stream) {
+          orphans.push([sql.deleteHistoryRow, id]);
+          continue;
+        }
         const update = revive(row.body, row.seq, stream.epoch);
         const bytes = sizeOf(update);
         stream.history.push(update);
         stream.sizes.push(bytes);
+        stream.rows.push(id);
         stream.bytes += bytes;
         historyBytes += bytes;
       }
@@ -671,38 +675,45 @@ function startBroker(
         const held = stream.history;
         const consecutive = held.every((update, index) => update.seq === stream.seq - held.length + 1 + index);
         if (!consecutive) {
-          forgetHistory(agentId, stream, 0);
+          forgetHistory(stream, 0);
           report('load', new Error(`the stored history of ${agentId} has gaps: not used for resuming`), agentId);
         }
       }
       const meta = new Map<string, { touchedAt: number; ord: number }>();
       for (const row of rows.queues) {
         meta.set(String(row.agent), { touchedAt: Number(row.touched_at), ord: Number(row.ord) });
+        counter = Math.max(counter, Number(row.ord));
       }
       const loaded = new Map<string, Queue>();
       for (const row of rows.queued) {
         const agentId = String(row.agent);
+        const id = Number(row.id);
+        const pos = Number(row.pos);
+        counter = Math.max(counter, id, pos);
         const held = meta.get(agentId);
-        if (!held) continue;
+        if (!held) {
+          orphans.push([sql.deleteQueuedRow, id]);
+          continue;
+        }
         let queue = loaded.get(agentId);
         if (!queue) {
-          queue = { items: [], sizes: [], positions: [], head: 0, bytes: 0, ...held };
+          queue = { items: [], sizes: [], positions: [], rows: [], head: 0, bytes: 0, ...held };
           loaded.set(agentId, queue);
         }
         const update = revive(row.body, row.seq, String(row.epoch));
         const bytes = sizeOf(update);
-        const pos = Number(row.pos);
         queue.items.push(update);
         queue.sizes.push(bytes);
         queue.positions.push(pos);
+        queue.rows.push(id);
         queue.bytes += bytes;
         queued++;
         queuedBytes += bytes;
-        counter = Math.max(counter, pos, queue.ord);
       }
       for (const [agentId] of meta) {
         const queue = loaded.get(agentId);
         if (queue) queues.set(agentId, queue);
+        else dirtyQueues.add(agentId);
       }
     } catch (error) {
       throw new SqliteStoreError(
@@ -712,17 +723,9 @@ function startBroker(
         { cause: error },
       );
     }
-    // Rows of agents no longer held, and bounds that shrank since the file was written: the
-    // enforcement below and the sweep of orphans go into the first transaction.
-    for (const row of [...rows.queues, ...rows.queued]) {
-      if (!queues.has(String(row.agent))) dirtyQueues.add(String(row.agent));
-    }
-    for (const agentId of new Set([...rows.history, ...rows.tasks].map((row) => String(row.agent)))) {
-      if (!streams.has(agentId)) {
-        write(sql.deleteHistory, agentId);
-        write(sql.deleteTasks, agentId);
-      }
-    }
+    // The sweep of orphans and the bounds of this start (they may be smaller than before) go
+    // into the first transaction.
+    for (const [statement, id] of orphans) write(statement, id);
     enforceBounds();
   }
 
@@ -732,25 +735,25 @@ function startBroker(
       const [oldestId, oldest] = streams.entries().next().value as [string, Stream];
       forgetStream(oldestId, oldest);
     }
-    for (const [agentId, stream] of streams) {
+    for (const stream of streams.values()) {
       while (stream.history.length - stream.head > historySize || stream.bytes > maxHistoryBytes) {
-        forgetHistory(agentId, stream, stream.history.length - stream.head - 1);
+        forgetHistory(stream, stream.history.length - stream.head - 1);
       }
       while (stream.stateBytes > maxStateBytes) {
         const { state } = stream;
         const victim =
           state.ended.keys().next().value ?? state.open.keys().next().value ?? (state.status ? STATUS : undefined);
         if (victim === undefined) break;
-        forgetState(agentId, stream, victim);
+        forgetState(stream, victim);
       }
     }
-    for (const [agentId, stream] of streams) {
+    for (const stream of streams.values()) {
       if (historyBytes <= maxTotalHistoryBytes) break;
-      forgetHistory(agentId, stream, 0);
+      forgetHistory(stream, 0);
     }
-    for (const [agentId, stream] of streams) {
+    for (const stream of streams.values()) {
       if (stateBytes <= maxTotalStateBytes) break;
-      clearState(agentId, stream);
+      clearState(stream);
     }
     expire(Date.now());
     while (queues.size > maxQueuedAgents) {
