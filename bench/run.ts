@@ -94,7 +94,7 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
     }
     if (params.storm > 0) {
       try {
-        stormResults = await stormScenario(params.storm, pinning, recorder, last);
+        stormResults = await stormScenario(params.storm, pinning, recorder, last, options.nodeFlags);
       } catch (error) {
         recorder.failures.push(`storm: ${(error as Error).message}`);
         log(`  storm FAILED: ${(error as Error).stack ?? error}`);

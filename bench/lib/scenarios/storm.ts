@@ -108,8 +108,9 @@ async function startServer(
   env: Record<string, string>,
   count: number,
   pinning: Pinning,
+  nodeFlags: readonly string[],
 ): Promise<{ server: ReadyProcess; port: number; pid: number }> {
-  const command = [nodeBinary(NODE), '--import', 'tsx', join('bench/servers', entry)];
+  const command = [nodeBinary(NODE), ...nodeFlags, '--import', 'tsx', join('bench/servers', entry)];
   const [file, ...args] = pinning.pin(0, withOpenFiles(count * 2 + 1000, command)) as [string, ...string[]];
   const server = await spawnReady({
     name,
@@ -132,6 +133,7 @@ async function stormOn(
   agentFamily: boolean,
   count: number,
   pinning: Pinning,
+  nodeFlags: readonly string[],
 ): Promise<StormResult> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-storm-'));
   const agents = Math.max(1, Math.floor(count / 10));
@@ -140,7 +142,7 @@ async function stormOn(
     : {};
   const counts = { retries: 0, recovered: 0 };
   const sockets: WebSocket[] = [];
-  let running = await startServer(name, entry, env, count, pinning);
+  let running = await startServer(name, entry, env, count, pinning, nodeFlags);
   try {
     const urlOf = (port: number, i: number) => `ws://127.0.0.1:${port}/agents/bench-agent-${i % agents}/ws`;
     // First connects, 500 at a time: the plain handshake's cost.
@@ -163,7 +165,7 @@ async function stormOn(
     for (const socket of sockets.splice(0)) socket.terminate();
     counts.recovered = 0;
     counts.retries = 0;
-    running = await startServer(name, entry, { ...env, BENCH_PREFILL: '' }, count, pinning);
+    running = await startServer(name, entry, { ...env, BENCH_PREFILL: '' }, count, pinning, nodeFlags);
     await sleep(300);
     cpu = schedCpu(running.pid);
     started = monotonicMs();
@@ -191,13 +193,15 @@ async function stormOn(
 
 /**
  * Runs the storm with `count` clients on the plugin with the SQLite store and on raw ws (both on
- * Node 24); records a delivery check per server (every client back) and returns the figures.
+ * Node 24, with `--node-flags`); records a delivery check per server (every client back) and
+ * returns the figures.
  */
 export async function stormScenario(
   count: number,
   pinning: Pinning,
   recorder: Recorder,
   repeat: number,
+  nodeFlags: readonly string[] = [],
 ): Promise<StormResult[]> {
   const results: StormResult[] = [];
   for (const [name, entry, agent] of [
@@ -205,7 +209,7 @@ export async function stormScenario(
     ['ws-node24', 'ws.ts', false],
   ] as const) {
     log(`storm: ${name}, ${count} clients`);
-    const result = await stormOn(name, entry, agent, count, pinning);
+    const result = await stormOn(name, entry, agent, count, pinning, nodeFlags);
     results.push(result);
     recorder.checks.push({
       repeat,
