@@ -56,7 +56,8 @@ export interface BrokerContext {
    * `agent-state.ts`) and its stream record (id, epoch, `seq`). Over it, the least recently
    * updated entries go first, never the newest update; a task update over it on its own is kept
    * without its `result` (`withoutResult`), and reported as a `result` eviction. Optional for
-   * contexts built before it existed; `createAgentHub` always sets it (absent: unbounded).
+   * contexts built before it existed; `createAgentHub` always sets it (absent: the in-memory and
+   * Redis brokers leave it unbounded, another broker may apply a default of its own).
    */
   readonly maxStateBytes?: number;
   /**
