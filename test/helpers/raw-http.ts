@@ -105,3 +105,42 @@ export async function inBatches<T, R>(items: T[], width: number, task: (item: T)
 }
 
 export const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));
+
+/** What `sendAll` saw: the answer, and how much of the body went out before the end. */
+export interface SentAnswer extends RawAnswer {
+  /** Bytes of the body written before the connection ended. */
+  sent: number;
+}
+
+/**
+ * Writes `head`, then `body` (a buffer written whole, or a size to send in 64 KiB chunks for as
+ * long as the server reads them: a client that never stops), while collecting what the server
+ * answers. Settles once the server ends the connection, or after `timeout` ms (then destroys it).
+ */
+export async function sendAll(
+  port: number,
+  head: string,
+  body: Buffer | number,
+  timeout = 30_000,
+): Promise<SentAnswer> {
+  const socket = await connect(port);
+  const started = Date.now();
+  const answer = answerOf(socket, timeout, started);
+  let sent = 0;
+  socket.write(head, 'latin1');
+  if (Buffer.isBuffer(body)) {
+    socket.write(body, (error) => {
+      if (!error) sent = body.length;
+    });
+  } else {
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    const pump = () => {
+      while (!socket.destroyed && sent < body) {
+        sent += chunk.length;
+        if (!socket.write(chunk)) return void socket.once('drain', pump);
+      }
+    };
+    pump();
+  }
+  return { ...(await answer), sent };
+}
