@@ -16,6 +16,13 @@
  * its connection cut instead (the runtime's abort: the answer's stream errors; on Node the socket
  * is destroyed), so a client that never stops holds nothing longer than that.
  *
+ * Not covered: on Deno, a client that dribbles the body (a few bytes at a time, never reaching
+ * `maxBytes`) keeps its connection after `maxMs`: once a handler has read from a request body,
+ * Deno does not end the connection when the answer's stream errors (it does for a flood, and
+ * Deno offers a handler no other way to close a connection). A body the app started to read and
+ * left (hono's `bodyLimit` on a chunked body over the limit) is not discarded either: its reader
+ * holds it.
+ *
  * @module
  */
 
