@@ -13,9 +13,9 @@
 import type { Context, Hono } from 'hono';
 import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSContextInit, type WSEvents } from 'hono/ws';
 import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
-import { LINGER_LIMITS, type LingerLimits, lingerOnUnreadBody } from './linger.ts';
+import { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
 
-export { LINGER_LIMITS, type LingerLimits, lingerOnUnreadBody } from './linger.ts';
+export { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
 
 /** The part of Bun's global this file uses: `tsc` checks it without Bun's type package. */
 declare const Bun: {
@@ -250,7 +250,7 @@ export interface ServeBunOptions {
   /**
    * How much of a request body nobody read the server discards after answering (an oversized
    * ingest's 413), so the client gets the answer, and for how long; past either, the connection
-   * is cut. Default `LINGER_LIMITS` (16 MiB, 5 s); see `lingerOnUnreadBody`.
+   * is cut. Default `LINGER_LIMITS` (16 MiB, 5 s); see `answerDiscardingBody`.
    */
   linger?: LingerLimits;
 }
@@ -266,7 +266,7 @@ export interface BunServer {
 /**
  * Serves an app with the hub on Bun and resolves once it listens (`Bun.serve` binds at once).
  * An answer given before the request's body was read is held open while the body is discarded
- * (`lingerOnUnreadBody`): Bun would otherwise close the connection with the body unread, and the
+ * (`answerDiscardingBody`): Bun would otherwise close the connection with the body unread, and the
  * client would lose the answer to a reset.
  *
  * @param options The server options.
@@ -277,8 +277,8 @@ export async function serveBun(options: ServeBunOptions): Promise<BunServer> {
   const server = Bun.serve({
     port: options.port ?? SERVE_DEFAULTS.port,
     hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
-    fetch: async (request, server) =>
-      lingerOnUnreadBody(request, await options.fetch(request, server), options.linger ?? LINGER_LIMITS),
+    fetch: (request, server) =>
+      answerDiscardingBody(request, (passed) => options.fetch(passed, server), options.linger ?? LINGER_LIMITS),
     websocket: bunWebSocket(options.hub),
   });
   return {

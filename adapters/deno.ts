@@ -13,9 +13,9 @@
 import type { Context, Hono } from 'hono';
 import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSContextInit, type WSEvents } from 'hono/ws';
 import { type AgentHub, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
-import { LINGER_LIMITS, type LingerLimits, lingerOnUnreadBody } from './linger.ts';
+import { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
 
-export { LINGER_LIMITS, type LingerLimits, lingerOnUnreadBody } from './linger.ts';
+export { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
 
 /** `WSContext` never reaches it: `DenoContext` overrides every method that would. Shared. */
 const NO_INIT: WSContextInit<WebSocket> = {
@@ -117,7 +117,7 @@ export interface ServeDenoOptions {
   /**
    * How much of a request body nobody read the server discards after answering (an oversized
    * ingest's 413), so the client gets the answer, and for how long; past either, the connection
-   * is cut. Default `LINGER_LIMITS` (16 MiB, 5 s); see `lingerOnUnreadBody`.
+   * is cut. Default `LINGER_LIMITS` (16 MiB, 5 s); see `answerDiscardingBody`.
    */
   linger?: LingerLimits;
 }
@@ -136,7 +136,7 @@ export interface DenoServer {
 
 /**
  * Serves an app with the hub on Deno and resolves once it listens. An answer given before the
- * request's body was read is held open while the body is discarded (`lingerOnUnreadBody`): Deno
+ * request's body was read is held open while the body is discarded (`answerDiscardingBody`): Deno
  * would otherwise read such a body for as long as the client sends it, and keep a connection
  * whose client dribbles it, without limit.
  *
@@ -153,8 +153,8 @@ export async function serveDeno(options: ServeDenoOptions): Promise<DenoServer> 
       // Given, so Deno does not print its own "Listening on" line.
       onListen: () => {},
     },
-    async (request, info) =>
-      lingerOnUnreadBody(request, await options.fetch(request, info), options.linger ?? LINGER_LIMITS),
+    (request, info) =>
+      answerDiscardingBody(request, (passed) => options.fetch(passed, info), options.linger ?? LINGER_LIMITS),
   );
   return {
     server,

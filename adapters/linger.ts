@@ -19,9 +19,7 @@
  * Not covered: on Deno, a client that dribbles the body (a few bytes at a time, never reaching
  * `maxBytes`) keeps its connection after `maxMs`: once a handler has read from a request body,
  * Deno does not end the connection when the answer's stream errors (it does for a flood, and
- * Deno offers a handler no other way to close a connection). A body the app started to read and
- * left (hono's `bodyLimit` on a chunked body over the limit) is not discarded either: its reader
- * holds it.
+ * Deno offers a handler no other way to close a connection).
  *
  * @module
  */
@@ -46,36 +44,63 @@ export const LINGER_LIMITS: LingerLimits = { maxBytes: 16 * 1024 * 1024, maxMs: 
 const CUT = new Error('request body not finished within the linger limits');
 
 /**
- * The answer to `request`, held open while its unread body is discarded (see the module).
- * Returned as is when there is nothing to discard: a `GET` or `HEAD`, or a body the app read or
- * started to read (then its reader owns it).
+ * Answers `request` with `answer` (the app), and holds the answer open while whatever of its
+ * body the app left unread is discarded (see the module). The answer is returned as is when
+ * nothing is left: a `GET` or `HEAD`, or a body the app read to its end.
  *
- * @param request The request the app answered.
- * @param response The app's answer.
+ * A body without a declared length (chunked) is handed to the app through a stream of its own,
+ * so that one the app stopped reading half-way (hono's `bodyLimit` past its limit keeps its
+ * reader) can still be discarded; a body with a length is handed over as it is.
+ *
+ * @param request The request.
+ * @param answer Answers it: the app's `fetch`, with the runtime's other arguments bound.
  * @param limits The bounds of the discarding.
  * @param cut Ends the connection at once, where the runtime offers it (Node: the socket's
  *   `destroy`); by default the held answer's stream errors, which aborts the connection.
  *
  * @returns The answer to send.
  */
-export function lingerOnUnreadBody(
+export async function answerDiscardingBody(
   request: Request,
-  response: Response,
+  answer: (request: Request) => Response | Promise<Response>,
   limits: LingerLimits = LINGER_LIMITS,
   cut?: () => void,
-): Response {
+): Promise<Response> {
   // First, so a GET never builds what `body` builds (on Node, the whole standard Request).
-  if (request.method === 'GET' || request.method === 'HEAD' || request.bodyUsed) return response;
-  const body = request.body;
-  if (body === null || body.locked || response.status === 101) return response;
-  const finished = discard(body.getReader(), limits);
+  if (request.method === 'GET' || request.method === 'HEAD') return answer(request);
+  let source: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  let ended = false;
+  if (request.body !== null && request.headers.get('content-length') === null) {
+    const reader = request.body.getReader();
+    source = reader;
+    const relay = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const next = await reader.read();
+        if (!next.done) return controller.enqueue(next.value);
+        ended = true;
+        controller.close();
+      },
+    });
+    request = new Request(request, { body: relay, duplex: 'half' } as RequestInit);
+  }
+  const response = await answer(request);
+  if (source === undefined) {
+    if (request.bodyUsed || request.body === null || request.body.locked) return response;
+    source = request.body.getReader();
+  } else if (ended) return response;
+  if (response.status === 101) return response;
+  return held(response, discard(source, limits), cut);
+}
+
+/** `response`, its end held back until `finished` says whether the body ended within the limits. */
+function held(response: Response, finished: Promise<boolean>, cut: (() => void) | undefined): Response {
   const answer = response.body?.getReader();
   // Without a declared length, the runtime writes the answer chunked and ends it when the stream
   // closes: with one, it would end the answer after that many bytes, without waiting.
   const headers = new Headers(response.headers);
   headers.delete('content-length');
   let answered = answer === undefined;
-  const held = new ReadableStream<Uint8Array>({
+  const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (!answered) {
         const next = await (answer as ReadableStreamDefaultReader<Uint8Array>).read();
@@ -92,7 +117,7 @@ export function lingerOnUnreadBody(
       return answer?.cancel(reason);
     },
   });
-  return new Response(held, { status: response.status, statusText: response.statusText, headers });
+  return new Response(stream, { status: response.status, statusText: response.statusText, headers });
 }
 
 /**

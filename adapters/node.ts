@@ -17,9 +17,9 @@ import type { Context, Hono } from 'hono';
 import type { WSContext, WSEvents } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
-import { LINGER_LIMITS, type LingerLimits, lingerOnUnreadBody } from './linger.ts';
+import { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
 
-export { LINGER_LIMITS, type LingerLimits, lingerOnUnreadBody } from './linger.ts';
+export { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
 
 /**
  * `@hono/node-server`'s `upgradeWebSocket`, minus a per-connection leak of memory: its event
@@ -95,7 +95,7 @@ export interface ServeNodeOptions {
   /**
    * How much of a request body nobody read the server discards after answering (an oversized
    * ingest's 413), so the client gets the answer, and for how long; past either, the socket is
-   * destroyed. Default `LINGER_LIMITS` (16 MiB, 5 s); see `lingerOnUnreadBody`.
+   * destroyed. Default `LINGER_LIMITS` (16 MiB, 5 s); see `answerDiscardingBody`.
    */
   linger?: LingerLimits;
   /**
@@ -259,8 +259,13 @@ export function serveNode(options: ServeNodeOptions): Promise<NodeServer> {
         // A request with `Connection: close` answered before its body was read: Node closes the
         // socket as soon as the answer is written, and the unread body turns the close into a
         // reset that loses the answer.
-        fetch: async (request: Request, env: HttpBindings | Http2Bindings) =>
-          lingerOnUnreadBody(request, await options.fetch(request, env), linger, () => env.outgoing.destroy()),
+        fetch: (request: Request, env: HttpBindings | Http2Bindings) =>
+          answerDiscardingBody(
+            request,
+            (passed) => options.fetch(passed, env),
+            linger,
+            () => env.outgoing.destroy(),
+          ),
         port: options.port ?? SERVE_DEFAULTS.port,
         hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
         websocket,

@@ -26,6 +26,22 @@ const ingestHead = (length: number, connection?: 'close') =>
     ...(connection ? { Connection: connection } : {}),
   });
 
+/** A chunked request head (no declared length), and `body` in 64 KiB chunks with the last. */
+const chunkedHead = () =>
+  head('POST /agents/big/updates HTTP/1.1', {
+    'Content-Type': 'application/json',
+    'Transfer-Encoding': 'chunked',
+    Connection: 'close',
+  });
+function chunked(body: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  for (let at = 0; at < body.length; at += 64 * 1024) {
+    const part = body.subarray(at, at + 64 * 1024);
+    parts.push(Buffer.from(`${part.length.toString(16)}\r\n`), part, Buffer.from('\r\n'));
+  }
+  return Buffer.concat([...parts, Buffer.from('0\r\n\r\n')]);
+}
+
 /** Asserts `answer` is the 413 with the hub's JSON error, whatever the framing. */
 function assert413(answer: SentAnswer, what: string): void {
   assert.equal(
@@ -58,6 +74,26 @@ for (const runtime of [node, deno, bun] as Runtime[]) {
         assert.deepEqual(failures, []);
       });
     }
+
+    it(`answers ${POSTS} chunked posts of 2 MB (no declared length) with 413 and the JSON error`, async () => {
+      const body = chunked(oversized);
+      const failures: string[] = [];
+      for (let post = 0; post < POSTS; post++) {
+        const answer = await sendAll(server.port, chunkedHead(), body);
+        if (answer.status !== 413 || !answer.body.includes('"error":"payload_too_large"'))
+          failures.push(
+            `post ${post}: ${answer.status} ${answer.closedBy} ${JSON.stringify(answer.text.slice(0, 80))}`,
+          );
+      }
+      assert.deepEqual(failures, []);
+    });
+
+    it('still accepts a chunked body within the limit', async () => {
+      const update = Buffer.from(JSON.stringify({ type: 'task_update', task_id: 't', status: 'running', progress: 2 }));
+      const answer = await sendAll(server.port, chunkedHead(), chunked(update));
+      assert.equal(answer.status, 202, answer.text);
+      assert.match(answer.body, /"accepted":1/);
+    });
 
     it('answers 413, then cuts a client that never stops sending past the byte bound', async () => {
       // 100 MB declared (under Bun's own 128 MiB ceiling, which refuses before the app).
