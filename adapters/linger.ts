@@ -17,9 +17,10 @@
  * is destroyed), so a client that never stops holds nothing longer than that.
  *
  * Not covered: on Deno, a client that dribbles the body (a few bytes at a time, never reaching
- * `maxBytes`) keeps its connection after `maxMs`: once a handler has read from a request body,
- * Deno does not end the connection when the answer's stream errors (it does for a flood, and
- * Deno offers a handler no other way to close a connection).
+ * `maxBytes`) usually keeps its connection after `maxMs` (cut in 1 of 4 tries here): once a
+ * handler has read from a request body, Deno does not reliably end the connection when the
+ * answer's stream errors (it does for a flood), and it offers a handler no other way to close
+ * one. Deno has no request timeout either, so such a client holds one connection, idle.
  *
  * @module
  */
