@@ -177,7 +177,7 @@ describe('memory: the heap after GC stays within 1.5 times the byte totals', {
   });
 });
 
-describe('memory: a result too large to keep in the state', () => {
+describe('memory: a result too large to keep in the state', { timeout: 30_000 }, () => {
   const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
   it('is left out of the snapshot and the listing (result_omitted), and counted; the live update carries it whole', async () => {
@@ -246,7 +246,7 @@ describe('memory: a result too large to keep in the state', () => {
   });
 });
 
-describe('memory: the hub keeps the states of watched agents within maxTotalStateBytes', () => {
+describe('memory: the hub keeps the states of watched agents within maxTotalStateBytes', { timeout: 30_000 }, () => {
   const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
   it('cuts the agent updated least recently to its newest update, and counts it', async () => {
@@ -279,7 +279,7 @@ describe('memory: the hub keeps the states of watched agents within maxTotalStat
   });
 });
 
-describe('memory: the in-memory broker over maxTotalStateBytes', () => {
+describe('memory: the in-memory broker over maxTotalStateBytes', { timeout: 30_000 }, () => {
   const setup = (limits: Partial<BrokerContext>, maxAgents?: number) => {
     const evictions: [string, EvictionKind, number][] = [];
     const broker = memoryBroker({ maxAgents })({
