@@ -15,6 +15,7 @@ import { type Command, EXIT, HELP, parseCommand } from './args.ts';
 import {
   CLEAR_SCREEN,
   type FatalInfo,
+  fatalHint,
   fatalText,
   HIDE_CURSOR,
   initialState,
@@ -187,7 +188,8 @@ async function watch(command: Extract<Command, { kind: 'watch' }>): Promise<numb
   const handle = (event: WatchEvent) => {
     const reduction = reduce(state, event);
     state = reduction.state;
-    view.show(state, reduction.lines);
+    // A fatal error is written once, to stderr, when the watch ends.
+    view.show(state, event.type === 'fatal' ? [] : reduction.lines);
   };
 
   return new Promise<number>((resolve) => {
@@ -198,7 +200,10 @@ async function watch(command: Extract<Command, { kind: 'watch' }>): Promise<numb
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       view.end(state);
-      if (state.fatal) process.stderr.write(`hono-agent-ws: ${fatalText(state.fatal)}\n`);
+      if (state.fatal) {
+        const hint = fatalHint(state.fatal, command.token !== undefined);
+        process.stderr.write(`hono-agent-ws: ${fatalText(state.fatal)}\n${hint ? `hono-agent-ws: ${hint}\n` : ''}`);
+      }
       resolve(code);
     };
     const client = connectAgent(command.url, {
