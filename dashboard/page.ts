@@ -332,19 +332,26 @@ async function fetchStats(): Promise<Record<string, any> | undefined> {
 const connectionsOf = (stats: Record<string, any>): number =>
   num((stats.cluster as Record<string, number> | undefined)?.active_connections ?? stats.active_connections);
 
-/** The connection count on the card now; the listing is asked again whenever it changes. */
-let shownConnections: number | undefined;
+/**
+ * This instance's connections as the last listing shown saw them: open now, and accepted since
+ * the start (so one connection closing while another opens still counts as a change).
+ */
+const connectionsKey = (stats: Record<string, any>): string =>
+  `${num(stats.active_connections)}/${num(stats.total_connections)}`;
+
+/** `connectionsKey` of the stats shown with the last listing; the listing is asked again when it changes. */
+let listedConnections: string | undefined;
 /** When the listing was last asked. */
 let listedAt = Number.NEGATIVE_INFINITY;
 
 /**
  * One round: the stats every `statsInterval`; the listing every `refreshInterval`, and at once
- * when the connection count moved, so the agents' counts and the card change in the same frame
- * and always agree (on one instance; in a cluster the card counts every instance).
+ * when a connection opened or closed, so the agents' counts and the card change in the same
+ * frame and always agree (on one instance; in a cluster the card counts every instance).
  */
 async function refresh(): Promise<void> {
   let stats = await fetchStats();
-  const moved = stats !== undefined && connectionsOf(stats) !== shownConnections;
+  const moved = stats !== undefined && connectionsKey(stats) !== listedConnections;
   let agents: Listed[] | undefined;
   if (listing !== false && (moved || performance.now() - listedAt >= refreshInterval)) {
     listedAt = performance.now();
@@ -355,10 +362,8 @@ async function refresh(): Promise<void> {
       stats = (await fetchStats()) ?? stats;
   }
   if (agents || listing === false) showListing(agents);
-  if (stats) {
-    showStats(stats);
-    shownConnections = connectionsOf(stats);
-  }
+  if (stats) showStats(stats);
+  if (stats && agents) listedConnections = connectionsKey(stats);
 }
 
 let previous: { at: number; sent: number; published: number } | undefined;

@@ -1,6 +1,6 @@
 /**
  * Saves the dashboard as the demo serves it, at desktop width (docs/dashboard.png, 1280 px) and
- * on a phone (docs/dashboard-phone.png, 390 px), with headless Debian chromium (see
+ * on a phone (docs/dashboard-phone.png, 390 px, twice the pixels), with headless Debian chromium (see
  * scripts/chromium.ts). The demo's simulated agents run, and one agent gets a task with a long
  * id, a failed task and a result, so the shots show what wraps. Not part of `npm test`.
  *
@@ -19,7 +19,7 @@ if (!existsSync(CHROMIUM_PATH)) {
 }
 
 const out = process.argv[2] ?? join(ROOT, 'docs');
-const server = await startServer(node, { DEMO_AGENTS: '2' });
+const server = await startServer(node, { DEMO_AGENTS: '1' });
 const publish = async (agent: string, body: unknown) => {
   const res = await request(`${server.http}/agents/${agent}/updates`, {
     method: 'POST',
@@ -31,7 +31,7 @@ const publish = async (agent: string, body: unknown) => {
 
 const browser = await launchChromium();
 try {
-  await publish('research-agent-7', [
+  await publish('agent-research-7', [
     {
       type: 'status_update',
       status: 'running',
@@ -59,13 +59,13 @@ try {
     ['dashboard-phone.png', 390, 844],
   ] as const) {
     const page = await browser.newPage({ viewport: { width, height }, deviceScaleFactor: width < 600 ? 2 : 1 });
-    await page.goto(`${server.http}/?agents=research-agent-7&stats=500`);
-    await page.locator('[data-agent="research-agent-7"] [data-task="outline"]').waitFor({ timeout: 15_000 });
-    await page.locator('[data-agent="demo-agent-2"] [data-field="state"][data-state="open"]').waitFor();
+    await page.goto(`${server.http}/?agents=agent-research-7&stats=500`);
+    await page.locator('[data-agent="agent-research-7"] [data-task="outline"]').waitFor({ timeout: 15_000 });
+    await page.locator('[data-agent="demo-agent-1"] [data-field="state"][data-state="open"]').waitFor();
     // Let the simulated agents run a few steps and the stats poll twice.
     await page.waitForTimeout(2500);
     const path = join(out, name);
-    await page.screenshot({ path, fullPage: width < 600 });
+    await page.screenshot({ path });
     console.log(`${path} written`);
     await page.close();
   }

@@ -209,6 +209,7 @@ describe('the dashboard for a new user', {
   });
 
   it('changes the agents’ connection counts in the same frame as the counter card', async () => {
+    await publish('phone-a', { type: 'status_update', status: 'idle' });
     await publish('phone-c', { type: 'status_update', status: 'idle' });
     const { page, problems } = await open(390, 'phone-c');
     const extra: WebSocket[] = [];
@@ -249,6 +250,19 @@ describe('the dashboard for a new user', {
         });
         assert.equal((await read()).own, 1 + n);
       }
+      // One connection moves from phone-c to phone-a: the total stays, the agents' counts follow.
+      const countOf = (agent: string) =>
+        page.locator(`[data-agent="${agent}"] [data-field="connections"]`).textContent();
+      assert.equal(await countOf('phone-a'), '1');
+      const moved = new WebSocket(`${server.ws}/agents/phone-a/ws?token=${TOKEN}`);
+      extra.push(moved);
+      extra.shift()?.terminate();
+      await until('phone-a 2, phone-c 2', async () => {
+        const now = await read();
+        assert.equal(now.sum, now.card, `agents ${now.sum}, card ${now.card}`);
+        return (await countOf('phone-a')) === '2' && now.own === 2;
+      });
+      assert.equal((await read()).card, base + 2);
       assert.deepEqual(problems, []);
     } finally {
       for (const socket of extra) socket.terminate();
