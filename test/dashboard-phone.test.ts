@@ -18,7 +18,7 @@ import { WebSocket } from 'ws';
 import { dashboard, tokenRequired } from '../dashboard/index.ts';
 import { createAgentHub } from '../plugin/index.ts';
 import { CHROMIUM_PATH, launchChromium } from '../scripts/chromium.ts';
-import { node, request, type ServerHandle, startServer } from './helpers/server.ts';
+import { node, request, type ServerHandle, startServer, validateHttpBody } from './helpers/server.ts';
 
 const TOKEN = 'phone-secret';
 const LONG_ID = 'summarize-quarterly-report-2026-q3-europe';
@@ -290,6 +290,7 @@ describe('the dashboard for a new user', {
     assert.equal(api.headers['x-agent-ws-error'], 'unauthorized');
     assert.equal(api.headers['www-authenticate'], 'Bearer');
     assert.equal((JSON.parse(api.text) as { error: string }).error, 'unauthorized');
+    validateHttpBody('HttpError', JSON.parse(api.text));
     const stats = await request(`${server.http}/agents/ws/stats`, { headers: { accept: 'text/html' } });
     assert.equal(stats.status, 401, "the hub's routes stay JSON");
     assert.equal((JSON.parse(stats.text) as { error: string }).error, 'unauthorized');
