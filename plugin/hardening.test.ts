@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type FakeSocket, fakeRuntime } from '../test/helpers/fake-runtime.ts';
+import { sleep } from '../test/helpers/wait.ts';
 import {
   type AgentHubOptions,
   type AgentUpdate,
@@ -14,7 +15,6 @@ import {
   memoryBroker,
 } from './index.ts';
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0, snapshot: false };
 const connected = async (runtime: ReturnType<typeof fakeRuntime>, agentId: string, headers = {}) => {
   const socket = await runtime.connect(agentId, headers);

@@ -4,6 +4,7 @@ import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { UpgradeWebSocket } from 'hono/ws';
 import { type FakeSocket, fakeRuntime, fakeTopics } from '../test/helpers/fake-runtime.ts';
+import { sleep } from '../test/helpers/wait.ts';
 import {
   type AgentHubOptions,
   type BrokerFactory,
@@ -13,7 +14,6 @@ import {
   memoryBroker,
 } from './index.ts';
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0, snapshot: false };
 const connected = async (runtime: ReturnType<typeof fakeRuntime>, agentId: string) => {
   const socket = await runtime.connect(agentId);

@@ -10,6 +10,7 @@ import { Registry } from 'prom-client';
 import { type FakeSocket, fakeRuntime } from '../test/helpers/fake-runtime.ts';
 import { parsePrometheus } from '../test/helpers/prometheus.ts';
 import { validateHttpBody } from '../test/helpers/server.ts';
+import { sleep } from '../test/helpers/wait.ts';
 import {
   type AgentHubOptions,
   type AgentsPage,
@@ -22,7 +23,6 @@ import {
 } from './index.ts';
 
 const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0, snapshot: false, batchInterval: 0 };
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 const list = async (runtime: ReturnType<typeof fakeRuntime>, query = ''): Promise<AgentsPage> => {
   const response = await runtime.app.request(`/agents/ws/agents${query}`);

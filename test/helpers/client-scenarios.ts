@@ -8,7 +8,9 @@ import { it } from 'node:test';
 import type { ConnectOptions } from '../../client/index.ts';
 import { CLOSE_TASK, type Report } from './client-harness.ts';
 import { startFront } from './front.ts';
+import { newAgentId } from './ids.ts';
 import { ingest, node, request, type ServerHandle, startServer, statsWith, task } from './server.ts';
+import { sleep } from './wait.ts';
 
 /** One client being run. */
 export interface Run {
@@ -31,9 +33,6 @@ export interface Driver {
   readonly probes?: boolean;
 }
 
-let sequence = 0;
-const agent = (label: string) => `client-${label}-${process.pid}-${++sequence}`;
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 type UpdateView = { type: string; seq: number; epoch: string; task_id?: string };
@@ -62,7 +61,7 @@ export function clientScenarios(driver: Driver): void {
     const server = await startServer(node, { BATCH_INTERVAL_MS: '300', HEARTBEAT_INTERVAL_MS: '1000' });
     let run: Run | undefined;
     try {
-      const id = agent('batches');
+      const id = newAgentId('client-batches');
       assert.equal((await ingest(server, id, [task(1), task(2), task(3)])).status, 202);
       // With validation: every frame checked against the server's valibot schemas (a lazy chunk).
       run = await driver.start(`${server.ws}/agents/${id}/ws`, { validate: true });
@@ -118,7 +117,7 @@ export function clientScenarios(driver: Driver): void {
     let second: ServerHandle | undefined;
     let run: Run | undefined;
     try {
-      const id = agent('restart');
+      const id = newAgentId('client-restart');
       run = await driver.start(`${first.ws}/agents/${id}/ws`, { reconnect: { initialDelayMs: 100, maxDelayMs: 400 } });
       const hello = (await run.waitFor((report) => report.event === 'open', 'open')).args[0] as { epoch: string };
       await ingest(first, id, task(1));
@@ -154,7 +153,7 @@ export function clientScenarios(driver: Driver): void {
     const server = await startServer(node, { HEARTBEAT_INTERVAL_MS: '300', BATCH_INTERVAL_MS: '0' });
     let run: Run | undefined;
     try {
-      const id = agent('silent');
+      const id = newAgentId('client-silent');
       run = await driver.start(`${server.ws}/agents/${id}/ws`, {
         connectTimeoutMs: 1000,
         reconnect: { initialDelayMs: 100, maxDelayMs: 200 },
@@ -197,7 +196,7 @@ export function clientScenarios(driver: Driver): void {
     let run: Run | undefined;
     let publishing = true;
     let published = 0;
-    const id = agent('drop');
+    const id = newAgentId('client-drop');
     const publisher = (async () => {
       while (publishing) {
         const n = published + 1;
@@ -242,7 +241,7 @@ export function clientScenarios(driver: Driver): void {
     const server = await startServer(node, { AUTH_TOKEN: 'secret' });
     let run: Run | undefined;
     try {
-      const id = agent('refused');
+      const id = newAgentId('client-refused');
       if (driver.probes) {
         const plain = await request(`${server.http}/agents/${id}/ws?token=wrong`);
         if (plain.status === 426) {
@@ -284,7 +283,7 @@ export function clientScenarios(driver: Driver): void {
       const server = await startServer(node);
       let run: Run | undefined;
       try {
-        run = await driver.start(`${server.ws}/agents/${agent('origin')}/ws`, {
+        run = await driver.start(`${server.ws}/agents/${newAgentId('client-origin')}/ws`, {
           origin: 'https://evil.example',
           reconnect: { initialDelayMs: 20, maxDelayMs: 50 },
         });
@@ -305,7 +304,7 @@ export function clientScenarios(driver: Driver): void {
     const front = await startFront(() => 1);
     const port = front.port;
     await front.close();
-    const run = await driver.start(`ws://127.0.0.1:${port}/agents/${agent('nowhere')}/ws`, {
+    const run = await driver.start(`ws://127.0.0.1:${port}/agents/${newAgentId('client-nowhere')}/ws`, {
       reconnect: { initialDelayMs: 10_000, maxDelayMs: 10_000 },
       closeOn: 'reconnecting',
     });
@@ -324,7 +323,7 @@ export function clientScenarios(driver: Driver): void {
     const front = await startFront(() => 1);
     const port = front.port;
     await front.close();
-    const run = await driver.start(`ws://127.0.0.1:${port}/agents/${agent('retries')}/ws`, {
+    const run = await driver.start(`ws://127.0.0.1:${port}/agents/${newAgentId('client-retries')}/ws`, {
       reconnect: { initialDelayMs: 20, maxDelayMs: 40, maxRetries: 3 },
     });
     try {

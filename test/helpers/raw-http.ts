@@ -103,5 +103,3 @@ export async function inBatches<T, R>(items: T[], width: number, task: (item: T)
     results.push(...(await Promise.all(items.slice(i, i + width).map(task))));
   return results;
 }
-
-export const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));

@@ -183,16 +183,3 @@ export const task = (n: number, extra: Record<string, unknown> = {}) => ({
   progress: n % 101,
   ...extra,
 });
-
-/** Polls `check` until it returns true or `timeout` passes. */
-export async function eventually(
-  check: () => boolean | Promise<boolean>,
-  timeout = 3000,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeout} ms`);
-    await new Promise((done) => setTimeout(done, 20));
-  }
-}
