@@ -3,8 +3,9 @@ import { describe, it } from 'node:test';
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { UpgradeWebSocket } from 'hono/ws';
+import { fakeClock } from '../test/helpers/clock.ts';
 import { type FakeSocket, fakeRuntime, fakeTopics } from '../test/helpers/fake-runtime.ts';
-import { sleep } from '../test/helpers/wait.ts';
+import { sleep, waitFor } from '../test/helpers/wait.ts';
 import {
   type AgentHubOptions,
   type BrokerFactory,
@@ -103,7 +104,8 @@ describe('publishing', () => {
 });
 
 describe('fan-out cost', () => {
-  it('stringifies each update once, not once per frame or per connection', async () => {
+  it('stringifies each update once, not once per frame or per connection', async (t) => {
+    const clock = fakeClock(t);
     const hub = createAgentHub({ ...quiet, batchInterval: 20 });
     const runtime = fakeRuntime(hub);
     const sockets = await Promise.all(Array.from({ length: 50 }, () => connected(runtime, 'crowd')));
@@ -115,7 +117,7 @@ describe('fan-out cost', () => {
     }) as typeof stringify;
     try {
       for (let n = 0; n < 5; n++) await hub.publishTask('crowd', task(n));
-      await sleep(60);
+      await clock.advance(60);
     } finally {
       JSON.stringify = stringify;
     }
@@ -197,19 +199,21 @@ describe('heartbeat', () => {
     const socket = await connected(runtime, 'agent-late');
     const lazy = await connected(runtime, 'agent-late');
     try {
-      while (!socket.sent.some(isPing)) await sleep(2);
+      await waitFor(() => socket.sent.some(isPing), 3000, 'the first ping', 2);
       // Blocked past the next sweep; the pong is "read" only after the overdue sweep has run.
       blockFor(180);
       setTimeout(() => socket.receive('{"type":"pong"}'), 0);
+      // Real time, briefly: the overdue sweep and then the pong run; what follows asserts the
+      // sweep closed nobody, which no event can announce.
       await sleep(5);
       assert.equal(socket.closed, undefined, 'the client that answered is kept');
       assert.ok(entries.some((entry) => entry.event === 'heartbeat_sweep_skipped'));
       // The next sweep judges again: the client that answered stays, one that never answers goes.
       const pings = socket.sent.filter(isPing).length;
-      while (socket.sent.filter(isPing).length === pings) await sleep(2);
+      await waitFor(() => socket.sent.filter(isPing).length > pings, 3000, 'the next ping', 2);
       socket.receive('{"type":"pong"}');
-      while (!lazy.closed) await sleep(5);
-      assert.equal(lazy.closed.code, 4000);
+      await waitFor(() => lazy.closed !== undefined, 3000, 'the silent client closed', 5);
+      assert.equal(lazy.closed?.code, 4000);
       assert.equal(socket.closed, undefined);
       assert.equal(hub.stats().errors_by_kind.heartbeat_timeout, 1);
     } finally {
@@ -384,7 +388,7 @@ describe('a broker that answers asynchronously', () => {
     socket.receive('not json');
     assert.deepEqual(socket.sent, [], 'nothing before the broker answered');
     release();
-    await sleep(5);
+    await waitFor(() => socket.frames().length >= 4, 3000, 'the four answers after the broker', 1);
     assert.deepEqual(
       socket.frames().map((frame) => frame.type),
       ['connection_established', 'batch_update', 'pong', 'error'],
