@@ -28,6 +28,9 @@ if (skip) console.log(`# skipping the Redis tests: ${skip}`);
 
 const BATCH = 80;
 const PRESENCE_TTL = 1500;
+/** A script that counts the members of a presence set (KEYS[1]) not yet expired by Redis's clock. */
+const PRESENT_NOW = `local t = redis.call('TIME')
+return redis.call('ZCOUNT', KEYS[1], '(' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)), '+inf')`;
 /** The Redis broker's default `commandTimeout`, which the demo uses (it reads no env for it). */
 const COMMAND_TIMEOUT = 5000;
 
@@ -564,9 +567,15 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     c.process.kill('SIGSTOP');
     let onB: TestClient;
     try {
-      // C's last refresh was before the freeze: by now its presence has lapsed, while its
-      // subscription, an open connection, still listens.
-      await sleep(PRESENCE_TTL + 1000);
+      // C's last refresh was before the freeze: wait until its presence has lapsed by Redis's
+      // clock (no member of the agent's presence scored later than now), while its subscription,
+      // an open connection, still listens.
+      await waitFor(
+        () => redis?.cli(0, 'EVAL', PRESENT_NOW, '1', `haw:presence:${id}`) === '0',
+        PRESENCE_TTL + 5000,
+        'the frozen instance’s presence lapsed',
+        50,
+      );
       for (let n = 1; n <= 3; n++) assert.equal((await ingest(a, id, task(n))).status, 202);
       assert.equal((await queuedOn(a)) - queuedBefore, 3, 'queued: no instance counts as present');
       // B's client joins: the queue goes out on the channel, to B and to the frozen C alike.

@@ -10,7 +10,7 @@ import { CLOSE_TASK, type Report } from './client-harness.ts';
 import { startFront } from './front.ts';
 import { newAgentId } from './ids.ts';
 import { ingest, node, request, type ServerHandle, startServer, statsWith, task } from './server.ts';
-import { sleep } from './wait.ts';
+import { sleep, waitFor } from './wait.ts';
 
 /** One client being run. */
 export interface Run {
@@ -128,7 +128,11 @@ export function clientScenarios(driver: Driver): void {
         (report) => report.event === 'close' && (report.args[0] as { willReconnect: boolean }).willReconnect,
         'a close that will reconnect',
       );
-      await sleep(300); // a few attempts against nothing
+      // A few attempts against nothing: two more closes after the one above, each a failed attempt.
+      await run.waitFor(
+        () => run!.reports.filter((report) => report.event === 'close').length >= 3,
+        'two failed attempts against nothing',
+      );
       second = await startServer(node, { ...env, PORT: String(first.port) });
       const again = (await run.waitFor((report) => report.event === 'open', 'open again', 15_000, run.reports.length))
         .args[0] as { epoch: string; recovered: boolean; reconnects: number };
@@ -208,18 +212,34 @@ export function clientScenarios(driver: Driver): void {
     try {
       run = await driver.start(`${front.ws}/agents/${id}/ws`, { reconnect: { initialDelayMs: 200, maxDelayMs: 400 } });
       await run.waitFor((report) => report.event === 'open', 'open');
-      await sleep(300);
+      const live = run;
+      const closes = () => live.reports.filter((report) => report.event === 'close').length;
+      await run.waitFor(() => updatesOf(live).length >= 5, 'five updates before the drop');
       front.refuse(true);
       front.cut();
       await run.waitFor((report) => report.event === 'close', 'the drop');
-      await sleep(600);
+      const atDrop = published;
+      // Kept out until an attempt was refused and updates were published meanwhile.
+      await waitFor(
+        () => closes() >= 2 && published >= atDrop + 5,
+        10_000,
+        'a refused attempt and five updates published during the drop',
+      );
       front.refuse(false);
-      await run.waitFor(
+      const reopened = await run.waitFor(
         (report) => report.event === 'open' && (report.args[0] as { recovered: boolean }).recovered,
         'a recovered resume',
         10_000,
       );
-      await sleep(300);
+      const afterResume = run.reports.indexOf(reopened);
+      await run.waitFor(
+        () =>
+          live.reports
+            .slice(afterResume)
+            .filter((report) => report.event === 'update' && (report.args[1] as { source: string }).source !== 'resume')
+            .length >= 5,
+        'five live updates after the resume',
+      );
       publishing = false;
       await publisher;
       await run.waitFor(isUpdate(published), `the last update (${published})`);
@@ -266,7 +286,9 @@ export function clientScenarios(driver: Driver): void {
       // The browser learnt it from the probe, which also reads X-Agent-WS-Error.
       if (driver.probes) assert.equal((fatal.args[0] as { code?: string }).code, 'unauthorized');
       await run.finished();
-      await sleep(500);
+      // Nothing may follow: a client that retried would do so within 50 ms (maxDelayMs), so a
+      // window of four retry delays is enough to see it.
+      await sleep(200);
       // One refused attempt; in a browser, one probe besides.
       assert.equal((await unauthorized()) - before, driver.probes ? 2 : 1);
       const stats = await statsWith(server, { authorization: 'Bearer secret' });
