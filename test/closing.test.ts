@@ -117,6 +117,7 @@ for (const runtime of [node, bun])
       for (let n = 1; n <= 20; n++) assert.equal((await ingest(server, id, task(n))).status, 202);
 
       await waitFor(() => liveIds(other.frames).length >= 20, 5000, '20 updates at the other watcher');
+      // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
       await sleep(150);
       assert.deepEqual(liveIds(other.frames), range(1, 20));
       assert.deepEqual(rawIds(closing), [], 'nothing reached the closing watcher');
@@ -204,6 +205,7 @@ for (const runtime of [node, bun])
 
       // The staying watcher got every update, once, in order.
       await waitFor(() => liveIds(stay.frames).length >= last, 5000, 'every update at the staying watcher');
+      // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
       await sleep(150);
       assert.deepEqual(liveIds(stay.frames), range(1, last));
 

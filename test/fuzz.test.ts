@@ -834,6 +834,7 @@ describe('fuzzing the receive path (node)', { concurrency: false }, () => {
 
     // The watcher got every update, exactly once, in order.
     await waitFor(() => receivedTaskIds(watcher.frames).length >= UPDATES, 10_000, 'all updates at the watcher');
+    // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
     await sleep(200);
     assert.deepEqual(
       receivedTaskIds(watcher.frames),
@@ -927,6 +928,7 @@ describe('inbound frame budget (node)', { concurrency: false }, () => {
     for (let n = 0; n < 5; n++) {
       watcher.send({ type: 'ping' });
       await watcher.next('pong');
+      // Paced as a polite client: the point is a rate under the budget.
       await sleep(200);
     }
     const updatesSeen = () => receivedTaskIds(watcher.frames.filter((frame) => frame.type !== 'pong'));

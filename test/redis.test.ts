@@ -101,6 +101,7 @@ const deliveredToAll = async (
   ).catch(() => {
     // The assertions below say what is missing.
   });
+  // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
   await sleep(BATCH * 3);
   watchers.forEach((watcher, index) => {
     assertDelivered(watcher, order, accepted, `client on ${index === 0 ? 'A' : 'B'}`);
@@ -221,6 +222,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     // Two clients arrive at once, one per instance: exactly one gets the queue.
     const [onA, onB] = await Promise.all([open(a, id), open(b, id)]);
     await waitFor(() => [onA, onB].some((client) => client.frames.some((f) => f.type === 'batch_update')));
+    // No second replay may follow, on either instance: real time.
     await sleep(BATCH * 3);
     const replays = [onA, onB].flatMap((client) => client.drain());
     assert.equal(replays.length, 1, `one replay in all: ${JSON.stringify(replays)}`);
@@ -245,6 +247,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     const clusterBefore = (await stats(b)).cluster?.queued_messages;
     for (let n = 1; n <= 3; n++) {
       assert.equal((await ingest(b, id, task(n))).status, 202);
+      // Each alone: the window it opened closes empty first (unannounced, so waited out).
       await sleep(BATCH * 2);
     }
     const frames = [await onA.next(), await onA.next(), await onA.next()];
@@ -441,6 +444,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     const first = `task-${n}`;
     await waitFor(() => taskIds(watcher.frames).includes(first), 15_000, 'delivery resumed');
     console.log(`# Redis outage: publishing again ${Date.now() - upAt} ms after Redis came back`);
+    // Let what is still in flight land before the frames are cleared: nothing announces the last.
     await sleep(BATCH * 3);
     watcher.frames.length = 0;
     watcher.drain();
@@ -586,6 +590,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
       c.process.kill('SIGCONT');
     }
     await waitFor(() => taskIds(onC.frames).length >= 5, 10_000, 'updates on C once it woke');
+    // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
     await sleep(BATCH * 3);
     const all = ['task-1', 'task-2', 'task-3', 'task-4', 'task-5'];
     assert.deepEqual(taskIds(onB.frames), all, 'client on B: each once, in order');
@@ -816,6 +821,7 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
       ),
     ]);
     await waitFor(() => seqsOf(onX).length >= 40 && seqsOf(onY).length >= 40, 10_000, '40 updates on both');
+    // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
     await sleep(BATCH * 3);
     for (const client of [onX, onY]) {
       assert.deepEqual(seqsOf(client), range(1, 40), 'seq 1..40, each once, in order');
@@ -867,6 +873,7 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
     assert.equal(again.recovered, true, 'recovered');
     assert.equal(again.epoch, hello.epoch, 'the same epoch');
     await waitFor(() => seqsOf(back).at(-1) === 25, 5000, 'seq 25 on B');
+    // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
     await sleep(BATCH * 3);
     assert.deepEqual([...seqsOf(first), ...seqsOf(back)], range(1, 25), 'none lost, none twice, in order');
     const frames = shape(back);

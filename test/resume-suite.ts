@@ -246,6 +246,7 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
       assert.equal(hello.epoch, reloads.epoch);
       const back = reloads.current;
       await waitFor(() => reloads.position === 30 && stays.position === 30, 5000, 'both tabs at seq 30');
+      // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
       await sleep(150);
 
       const frames = back.frames.filter((frame) => frame.type !== 'ping');
@@ -333,6 +334,7 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
         10_000,
         'every tab at its agent’s last seq',
       );
+      // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
       await sleep(200);
       for (const t of stormTabs) {
         const last = flow.published.get(t.agentId) as number;

@@ -383,6 +383,7 @@ describe('guardUpgrades', () => {
       const plain = await exchange(port, head('GET /throws HTTP/1.1', h2c), 3000);
       assert.equal(plain.closedBy, 'server');
       assert.equal(plain.body, 'plain', 'a non-websocket upgrade never reaches the listeners');
+      // An unhandled rejection would be reported within a turn or two: a short quiet window.
       await sleep(50);
       assert.deepEqual(rejections, []);
       await waitFor(async () => (await connections(server)) === 0, 3000, 'no connection left');
@@ -526,6 +527,7 @@ describe('serveNode cuts slow clients within its timeouts', { concurrency: false
         socket.once('message', resolve);
         socket.once('error', reject);
       });
+      // Past every HTTP timeout, which the socket must outlive: nothing must happen, so real time.
       await sleep(REQUEST + CHECK * 5);
       assert.equal(socket.readyState, WebSocket.OPEN);
       const pong = new Promise((resolve) =>
