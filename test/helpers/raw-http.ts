@@ -103,3 +103,6 @@ export async function inBatches<T, R>(items: T[], width: number, task: (item: T)
     results.push(...(await Promise.all(items.slice(i, i + width).map(task))));
   return results;
 }
+
+/** The suite's `sleep` (test/helpers/wait.ts), still exported here for the files that import it from this module. */
+export { sleep } from './wait.ts';

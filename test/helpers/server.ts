@@ -183,3 +183,9 @@ export const task = (n: number, extra: Record<string, unknown> = {}) => ({
   progress: n % 101,
   ...extra,
 });
+
+/**
+ * `waitFor` under its old name, for test files written before `test/helpers/wait.ts`; new code
+ * imports `waitFor` from there.
+ */
+export { waitFor as eventually } from './wait.ts';
