@@ -38,6 +38,12 @@ export interface AgentHandleOptions {
    * call after `hub.close()` is dropped silently.
    */
   contained?: boolean;
+  /**
+   * Turns an object the caller knows into a plainer value before a `result` is made displayable
+   * (the LangGraph bridge turns LangChain messages into `{ type, content }`); `undefined` keeps
+   * the object. See `DisplayableOptions.replace`.
+   */
+  replace?: (value: object) => unknown;
 }
 
 /**
@@ -180,7 +186,11 @@ export function createAgentHandle(
   if (!Number.isInteger(maxResultBytes) || maxResultBytes < MIN_MAX_RESULT_BYTES)
     throw new TypeError(`hub.agent: maxResultBytes must be a whole number >= ${MIN_MAX_RESULT_BYTES}`);
   const contained = options.contained === true;
-  const bounds: DisplayableOptions = { maxBytes: maxResultBytes, maxDepth: host.options.maxUpdateDepth };
+  const bounds: DisplayableOptions = {
+    maxBytes: maxResultBytes,
+    maxDepth: host.options.maxUpdateDepth,
+    ...(options.replace === undefined ? {} : { replace: options.replace }),
+  };
 
   /** A refused call: rejected, or (contained) counted and logged. */
   const refuse = (error: InvalidUpdateError): Promise<void> => {
