@@ -138,13 +138,23 @@ export function boundText(text: string, max: number = MAX_TEXT): string {
   return text.slice(0, keep) + marker(text.length - keep);
 }
 
-/** An error as one line of text: `message`, or `Name: message` for a named error. */
+/**
+ * An error as text: `message`, or `Name: message` for a named error (an `Error`, or an object
+ * with a `message`); anything else as JSON, or as `String()` gives it. At most 8192 characters.
+ */
 export function errorText(error: unknown): string {
   if (error instanceof Error) {
     const message = error.message || String(error);
     return boundText(error.name && error.name !== 'Error' ? `${error.name}: ${message}` : message);
   }
   if (typeof error === 'string') return boundText(error);
+  // An error that crossed a serialisation boundary (an engine's event): `{ name, message }`.
+  const { name, message } = (typeof error === 'object' && error !== null ? error : {}) as {
+    name?: unknown;
+    message?: unknown;
+  };
+  if (typeof message === 'string' && message !== '')
+    return boundText(typeof name === 'string' && name !== '' && name !== 'Error' ? `${name}: ${message}` : message);
   try {
     const json = JSON.stringify(error);
     if (typeof json === 'string') return boundText(json);
