@@ -6,7 +6,7 @@
  * const output = await graph.invoke(input, { callbacks: [langGraphCallbacks(hub, 'research-agent')] });
  * ```
  *
- * Each node run is a task (`<node>:<run id>`) that starts at 0, follows the node's custom
+ * Each node run is a task (`<node>:<end of its run id>`) that starts at 0, follows the node's custom
  * `progress` events (`dispatchCustomEvent('progress', { progress, message }, config)`), and
  * completes with the node's output or fails with its error. The agent's status follows the
  * run: `running`, then `idle`, `failed` or `interrupted`. docs/engines/langgraph.md has the
@@ -110,7 +110,8 @@ export class LangGraphHubHandler extends BaseCallbackHandler {
         !tags?.includes('langsmith:hidden') &&
         node !== '__start__'
       ) {
-        task = this.agent.task(taskIdOf(node, runId));
+        // The run id's random end: short in a dashboard, and still unique per node run.
+        task = this.agent.task(taskIdOf(node, runId.slice(-12)));
         void task.progress(0, 'started');
         void this.agent.status('running', { state: 'executing', task_id: task.taskId, message: node });
       }

@@ -61,7 +61,7 @@ describe('hono-agent-ws/langgraph', () => {
     assert.equal(ids.length, 4, ids.join(', '));
     const [run, search, read, write] = ids;
     assert.equal(run, 'research-run-1');
-    assert.match(search!, /^search:[0-9a-f-]{36}$/);
+    assert.match(search!, /^search:[0-9a-f]{12}$/);
     assert.match(read!, /^read:/);
     assert.match(write!, /^write:/);
     assert.deepEqual(
