@@ -103,8 +103,8 @@ describe('the engine bridges, packed', { concurrency: false, timeout: 900_000 },
         // engines fit (on Node 20 it would pick AI SDK 6, not 7). npm refuses (ERESOLVE) a peer
         // range that conflicts: no --force, no --legacy-peer-deps.
         const env = { ...npmEnv(), PATH: `${dirname(nodeBinary(NODE_22))}${delimiter}${process.env.PATH}` };
-        run('npm', [...args, '--no-audit', '--no-fund'], app, env);
-        run('npm', ['install', '--save-dev', '--no-audit', '--no-fund', '@types/node@22', '@types/ws'], app, env);
+        // The types the type check needs go in the same install: one npm run per app.
+        run('npm', [...args, '@types/node@22', '@types/ws', '--prefer-offline', '--no-audit', '--no-fund'], app, env);
         writeFileSync(join(app, 'main.ts'), pageBlock(engine, 'example'));
         writeFileSync(join(app, 'tsconfig.json'), `${JSON.stringify(TSCONFIG, null, 2)}\n`);
       });
