@@ -270,6 +270,22 @@ describe('toDisplayable', () => {
     assert.deepEqual(toDisplayable(hostile, bounds), { boom: '[Unreadable]', nested: '[Unreadable]', ok: 1 });
   });
 
+  it('shows a proxy whose traps throw as unreadable, and cuts a huge string without serialising it whole', () => {
+    const hostile = new Proxy(
+      {},
+      {
+        ownKeys() {
+          throw new Error('no keys');
+        },
+      },
+    );
+    assert.deepEqual(toDisplayable({ hostile, ok: true }, bounds), { hostile: '[Unreadable]', ok: true });
+    const huge = 'x'.repeat(50_000_000);
+    const shown = toDisplayable(huge, bounds) as string;
+    assert.ok(size(shown) <= 512);
+    assert.match(shown, /…\[\+49999\d{3} chars\]$/);
+  });
+
   it('uses replace for objects an engine knows', () => {
     class Message {
       constructor(readonly content: string) {}

@@ -81,7 +81,9 @@ export function toDisplayable(value: unknown, options: DisplayableOptions): unkn
   /** Adds a leaf: its JSON size, or a cut string; `undefined` when it does not fit at all. */
   const leaf = (json: unknown): unknown => {
     if (typeof json === 'string') {
-      const size = utf8Length(JSON.stringify(json));
+      // A string longer than the room left cannot fit (a character is a byte at least): it is
+      // cut without serialising the whole of it first.
+      const size = json.length + 2 > room() ? Number.POSITIVE_INFINITY : utf8Length(JSON.stringify(json));
       if (size <= room()) {
         used += size;
         return json;
@@ -141,8 +143,13 @@ export function toDisplayable(value: unknown, options: DisplayableOptions): unkn
     if (depth > maxDepth) return leaf(Array.isArray(object) ? `[Array(${object.length})]` : '[Object]');
     path.add(input);
     path.add(object);
+    const [usedBefore, exhaustedBefore] = [used, exhausted];
     try {
       return Array.isArray(object) ? walkArray(object, depth) : walkRecord(object, depth);
+    } catch {
+      // A proxy whose traps throw, an array whose length getter throws: shown as unreadable.
+      [used, exhausted] = [usedBefore, exhaustedBefore];
+      return leaf('[Unreadable]');
     } finally {
       path.delete(input);
       path.delete(object);
