@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { createStep, createWorkflow } from '@mastra/core/workflows';
 import { z } from 'zod';
 import { watchMastraRun } from '../../bridges/mastra.ts';
+import { type BrokerFactory, memoryBroker } from '../../plugin/index.ts';
 import { lifecycles, type ServedHub, serveHub } from '../helpers/engine-watch.ts';
 
 const fetchPages = createStep({
@@ -114,6 +115,26 @@ describe('hono-agent-ws/mastra', () => {
     assert.deepEqual(await watch.done, { status: 'success' });
     await watcher.untilStatus('idle');
     assert.equal(lifecycles(watcher).size, 3);
+  });
+
+  it('a broker outage never breaks the run: the same stream, every refused update counted by the hub', async () => {
+    const down: BrokerFactory = (context) => ({
+      ...memoryBroker()(context),
+      publish: () => {
+        throw new Error('broker down');
+      },
+    });
+    const outage = await serveHub({ broker: down });
+    try {
+      const plain = await readStream((await workflow.createRun()).stream({ inputData: { site: 'e' } }));
+      const run = await workflow.createRun();
+      const watch = watchMastraRun(outage.hub, 'ms-5', run, { taskId: 'e' });
+      assert.deepEqual(await readStream(run.stream({ inputData: { site: 'e' } })), plain);
+      assert.deepEqual(await watch.done, { status: 'success' });
+      assert.ok(outage.hub.stats().errors_by_kind.broker_error >= 10);
+    } finally {
+      await outage.close();
+    }
   });
 
   it('stop(): nothing more is published, done settles', async () => {

@@ -18,6 +18,7 @@ import {
 } from '@openai/agents';
 import { z } from 'zod';
 import { openAIAgentsProcessor } from '../../bridges/openai-agents.ts';
+import { type BrokerFactory, memoryBroker } from '../../plugin/index.ts';
 import { lifecycles, type ServedHub, serveHub } from '../helpers/engine-watch.ts';
 
 const call = (callId: string, name: string, args: string) => ({
@@ -130,6 +131,24 @@ describe('hono-agent-ws/openai-agents', () => {
     const [agentTask] = [...lifecycles(watcher).values()];
     assert.equal(agentTask!.at(-1)!.status, 'failed');
     assert.match(agentTask!.at(-1)!.error!, /model down/);
+  });
+
+  it('a broker outage never breaks a run: the same output, every refused update counted by the hub', async () => {
+    const down: BrokerFactory = (context) => ({
+      ...memoryBroker()(context),
+      publish: () => {
+        throw new Error('broker down');
+      },
+    });
+    const outage = await serveHub({ broker: down });
+    try {
+      setTraceProcessors([openAIAgentsProcessor(outage.hub, { agentId: () => 'oa-3' })]);
+      const output = await run(agents(), 'Where is my order A-7?');
+      assert.equal(output.finalOutput, 'Order A-7 has shipped.');
+      assert.ok(outage.hub.stats().errors_by_kind.broker_error >= 8);
+    } finally {
+      await outage.close();
+    }
   });
 
   it('agentId decides: undefined leaves a trace out, a throw or a bad id is counted as refused', async () => {
