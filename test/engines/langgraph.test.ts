@@ -126,6 +126,29 @@ describe('hono-agent-ws/langgraph', () => {
     );
   });
 
+  it('streamEvents() yields the same events with the bridge, custom progress events included', async () => {
+    const watcher = await served.watch('lg-7');
+    const graph = researchGraph();
+    const collect = async (callbacks?: ReturnType<typeof langGraphCallbacks>[]) => {
+      const events: string[] = [];
+      for await (const event of graph.streamEvents(
+        { topic: 'kelp' },
+        { version: 'v2', ...(callbacks ? { callbacks } : {}) },
+      ))
+        events.push(`${event.event}:${event.name}`);
+      return events;
+    };
+    const plain = await collect();
+    assert.ok(plain.includes('on_custom_event:progress'));
+    assert.deepEqual(await collect([langGraphCallbacks(served.hub, 'lg-7')]), plain);
+    await watcher.untilStatus('idle');
+    const read = [...lifecycles(watcher).entries()].find(([id]) => id.startsWith('read:'))![1];
+    assert.deepEqual(
+      read.map((update) => update.progress),
+      [0, 30, 60, 100],
+    );
+  });
+
   it('a node run twice (a loop) is two tasks; messages in a result show as type and content', async () => {
     const watcher = await served.watch('lg-4');
     let turns = 0;
