@@ -6,6 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Mastra } from '@mastra/core/mastra';
+import { InMemoryStore } from '@mastra/core/storage';
 import { createStep, createWorkflow } from '@mastra/core/workflows';
 import { z } from 'zod';
 import { watchMastraRun } from '../../bridges/mastra.ts';
@@ -41,9 +43,9 @@ const workflow = createWorkflow({
   .commit();
 
 /** Reads the app's stream as an app would: every chunk's type, and the result. */
-async function readStream(stream: ReturnType<Awaited<ReturnType<typeof workflow.createRun>>['stream']>) {
+async function readStream(stream: { fullStream: unknown; result: PromiseLike<unknown> }) {
   const types: string[] = [];
-  for await (const chunk of stream.fullStream) types.push(chunk.type);
+  for await (const chunk of stream.fullStream as unknown as AsyncIterable<{ type: string }>) types.push(chunk.type);
   const result = (await stream.result) as { status: string; result?: unknown; error?: { message?: string } };
   return { types, status: result.status, result: result.result, error: result.error?.message };
 }
@@ -135,6 +137,39 @@ describe('hono-agent-ws/mastra', () => {
     } finally {
       await outage.close();
     }
+  });
+
+  it('suspended, then resumed with resumeStream(): followed across both, done once the run ends', async () => {
+    const approve = createStep({
+      id: 'approve',
+      inputSchema: z.object({ site: z.string() }),
+      resumeSchema: z.object({ ok: z.boolean() }),
+      outputSchema: z.object({ approved: z.boolean() }),
+      execute: async ({ resumeData, suspend }) => {
+        if (!resumeData) return suspend({ question: 'crawl it?' });
+        return { approved: resumeData.ok };
+      },
+    });
+    const gated = createWorkflow({
+      id: 'gated',
+      inputSchema: z.object({ site: z.string() }),
+      outputSchema: z.object({ approved: z.boolean() }),
+    })
+      .then(approve)
+      .commit();
+    // Resuming needs the run's snapshot: a Mastra instance with storage.
+    const mastra = new Mastra({ workflows: { gated }, storage: new InMemoryStore(), logger: false });
+    const watcher = await served.watch('ms-6');
+    const run = await mastra.getWorkflow('gated').createRun();
+    const watch = watchMastraRun(served.hub, 'ms-6', run, { taskId: 'gated-1' });
+    const first = await readStream(run.stream({ inputData: { site: 'f' } }));
+    assert.equal(first.status, 'suspended');
+    await watcher.untilStatus('suspended');
+    const second = await readStream(run.resumeStream({ step: 'approve', resumeData: { ok: true } }));
+    assert.equal(second.status, 'success');
+    assert.deepEqual(await watch.done, { status: 'success' });
+    await watcher.untilStatus('idle');
+    assert.deepEqual(lifecycles(watcher).get('gated-1')!.at(-1)!.result, { approved: true });
   });
 
   it('stop(): nothing more is published, done settles', async () => {
