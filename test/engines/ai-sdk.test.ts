@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { generateText, stepCountIs, streamText, tool } from 'ai';
+import { generateText, stepCountIs, streamText, ToolLoopAgent, tool } from 'ai';
 import { convertArrayToReadableStream, MockLanguageModelV3 } from 'ai/test';
 import { z } from 'zod';
 import { aiSdkCallbacks } from '../../bridges/ai-sdk.ts';
@@ -203,6 +203,23 @@ describe('hono-agent-ws/ai-sdk', () => {
     });
     await watcher.untilStatus('failed');
     assert.equal(lifecycles(watcher).get('q4')!.at(-1)!.status, 'failed');
+  });
+
+  it('an agent (ToolLoopAgent) with the callbacks spread into its settings: the same text, the tools reported', async () => {
+    const watcher = await served.watch('ai-8');
+    const plain = await new ToolLoopAgent({ model: toolLoopModel(), tools, stopWhen: stepCountIs(3) }).generate({
+      prompt: 'tide?',
+    });
+    const agent = new ToolLoopAgent({
+      model: toolLoopModel(),
+      tools,
+      stopWhen: stepCountIs(3),
+      ...aiSdkCallbacks(served.hub, 'ai-8', { taskId: 'agent-q' }),
+    });
+    const bridged = await agent.generate({ prompt: 'tide?' });
+    assert.equal(bridged.text, plain.text);
+    await watcher.untilStatus('idle');
+    assert.deepEqual([...lifecycles(watcher).keys()].sort(), ['agent-q', 'broken:call-2', 'lookup:call-1']);
   });
 
   it('version 7 names: the AI SDK 7 callbacks, and its tool event shape', async () => {
