@@ -1,7 +1,8 @@
 /**
  * The bridges whose engines need Node >= 22 (Mastra: @mastra/core asks for >= 22.13; OpenAI
- * Agents: its `openai` dependency asks for >= 22), run on every tested Node version from 22 up,
- * each binary from the npm registry as test/node-versions.test.ts gets them. Their suites are in
+ * Agents: its `openai` dependency asks for >= 22; AI SDK 7, a dev dependency under the alias
+ * `ai-7` beside AI SDK 6), run on every tested Node version from 22 up, each binary from the
+ * npm registry as test/node-versions.test.ts gets them. Their suites are in
  * test/engines/*.suite.ts; the engines are this project's dev dependencies.
  */
 import assert from 'node:assert/strict';
@@ -14,6 +15,7 @@ import { ROOT } from './helpers/server.ts';
 const SUITES = {
   'test/engines/mastra.suite.ts': 6,
   'test/engines/openai-agents.suite.ts': 4,
+  'test/engines/ai-sdk-7.suite.ts': 3,
 } as const;
 
 /**
