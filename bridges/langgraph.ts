@@ -9,7 +9,7 @@
  * Each node run is a task (`<node>:<end of its run id>`) that starts at 0, follows the node's custom
  * `progress` events (`dispatchCustomEvent('progress', { progress, message }, config)`), and
  * completes with the node's output or fails with its error. The agent's status follows the
- * run: `running`, then `idle`, `failed` or `interrupted`. docs/engines/langgraph.md has the
+ * run: `running`, then `idle`, `failed`, or `interrupted` (a node called `interrupt()`). docs/engines/langgraph.md has the
  * whole mapping and the limits.
  *
  * @module
@@ -73,6 +73,8 @@ export class LangGraphHubHandler extends BaseCallbackHandler {
   readonly #options: LangGraphCallbacksOptions;
   readonly #runs = new Map<string, TrackedRun>();
   #wholeRun: TaskHandle | undefined;
+  /** A node of the current run was interrupted: the run ends normally, but waits for input. */
+  #interrupted = false;
 
   constructor(hub: AgentHub, agentId: string, options: LangGraphCallbacksOptions = {}) {
     // Awaited: the handler returns at once (it never waits for the broker), and the run's last
@@ -133,6 +135,7 @@ export class LangGraphHubHandler extends BaseCallbackHandler {
       const run = this.#runs.get(runId);
       this.#runs.delete(runId);
       const interrupted = error instanceof Error && INTERRUPTS.has(error.name);
+      if (interrupted) this.#interrupted = true;
       if (run?.task) {
         if (interrupted) void run.task.complete(undefined, 'interrupted');
         else void run.task.fail(error);
@@ -179,9 +182,13 @@ export class LangGraphHubHandler extends BaseCallbackHandler {
   }
 
   #endRun(outputs: unknown): void {
-    void this.#wholeRun?.complete(outputs);
+    const interrupted = this.#interrupted;
+    this.#interrupted = false;
+    void this.#wholeRun?.complete(outputs, interrupted ? 'interrupted' : undefined);
     this.#wholeRun = undefined;
-    void this.agent.status('idle');
+    // An interrupted graph returns normally (its state says `__interrupt__`): it waits for input.
+    if (interrupted) void this.agent.status('interrupted', { state: 'interrupted', message: 'waiting for input' });
+    else void this.agent.status('idle');
   }
 
   #failRun(error: unknown, interrupted: boolean): void {

@@ -7,7 +7,16 @@ import { after, before, describe, it } from 'node:test';
 import { dispatchCustomEvent } from '@langchain/core/callbacks/dispatch';
 import { AIMessage, HumanMessage } from '@langchain/core/messages';
 import type { RunnableConfig } from '@langchain/core/runnables';
-import { Annotation, END, MessagesAnnotation, START, StateGraph } from '@langchain/langgraph';
+import {
+  Annotation,
+  Command,
+  END,
+  interrupt,
+  MemorySaver,
+  MessagesAnnotation,
+  START,
+  StateGraph,
+} from '@langchain/langgraph';
 import { langGraphCallbacks } from '../../bridges/langgraph.ts';
 import { type BrokerFactory, memoryBroker } from '../../plugin/index.ts';
 import { lifecycles, type ServedHub, serveHub } from '../helpers/engine-watch.ts';
@@ -167,6 +176,40 @@ describe('hono-agent-ws/langgraph', () => {
     const results = [...tasks.values()].map((list) => list.at(-1)!.result);
     assert.deepEqual(results[0], { messages: [{ type: 'ai', content: 'turn 1' }] });
     assert.deepEqual(results[1], { messages: [{ type: 'ai', content: 'turn 2' }] });
+  });
+
+  it('interrupt() (human in the loop): the node ends interrupted, the agent waits; resumed, the run ends idle', async () => {
+    const watcher = await served.watch('lg-8');
+    const Approval = Annotation.Root({ approved: Annotation<boolean>(), done: Annotation<boolean>() });
+    const graph = new StateGraph(Approval)
+      .addNode('ask', async () => ({ approved: interrupt({ question: 'publish?' }) as boolean }))
+      .addNode('publish', async (state) => ({ done: state.approved }))
+      .addEdge(START, 'ask')
+      .addEdge('ask', 'publish')
+      .addEdge('publish', END)
+      .compile({ checkpointer: new MemorySaver() });
+    const thread = { configurable: { thread_id: 'lg-8' } };
+    const first = await graph.invoke(
+      { approved: false },
+      { ...thread, callbacks: [langGraphCallbacks(served.hub, 'lg-8', { taskId: 'ask-1' })] },
+    );
+    assert.ok('__interrupt__' in first);
+    await watcher.untilStatus('interrupted');
+    let tasks = lifecycles(watcher);
+    const asked = [...tasks.entries()].find(([id]) => id.startsWith('ask:'))![1];
+    assert.deepEqual([asked.at(-1)!.status, asked.at(-1)!.message], ['completed', 'interrupted']);
+    assert.equal(tasks.get('ask-1')!.at(-1)!.message, 'interrupted');
+    const second = await graph.invoke(new Command({ resume: true }), {
+      ...thread,
+      callbacks: [langGraphCallbacks(served.hub, 'lg-8', { taskId: 'ask-2' })],
+    });
+    assert.equal(second.done, true);
+    await watcher.untilStatus('idle');
+    tasks = lifecycles(watcher);
+    assert.deepEqual(
+      [...tasks.keys()].map((id) => id.split(':')[0]),
+      ['ask-1', 'ask', 'ask-2', 'ask', 'publish'],
+    );
   });
 
   it('a bad progress event or a broker outage never breaks the run: counted, and the output is the same', async () => {
