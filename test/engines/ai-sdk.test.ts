@@ -187,6 +187,22 @@ describe('hono-agent-ws/ai-sdk', () => {
     }
   });
 
+  it('streamText aborted by the app: the agent is aborted, the call task failed', async () => {
+    const watcher = await served.watch('ai-9');
+    const controller = new AbortController();
+    const result = streamText({
+      model: streamingModel(),
+      tools,
+      prompt: 'tide?',
+      stopWhen: stepCountIs(3),
+      abortSignal: controller.signal,
+      ...aiSdkCallbacks(served.hub, 'ai-9', { taskId: 'q9' }),
+    });
+    for await (const part of result.fullStream) if (part.type === 'tool-result') controller.abort();
+    await watcher.untilStatus('aborted');
+    assert.equal(lifecycles(watcher).get('q9')!.at(-1)!.status, 'failed');
+  });
+
   it('generateText rejecting: the same error reaches the app; fail() (not spread) reports it', async () => {
     const watcher = await served.watch('ai-4');
     const callbacks = aiSdkCallbacks(served.hub, 'ai-4', { taskId: 'q4' });

@@ -172,6 +172,33 @@ describe('hono-agent-ws/mastra', () => {
     assert.deepEqual(lifecycles(watcher).get('gated-1')!.at(-1)!.result, { approved: true });
   });
 
+  it('run.cancel() mid-step: the step task fails, the agent is canceled, done settles canceled', async () => {
+    const wait = createStep({
+      id: 'wait-for-ever',
+      inputSchema: z.object({}),
+      outputSchema: z.object({}),
+      execute: ({ abortSignal }) =>
+        new Promise((_resolve, reject) => abortSignal.addEventListener('abort', () => reject(new Error('canceled')))),
+    });
+    const waiting = createWorkflow({ id: 'waiting', inputSchema: z.object({}), outputSchema: z.object({}) })
+      .then(wait)
+      .commit();
+    const watcher = await served.watch('ms-7');
+    const run = await waiting.createRun();
+    const watch = watchMastraRun(served.hub, 'ms-7', run, { taskId: 'w1' });
+    const stream = run.stream({ inputData: {} });
+    const reading = readStream(stream);
+    await watcher.until((updates) =>
+      updates.some((update) => update.type === 'task_update' && update.task_id.startsWith('wait-for-ever:')),
+    );
+    await run.cancel();
+    const read = await reading;
+    assert.equal(read.status, 'canceled');
+    assert.deepEqual(await watch.done, { status: 'canceled' });
+    await watcher.untilStatus('canceled');
+    for (const [, updates] of lifecycles(watcher)) assert.equal(updates.at(-1)!.status, 'failed');
+  });
+
   it('stop(): nothing more is published, done settles', async () => {
     const run = await workflow.createRun();
     const watch = watchMastraRun(served.hub, 'ms-4', run);
