@@ -205,7 +205,9 @@ function agentSummaryTable(): string {
 /** Every metric family, its type, labels and help; histograms with their buckets. */
 function metricsTable(): string {
   const stats: HubStats = {
-    ...(Object.fromEntries(Object.keys(objectOf(HubStatsSchema).entries).map((field) => [field, 0])) as unknown as HubStats),
+    ...(Object.fromEntries(
+      Object.keys(objectOf(HubStatsSchema).entries).map((field) => [field, 0]),
+    ) as unknown as HubStats),
     instance_id: 'a',
     started_at: new Date(0).toISOString(),
     errors_by_kind: Object.fromEntries(ERROR_KINDS.map((kind) => [kind, 0])) as HubStats['errors_by_kind'],
