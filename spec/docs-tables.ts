@@ -163,7 +163,7 @@ function optionsTable(file: string, name: string, defaults: Record<string, unkno
           ? formatDefault(option, defaults[option])
           : !optional
             ? 'required'
-            : (value ?? 'none');
+            : (value ?? '—');
       return [`\`${option}\``, shown, rest];
     }),
   );
@@ -307,7 +307,7 @@ export function markdownFiles(): string[] {
   return ['README.md', ...docs, 'bench/README.md'];
 }
 
-const MARKED = /(<!-- generated: ([\w-]+) -->\n)[\s\S]*?(\n<!-- end generated: \2 -->)/g;
+const MARKED = /(<!-- generated: ([\w-]+) -->)\n(?:[\s\S]*?\n)?(<!-- end generated: \2 -->)/g;
 
 /**
  * A Markdown text with every generated table rewritten from the code.
@@ -318,7 +318,7 @@ export function renderTables(text: string, file = 'the text'): string {
   return text.replace(MARKED, (_, open: string, name: string, close: string) => {
     const render = GENERATED_TABLES[name];
     if (!render) throw new Error(`${file}: no generated table is called ${name}`);
-    return `${open}${render()}${close}`;
+    return `${open}\n${render()}\n${close}`;
   });
 }
 
