@@ -252,8 +252,12 @@ function hubDefaultText(option: string): string {
   return (member && statedDefault(member.doc).value) ?? 'none';
 }
 
-/** The demo's environment variables, what each sets, its default and what it does. */
+/** The first clause of a description: up to its first `;`, `:` or sentence end. */
+const firstClause = (text: string) => /^(.+?)(?:[;:]|\.(?=\s|$)|$)/.exec(text)?.[1] ?? text;
+
+/** The demo's environment variables, what each sets, its default and what it does (for docs/demo.md). */
 function demoEnvTable(): string {
+  const hubDocs = new Map(interfaceMembers('plugin/options.ts', 'AgentHubOptions').map((m) => [m.name, m.doc]));
   const redisDocs = new Map(
     interfaceMembers('brokers/redis/index.ts', 'RedisBrokerOptions').map((m) => [m.name, m.doc]),
   );
@@ -261,23 +265,26 @@ function demoEnvTable(): string {
     ['variable', 'sets', 'default', 'meaning'],
     DEMO_ENV.map((variable) => {
       const option = variable.option as string;
-      const [sets, fallback] =
+      const [sets, fallback, doc] =
         variable.target === 'hub'
-          ? [`hub option \`${option}\``, hubDefaultText(option)]
+          ? [`[\`${option}\`](api.md#options)`, hubDefaultText(option), hubDocs.get(option)]
           : variable.target === 'timeouts'
             ? [
-                `\`serveNode\`'s \`${option}\``,
+                `[\`serveNode\`](runtimes.md#node)'s \`${option}\``,
                 formatDefault(option, serverTimeouts[option as keyof typeof serverTimeouts]),
+                undefined,
               ]
             : variable.target === 'redis'
               ? [
-                  `\`redisBroker\`'s \`${option}\``,
+                  `[\`redisBroker\`](redis.md)'s \`${option}\``,
                   option === 'url'
                     ? 'unset (in-memory broker)'
                     : (statedDefault(redisDocs.get(option) ?? '').value ?? 'none'),
+                  redisDocs.get(option),
                 ]
-              : ['the demo', variable.fallback === undefined ? 'unset' : String(variable.fallback)];
-      return [`\`${variable.name}\``, sets, fallback, variable.about];
+              : ['the demo', variable.fallback === undefined ? 'unset' : String(variable.fallback), undefined];
+      const meaning = variable.about || (doc ? firstClause(statedDefault(doc).rest) : '');
+      return [`\`${variable.name}\``, sets, fallback, meaning];
     }),
   );
 }
