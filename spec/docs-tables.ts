@@ -76,7 +76,9 @@ export function statedDefault(doc: string): { value: string | undefined; rest: s
   // A default that is a sentence of its own is cut from the description; one that goes on
   // (`Default 10000: Node caps…`) stays in it.
   const standalone = sentence[0].endsWith('.');
-  return { value, rest: standalone ? doc.replace(sentence[0], '').replace(/\s+/g, ' ').trim() : doc };
+  if (!standalone) return { value, rest: doc };
+  const rest = doc.replace(sentence[0], '').replace(/\s+/g, ' ').trim();
+  return { value, rest: rest === '' || /[.!?)]$/.test(rest) ? rest : `${rest}.` };
 }
 
 const MiB = 1024 * 1024;
