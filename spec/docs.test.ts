@@ -301,6 +301,22 @@ describe('the Markdown docs', () => {
       assert.ok(answers.has(code), `code ${code} is not answered`);
   });
 
+  it('name every entry of package.json in the README and in the entries table, with what it needs', () => {
+    const exports = Object.keys(
+      (JSON.parse(readMarkdown('package.json')) as { exports: Record<string, unknown> }).exports,
+    ).filter((entry) => entry !== './package.json');
+    const readme = readMarkdown('README.md');
+    const rows = tableAfter(readMarkdown('docs/api.md'), '## Entries and peer dependencies');
+    const listed = new Set(rows.flatMap(([entry]) => codes(entry ?? '')));
+    for (const entry of exports) {
+      const name = entry === '.' ? 'hono-agent-ws' : `hono-agent-ws/${entry.slice(2)}`;
+      assert.ok(listed.has(name), `docs/api.md's entries table has no ${name}`);
+      const short = entry === '.' ? '`hono-agent-ws`' : `\`/${entry.slice(2)}\``;
+      assert.ok(readme.includes(`\`${name}\``) || readme.includes(short), `README.md does not name ${name}`);
+    }
+    for (const row of rows) assert.ok(row[2], `no needs for ${row[0]}`);
+  });
+
   it('link only to files and headings that exist', () => {
     const root = new URL('../', import.meta.url);
     const broken: string[] = [];
