@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -17,14 +17,19 @@ import { markdownFiles, readMarkdown } from './docs-tables.ts';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 /** The package's entries, as a snippet imports them, and the sources they are built from. */
-const ENTRIES: Record<string, string> = {
-  'hono-agent-ws': 'plugin/index.ts',
-  'hono-agent-ws/node': 'adapters/node.ts',
-  'hono-agent-ws/bun': 'adapters/bun.ts',
-  'hono-agent-ws/redis': 'adapters/redis.ts',
-  'hono-agent-ws/client': 'client/index.ts',
-  'hono-agent-ws/dashboard': 'dashboard/index.ts',
-};
+function entries(): Record<string, string> {
+  const { name, exports } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    name: string;
+    exports: Record<string, string | { import: string }>;
+  };
+  return Object.fromEntries(
+    Object.entries(exports).flatMap(([entry, target]) =>
+      typeof target === 'object'
+        ? [[`${name}${entry.slice(1)}`, join(ROOT, target.import.replace(/^\.\/dist\//, '').replace(/\.js$/, '.ts'))]]
+        : [],
+    ),
+  );
+}
 
 /** What a snippet may use without defining it: the app and hub of the page's first example. */
 const PRELUDE = `import type { Hono as PreludeHono } from 'hono';
@@ -73,7 +78,7 @@ describe('the TypeScript blocks of the docs', () => {
       JSON.stringify({
         extends: join(ROOT, 'tsconfig.json'),
         compilerOptions: {
-          paths: Object.fromEntries(Object.entries(ENTRIES).map(([name, source]) => [name, [join(ROOT, source)]])),
+          paths: Object.fromEntries(Object.entries(entries()).map(([entry, source]) => [entry, [source]])),
           noUnusedLocals: false,
         },
         include: ['*.ts'],

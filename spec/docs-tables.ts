@@ -68,6 +68,9 @@ export function interfaceMembers(file: string, name: string): DocumentedMember[]
 
 /** A default a JSDoc comment states (`Default 4 MiB.`, `(default 500)`, `Default: …`), and the text without it. */
 export function statedDefault(doc: string): { value: string | undefined; rest: string } {
+  // `` `process` (default; …) ``: the value named just before.
+  const named = /`([^`]+)` \(default[;)]/.exec(doc);
+  if (named) return { value: `\`${named[1]}\``, rest: doc };
   const inParens = /\s*\(default:? ([^()]*(?:\([^()]*\)[^()]*)*)\)/i.exec(doc);
   if (inParens) return { value: inParens[1]?.trim(), rest: doc.replace(inParens[0], '').trim() };
   const sentence = /(?:\bDefault|[;,] default):? (.+?)(?:\.(?=\s|$)|;|(?=: ))/.exec(doc);
