@@ -303,6 +303,7 @@ export const GENERATED_TABLES: Readonly<Record<string, () => string>> = {
   'reconnect-options': () => optionsTable('client/policy.ts', 'ReconnectOptions'),
   'dashboard-options': () => optionsTable('dashboard/index.ts', 'DashboardOptions'),
   'redis-options': () => optionsTable('brokers/redis/index.ts', 'RedisBrokerOptions'),
+  'sqlite-options': () => optionsTable('brokers/sqlite/index.ts', 'SqliteBrokerOptions'),
   stats: statsTable,
   'agent-summary': agentSummaryTable,
   metrics: metricsTable,

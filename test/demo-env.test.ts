@@ -39,6 +39,7 @@ const CONTRACT = [
   'REDIS_URL',
   'PRESENCE_TTL_MS',
   'STREAM_TTL_MS',
+  'DB_PATH',
 ];
 
 describe('the demo environment', () => {
@@ -69,6 +70,7 @@ describe('the demo environment', () => {
     assert.equal(settings.host, '127.0.0.1');
     assert.equal(settings.demoAgents, 3);
     assert.equal(settings.authToken, undefined);
+    assert.equal(settings.dbPath, undefined);
     // Empty counts as unset.
     assert.deepEqual(readSettings({ MAX_QUEUE_BYTES: '', MAX_INBOUND_BURST: '' }).hub, { ingest: true });
   });
@@ -128,7 +130,9 @@ describe('the demo environment', () => {
       REDIS_URL: 'redis://127.0.0.1:1',
       PRESENCE_TTL_MS: '500',
       STREAM_TTL_MS: '0',
+      DB_PATH: './data/agents.db',
     });
+    assert.equal(settings.dbPath, './data/agents.db');
     assert.equal(settings.port, 0);
     assert.equal(settings.host, '0.0.0.0');
     assert.equal(settings.demoAgents, 0);

@@ -30,6 +30,8 @@ export interface DemoSettings {
   timeouts: HttpTimeouts;
   /** Set from REDIS_URL: share agents with every instance on the same Redis. */
   redis: RedisBrokerOptions | undefined;
+  /** Set from DB_PATH: keep queues, history and state in this SQLite file. */
+  dbPath: string | undefined;
 }
 
 /** Turns one environment variable's text into a setting; throws a message naming the variable. */
@@ -82,7 +84,7 @@ interface EnvTargets {
   /** The Redis broker's options, used when `url` is set. */
   redis: RedisBrokerOptions;
   /** The demo's own settings. */
-  demo: { port: number; host: string; demoAgents: number; authToken: string };
+  demo: { port: number; host: string; demoAgents: number; authToken: string; dbPath: string };
 }
 
 /** One environment variable: its name, the setting it sets, how its text is read, and why. */
@@ -188,6 +190,14 @@ export const DEMO_ENV: readonly DemoEnvVar[] = [
   },
   { name: 'PRESENCE_TTL_MS', target: 'redis', option: 'presenceTtl', parse: whole, about: 'with `REDIS_URL`' },
   { name: 'STREAM_TTL_MS', target: 'redis', option: 'streamTtl', parse: whole, about: 'with `REDIS_URL`' },
+  {
+    name: 'DB_PATH',
+    target: 'demo',
+    option: 'dbPath',
+    parse: text,
+    about:
+      'when set, the hub uses the SQLite store in this file: queues, history and state survive restarts (one server; not with `REDIS_URL`)',
+  },
 ];
 
 /**
@@ -219,6 +229,7 @@ export function readSettings(env: Record<string, string | undefined>): DemoSetti
     hub,
     demoAgents: demo.demoAgents as number,
     authToken: demo.authToken,
+    dbPath: demo.dbPath,
     timeouts,
     redis: redis.url ? redis : undefined,
   };
@@ -327,7 +338,8 @@ export async function runDemo(runtime: DemoRuntime): Promise<void> {
   let demo: Demo;
   let settings: DemoSettings;
   try {
-    settings = await useSqliteIfConfigured(await useRedisIfConfigured(readSettings(runtime.env)), runtime.env.DB_PATH);
+    const read = readSettings(runtime.env);
+    settings = await useSqliteIfConfigured(await useRedisIfConfigured(read), read.dbPath);
     demo = createDemo(settings, runtime.mount);
   } catch (error) {
     // The store's refusals (no SQLite on this runtime, file in use, damaged file) say what to do.
