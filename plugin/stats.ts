@@ -165,7 +165,7 @@ export const HubStatsSchema: v.SchemaWithPipe<
           >
         >,
       ),
-      v.description('Errors by kind; the README lists what each kind counts.'),
+      v.description('Errors by kind; docs/operations.md lists what each kind counts.'),
     ),
     started_at: v.pipe(v.string(), v.isoTimestamp(), v.description('When the hub started.')),
     uptime_seconds: count('Seconds since the hub started.'),
