@@ -171,7 +171,7 @@ export function hubMetricFamilies({ stats, batchSize, sendDelay }: HubFigures): 
     family(
       'errors_total',
       'counter',
-      'Errors by kind (see the README).',
+      'Errors by kind, one series per kind (zeros included); docs/operations.md lists what each kind counts.',
       ERROR_KINDS.map((kind) => ({ labels: { kind }, value: stats.errors_by_kind[kind] })),
     ),
     family(

@@ -171,7 +171,7 @@ export interface AgentHubOptions<E extends Env = any> {
    * Most bytes queued per agent while it has no connection; the oldest are dropped. Every byte
    * limit counts an update's JSON in UTF-8 (in memory: twice its length when it has a character
    * beyond U+00FF, as the process then holds it) plus its bookkeeping (a few dozen bytes; see
-   * the memory notes in the docs). Default 1 MiB.
+   * `BrokerContext`). Default 1 MiB.
    */
   maxQueueBytes?: number;
   /**

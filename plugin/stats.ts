@@ -208,7 +208,7 @@ export const HubStatsSchema: v.SchemaWithPipe<
           >
         >,
       ),
-      v.description('Errors by kind; the README lists what each kind counts.'),
+      v.description('Errors by kind; docs/operations.md lists what each kind counts.'),
     ),
     evictions_by_kind: v.pipe(
       v.object(
