@@ -2,7 +2,7 @@ import type { Env, Hono } from 'hono';
 import type { UpgradeWebSocket, WSContext, WSEvents, WSMessageReceive } from 'hono/ws';
 import * as v from 'valibot';
 import { type AgentHandle, type AgentHandleOptions, createAgentHandle } from './agent-handle.ts';
-import { type AgentState, applyUpdate, createAgentState } from './agent-state.ts';
+import { type AgentState, createAgentState, createStateLedger, heldTasks } from './agent-state.ts';
 import { type Broker, type Joined, memoryBroker, type UnsubscribeReceipt } from './broker.ts';
 import { CLOSE_REASONS, CloseCode } from './close-codes.ts';
 import { createUpdateEncoder, nestsDeeperThan } from './encode.ts';
@@ -31,7 +31,15 @@ import {
   type TaskUpdateInput,
   type UnsequencedUpdate,
 } from './schemas.ts';
-import { type AgentSummary, type AgentsPage, createErrorCounters, type ErrorKind, type HubStats } from './stats.ts';
+import {
+  type AgentSummary,
+  type AgentsPage,
+  createErrorCounters,
+  createEvictionCounters,
+  type ErrorKind,
+  type EvictionKind,
+  type HubStats,
+} from './stats.ts';
 import { createLogThrottle } from './throttle.ts';
 import { createWindowScheduler } from './windows.ts';
 
@@ -230,6 +238,12 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
   const countError = (kind: ErrorKind) => {
     errors[kind]++;
   };
+  const evictions = createEvictionCounters();
+  /** Data given up to stay within the byte limits: counted by kind, logged (throttled) with a count. */
+  const evicted = (agentId: string, kind: EvictionKind, count: number) => {
+    evictions[kind] += count;
+    throttle.note(`eviction:${kind}`, 'warn', 'eviction', { agent_id: agentId, kind }, count);
+  };
   const batchSize = createHistogram(BATCH_SIZE_BUCKETS);
   const sendDelay = createHistogram(SEND_DELAY_BUCKETS);
   /** A failure contained inside the hub: counted, logged (throttled), and it costs one update or one event. */
@@ -254,8 +268,13 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     historySize: config.historySize,
     maxHistoryBytes: config.maxHistoryBytes,
     maxTotalHistoryBytes: config.maxTotalHistoryBytes,
+    maxStateBytes: config.maxStateBytes,
+    maxTotalStateBytes: config.maxTotalStateBytes,
     sizeOf: (update) => encoder.sizeOf(update),
     bodyOf: (update) => encoder.body(update),
+    jsonOf: (update) => encoder.json(update),
+    parse: (json) => encoder.adopt(json),
+    onEvicted: evicted,
     onDropped(agentId, count, reason = 'count') {
       counters.messages_dropped += count;
       throttle.note(`queue_drop:${agentId}`, 'warn', 'queue_drop', { agent_id: agentId, reason }, count);
@@ -267,6 +286,23 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     onError: (operation, error, agentId) => brokerFailed(operation, agentId, error),
     localFigures: () => ({ active_connections: connections.size }),
   });
+
+  // The state of each agent with a connection here, as of what was sent: what snapshots show.
+  const liveStates = createStateLedger<Channel>(
+    config.maxStateBytes,
+    config.maxTotalStateBytes,
+    (channel, kind, count) => evicted(channel.agentId, kind, count),
+  );
+  /** Moves a channel's state forward; an update that cannot be serialised is reported with its frame. */
+  const remember = (channel: Channel, update: AgentUpdate) => {
+    let json: string;
+    try {
+      json = encoder.json(update);
+    } catch {
+      return;
+    }
+    liveStates.apply(channel, channel.agent, update, json);
+  };
 
   // ---- sending: plugin/fanout.ts writes, the hub decides what a failure costs ------------
 
@@ -328,7 +364,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     const updates = channel.pending;
     channel.pending = [];
     if (updates.length === 0) return;
-    for (const update of updates) applyUpdate(channel.agent, update);
+    for (const update of updates) remember(channel, update);
     channel.flushedSeq = (updates[updates.length - 1] as AgentUpdate).seq;
     if (channel.handover) {
       if (performance.now() < channel.handover.until) channel.handover.updates.push(...updates);
@@ -382,7 +418,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
         channel.epoch = update.epoch;
         channel.headSeq = 0;
         channel.flushedSeq = 0;
-        channel.agent = createAgentState();
+        liveStates.release(channel, channel.agent);
       }
       // Already held: a networked broker may repeat what the subscription's position covered.
       if (update.seq <= channel.headSeq) return;
@@ -410,11 +446,10 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
   }
 
   const snapshotFrame = (channel: Channel): string => {
-    const { status, open, ended } = channel.agent;
-    const tasks = [...open.values(), ...ended.values()].sort((a, b) => a.seq - b.seq);
-    // The updates' JSON is reused: a snapshot costs no re-serialisation of what it shows.
-    const json = (update: AgentUpdate) => encoder.json(update);
-    return `{"type":"snapshot","agent_id":"${channel.agentId}","epoch":"${channel.epoch}","seq":${channel.flushedSeq},"status":${status ? json(status) : 'null'},"tasks":[${tasks.map(json).join(',')}],"timestamp":"${new Date().toISOString()}"}`;
+    const { status } = channel.agent;
+    // The state holds the updates' JSON: a snapshot costs no re-serialisation of what it shows.
+    const tasks = heldTasks(channel.agent).map((task) => task.json);
+    return `{"type":"snapshot","agent_id":"${channel.agentId}","epoch":"${channel.epoch}","seq":${channel.flushedSeq},"status":${status ? status.json : 'null'},"tasks":[${tasks.join(',')}],"timestamp":"${new Date().toISOString()}"}`;
   };
 
   /**
@@ -529,9 +564,9 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     channel.epoch = joined.epoch;
     channel.headSeq = joined.seq;
     channel.flushedSeq = joined.seq;
-    channel.agent = createAgentState();
-    if (joined.status) applyUpdate(channel.agent, joined.status);
-    for (const task of joined.tasks) applyUpdate(channel.agent, task);
+    liveStates.release(channel, channel.agent);
+    if (joined.status) remember(channel, joined.status);
+    for (const task of joined.tasks) remember(channel, task);
     // Updates that arrived while joining: a networked broker may repeat some the position covers.
     const live = channel.pending.filter((update) => update.epoch !== joined.epoch || update.seq > joined.seq);
     channel.pending = [];
@@ -541,6 +576,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     }
     if (channel.state === 'gone') {
       // Every connection left while the broker answered: hand everything back to the queue.
+      liveStates.release(channel, channel.agent);
       leave(channel.agentId, [...joined.queue, ...live]);
       return;
     }
@@ -614,6 +650,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     channel.connections.delete(connection);
     if (channel.connections.size === 0) {
       channels.delete(channel.agentId);
+      liveStates.release(channel, channel.agent);
       const wasLive = channel.state === 'live';
       channel.state = 'gone';
       if (wasLive) {
@@ -1008,6 +1045,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
       messages_dropped: counters.messages_dropped,
       errors: errorTotal,
       errors_by_kind: { ...errors },
+      evictions_by_kind: { ...evictions },
       started_at: new Date(startedAt).toISOString(),
       uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
     };
@@ -1067,12 +1105,19 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
       agents: page.map((agentId): AgentSummary => {
         const channel = channels.get(agentId) as Channel;
         const open = [...channel.agent.open.values()];
+        const status = channel.agent.status;
         return {
           agent_id: agentId,
           connections: channel.connections.size,
           instances: 1,
-          status: channel.agent.status,
-          open_tasks: maxTasks > 0 ? open.slice(-maxTasks).reverse() : [],
+          status: status ? (JSON.parse(status.json) as AgentSummary['status']) : null,
+          open_tasks:
+            maxTasks > 0
+              ? open
+                  .slice(-maxTasks)
+                  .reverse()
+                  .map((task) => JSON.parse(task.json) as AgentSummary['open_tasks'][number])
+              : [],
           open_tasks_total: open.length,
           seq: channel.flushedSeq,
           epoch: channel.epoch,

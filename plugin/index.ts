@@ -61,7 +61,7 @@ export type { AgentHubOptions, AuthorizeHook, HubAction } from './options.ts';
 export { SERVE_DEFAULTS } from './options.ts';
 export type { RoutesOptions, RuntimeBinding, TopicFanOut } from './routes.ts';
 export * from './schemas.ts';
-export type { AgentSummary, AgentsPage, ErrorKind, HubStats } from './stats.ts';
+export type { AgentSummary, AgentsPage, ErrorKind, EvictionKind, HubStats } from './stats.ts';
 export {
   AGENT_TASKS_DEFAULT,
   AGENT_TASKS_MAX,
@@ -70,5 +70,6 @@ export {
   AgentSummarySchema,
   AgentsPageSchema,
   ERROR_KINDS,
+  EVICTION_KINDS,
   HubStatsSchema,
 } from './stats.ts';

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ERROR_KINDS, type HubStats } from './stats.ts';
+import { ERROR_KINDS, EVICTION_KINDS, type HubStats } from './stats.ts';
 
 /** The content type of the Prometheus text format the metrics route serves. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -104,6 +104,7 @@ export const METRIC_NAMES: readonly string[] = [
   'queued_messages',
   'messages_dropped_total',
   'errors_total',
+  'evictions_total',
   'batch_size_updates',
   'send_delay_seconds',
   'cluster_instances',
@@ -172,6 +173,12 @@ export function hubMetricFamilies({ stats, batchSize, sendDelay }: HubFigures): 
       'counter',
       'Errors by kind, one series per kind (zeros included); docs/operations.md lists what each kind counts.',
       ERROR_KINDS.map((kind) => ({ labels: { kind }, value: stats.errors_by_kind[kind] })),
+    ),
+    family(
+      'evictions_total',
+      'counter',
+      'Data given up to stay within the byte limits, by kind (queue, history, state, task, result).',
+      EVICTION_KINDS.map((kind) => ({ labels: { kind }, value: stats.evictions_by_kind[kind] })),
     ),
     family(
       'batch_size_updates',
@@ -341,6 +348,7 @@ const placeholderStats: HubStats = {
   messages_dropped: 0,
   errors: 0,
   errors_by_kind: Object.fromEntries(ERROR_KINDS.map((kind) => [kind, 0])) as HubStats['errors_by_kind'],
+  evictions_by_kind: Object.fromEntries(EVICTION_KINDS.map((kind) => [kind, 0])) as HubStats['evictions_by_kind'],
   started_at: new Date(0).toISOString(),
   uptime_seconds: 0,
 };

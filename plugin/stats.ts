@@ -55,6 +55,31 @@ export const ERROR_KINDS = [
 /** A kind of error the hub counts. */
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 
+/**
+ * Kinds of data given up to keep what the hub holds per agent within its byte limits; the
+ * stats' `evictions_by_kind` counts each.
+ */
+export const EVICTION_KINDS = [
+  // Whole offline queues dropped over `maxTotalQueueBytes` (their updates also count in
+  // `messages_dropped`), the one that waited longest first.
+  'queue',
+  // Whole histories dropped over `maxTotalHistoryBytes`, the agent published to least recently first.
+  'history',
+  // Agents' state given up over `maxTotalStateBytes` (or the in-memory broker's `maxAgents`), the
+  // agent touched least recently first: an agent nobody watches is forgotten whole (epoch, `seq`,
+  // state); one being watched keeps only its newest update.
+  'state',
+  // Older entries (ended tasks, then open ones, then the status) forgotten from one agent's
+  // state over `maxStateBytes`.
+  'task',
+  // Results left out of an agent's state because the update alone was over `maxStateBytes`: a
+  // snapshot shows the task with `result_omitted: true`.
+  'result',
+] as const;
+
+/** A kind of data given up; see `EVICTION_KINDS`. */
+export type EvictionKind = (typeof EVICTION_KINDS)[number];
+
 const count = (
   description: string,
 ): v.SchemaWithPipe<
@@ -97,6 +122,24 @@ type HubStatsObjectSchema = v.ObjectSchema<
           undefined
         >,
         v.DescriptionAction<Record<ErrorKind, number>, string>,
+      ]
+    >;
+    readonly evictions_by_kind: v.SchemaWithPipe<
+      readonly [
+        v.ObjectSchema<
+          Record<
+            EvictionKind,
+            v.SchemaWithPipe<
+              readonly [
+                v.NumberSchema<undefined>,
+                v.IntegerAction<number, undefined>,
+                v.MinValueAction<number, 0, undefined>,
+              ]
+            >
+          >,
+          undefined
+        >,
+        v.DescriptionAction<Record<EvictionKind, number>, string>,
       ]
     >;
     readonly started_at: v.SchemaWithPipe<
@@ -167,6 +210,25 @@ export const HubStatsSchema: v.SchemaWithPipe<
       ),
       v.description('Errors by kind; docs/operations.md lists what each kind counts.'),
     ),
+    evictions_by_kind: v.pipe(
+      v.object(
+        Object.fromEntries(
+          EVICTION_KINDS.map((kind) => [kind, v.pipe(v.number(), v.integer(), v.minValue(0))]),
+        ) as Record<
+          EvictionKind,
+          v.SchemaWithPipe<
+            readonly [
+              v.NumberSchema<undefined>,
+              v.IntegerAction<number, undefined>,
+              v.MinValueAction<number, 0, undefined>,
+            ]
+          >
+        >,
+      ),
+      v.description(
+        'Data given up to stay within the byte limits, by kind: `queue` (whole offline queues over maxTotalQueueBytes), `history` (whole histories over maxTotalHistoryBytes), `state` (agents forgotten, or a watched agent cut to its newest update, over maxTotalStateBytes), `task` (older entries of one state over maxStateBytes), `result` (results left out of a state: too large on their own).',
+      ),
+    ),
     started_at: v.pipe(v.string(), v.isoTimestamp(), v.description('When the hub started.')),
     uptime_seconds: count('Seconds since the hub started.'),
     cluster: v.optional(
@@ -189,6 +251,17 @@ export const HubStatsSchema: v.SchemaWithPipe<
  * The hub's counters, as served by `GET /agents/ws/stats`.
  */
 export type HubStats = v.InferOutput<typeof HubStatsSchema>;
+
+/**
+ * Creates zeroed eviction counters.
+ *
+ * @returns One counter per kind.
+ *
+ * @internal
+ */
+export function createEvictionCounters(): Record<EvictionKind, number> {
+  return Object.fromEntries(EVICTION_KINDS.map((kind) => [kind, 0])) as Record<EvictionKind, number>;
+}
 
 /**
  * Creates zeroed error counters.
