@@ -69,16 +69,10 @@ const list: Parse<string[]> = (raw) =>
 /** Text as given. */
 const text: Parse<string> = (raw) => raw;
 
-/**
- * Hub options that are in the works on other branches; listed so their variables exist, and
- * refused by `createAgentHub` (an unknown option) until the option does.
- */
-type PendingHubOption = 'maxStateBytes' | 'maxTotalStateBytes';
-
 /** What the demo's settings are made of, by where each variable goes. */
 interface EnvTargets {
   /** `createAgentHub`'s options; unset ones keep the schema's defaults. */
-  hub: AgentHubOptions & { [Name in PendingHubOption]?: number };
+  hub: AgentHubOptions;
   /** Node's HTTP server timeouts (`serveNode`); unset ones keep `serverTimeouts`. */
   timeouts: HttpTimeouts;
   /** The Redis broker's options, used when `url` is set. */
