@@ -7,6 +7,8 @@
  *
  * @module
  */
+
+export type { RoutesOptions, RuntimeBinding, TopicFanOut } from './binding.ts';
 export type {
   AgentListing,
   AgentPage,
@@ -49,7 +51,6 @@ export {
 } from './metrics.ts';
 export type { AgentHubOptions, AuthorizeHook, HubAction } from './options.ts';
 export { SERVE_DEFAULTS } from './options.ts';
-export type { RoutesOptions, RuntimeBinding, TopicFanOut } from './routes.ts';
 export * from './schemas.ts';
 export type { AgentSummary, AgentsPage, ErrorKind, HubStats } from './stats.ts';
 export {
