@@ -6,6 +6,7 @@ import { CloseCode } from './close-codes.ts';
 import { createHubCore } from './core.ts';
 import { createDelivery } from './delivery.ts';
 import { createDeparture } from './departure.ts';
+import { createEstablish } from './establish.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import type { MetricFamily } from './metrics.ts';
 import type { AgentHubOptions, ResolvedHubOptions } from './options.ts';
@@ -100,7 +101,8 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
   const departure = createDeparture(core);
   const delivery = createDelivery(core, departure);
   const receiver = createReceiver(core, departure, delivery.fanOut);
-  const admission = createAdmission(core, departure, delivery, receiver);
+  const establish = createEstablish(core, delivery.fanOut, receiver);
+  const admission = createAdmission(core, departure, delivery, establish);
   const connect = createSockets(core, departure, delivery, receiver, admission);
   const heartbeat = startHeartbeat(core, departure, delivery.fanOut);
   const publishing = createPublishing(core);
