@@ -1,12 +1,13 @@
 import { type Broker, memoryBroker } from './broker.ts';
 import type { Channel, Connection } from './channel.ts';
 import { createUpdateEncoder, type UpdateEncoder } from './encode.ts';
+import type { ErrorKind } from './error-kinds.ts';
 import { createHubCounters, type HubCounters } from './figures.ts';
 import { jsonLogger, type LogEntry, type Logger } from './logger.ts';
 import { BATCH_SIZE_BUCKETS, createHistogram, type Histogram, SEND_DELAY_BUCKETS } from './metrics.ts';
 import { type AgentHubOptions, type ResolvedHubOptions, resolveHubOptions } from './options.ts';
 import type { AgentUpdate } from './schemas.ts';
-import { createErrorCounters, type ErrorKind } from './stats.ts';
+import { createErrorCounters } from './stats.ts';
 import { createLogThrottle, type LogThrottle } from './throttle.ts';
 
 /**

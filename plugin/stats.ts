@@ -1,5 +1,9 @@
 import * as v from 'valibot';
+import { ERROR_KINDS, type ErrorKind } from './error-kinds.ts';
 import { CLUSTER_FIGURES, STATS_FIGURES, type StatsFigure } from './figures.ts';
+
+export { ERROR_KINDS, type ErrorKind } from './error-kinds.ts';
+
 import {
   AgentIdSchema,
   EpochSchema,
@@ -9,52 +13,6 @@ import {
   type TaskUpdate,
   TaskUpdateSchema,
 } from './schemas.ts';
-
-/**
- * Kinds of error the hub counts; `errors` in the stats is their sum.
- */
-export const ERROR_KINDS = [
-  // Bad frames from clients, each answered with an `error` frame of the same code.
-  'invalid_json',
-  'invalid_message',
-  'unknown_type',
-  'binary_not_supported',
-  // Frames over `maxMessageSize` (close 1009), invalid UTF-8 in a text frame (1007), a broken
-  // WebSocket protocol (1002), frames faster than the inbound budget (1008): whoever detects
-  // them, the hub or the runtime's WebSocket stack.
-  'message_too_big',
-  'invalid_utf8',
-  'protocol_error',
-  'rate_limited',
-  // Sockets that failed: a send threw, the runtime reported an error, the peer vanished
-  // (close 1006 or 0), no pong between two sweeps (4000), or the send buffer overflowed (4001).
-  'send_failed',
-  'socket_error',
-  'abrupt_close',
-  'heartbeat_timeout',
-  'slow_consumer',
-  // Refused requests: 400 bad agent id, 426 not a WebSocket request, 401/403 from `authorize`,
-  // 403 for a browser origin not allowed, 503 while the hub is closing.
-  'invalid_agent_id',
-  'invalid_resume',
-  // 400 for a malformed `limit`, `cursor` or `tasks` of GET /ws/agents.
-  'invalid_query',
-  'upgrade_required',
-  'unauthorized',
-  'forbidden',
-  'origin_forbidden',
-  'unavailable',
-  // Ingest requests answered 400, 413 or 415.
-  'ingest_rejected',
-  // The broker failed to deliver, queue or subscribe.
-  'broker_error',
-  // A failure contained inside the hub (an update that could not be serialised, a throwing
-  // hook or callback): it costs one update or one request, and nothing else.
-  'internal_error',
-] as const;
-
-/** A kind of error the hub counts. */
-export type ErrorKind = (typeof ERROR_KINDS)[number];
 
 const count = (
   description: string,
