@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { ERROR_KINDS } from './error-kinds.ts';
 
 /**
  * One number of the stats: its field in `GET /ws/stats`, what it means, how the hub keeps it,
@@ -26,9 +27,11 @@ export interface StatsFigure {
   /**
    * What the field holds: a whole number (`count`); the instance id (`id`, the metric `info`
    * carries it as a label); an ISO timestamp (`timestamp`, the metric in seconds since the
-   * epoch); or one count per error kind (`by_kind`).
+   * epoch); or one count per kind of `kinds` (`by_kind`, the metric labelled `kind`).
    */
   readonly value: 'count' | 'id' | 'timestamp' | 'by_kind';
+  /** With `by_kind`: the kinds counted, every one present in the field and the metric. */
+  readonly kinds?: readonly string[];
 }
 
 /**
@@ -130,18 +133,19 @@ export const STATS_FIGURES = [
     name: 'errors',
     description: 'Sum of errors_by_kind.',
     kept: 'reading',
-    metric: 'errors_total',
+    metric: undefined,
     type: 'counter',
-    help: 'Errors by kind (see the README).',
     value: 'count',
   },
   {
     name: 'errors_by_kind',
     description: 'Errors by kind; the README lists what each kind counts.',
     kept: 'reading',
-    metric: undefined,
+    metric: 'errors_total',
     type: 'counter',
+    help: 'Errors by kind (see the README).',
     value: 'by_kind',
+    kinds: ERROR_KINDS,
   },
   {
     name: 'started_at',

@@ -6,7 +6,7 @@
  * @module
  */
 import { CLUSTER_FIGURES, STATS_FIGURES, type StatsFigure } from './figures.ts';
-import { ERROR_KINDS, type HubStats } from './stats.ts';
+import type { HubStats } from './stats.ts';
 
 /** The content type of the Prometheus text format the metrics route serves. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -113,13 +113,12 @@ const figureSamples = (figure: (typeof STATS_FIGURES)[number], stats: HubStats):
       return [{ labels: { instance_id: stats.instance_id }, value: 1 }];
     case 'timestamp':
       return [{ labels: {}, value: Date.parse(stats.started_at) / 1000 }];
-    case 'by_kind':
-      return [];
+    case 'by_kind': {
+      const counts = stats[figure.name] as Readonly<Record<string, number>>;
+      return figure.kinds.map((kind) => ({ labels: { kind }, value: counts[kind] ?? 0 }));
+    }
     case 'count':
-      // `errors` is served by kind, from `errors_by_kind`.
-      return figure.name === 'errors'
-        ? ERROR_KINDS.map((kind) => ({ labels: { kind }, value: stats.errors_by_kind[kind] }))
-        : [{ labels: {}, value: stats[figure.name] }];
+      return [{ labels: {}, value: stats[figure.name] }];
   }
 };
 
@@ -305,6 +304,6 @@ const placeholderStats = Object.fromEntries(
         ? new Date(0).toISOString()
         : figure.value === 'id'
           ? ''
-          : Object.fromEntries(ERROR_KINDS.map((kind) => [kind, 0])),
+          : Object.fromEntries((figure.kinds ?? []).map((kind) => [kind, 0])),
   ]),
 ) as HubStats;

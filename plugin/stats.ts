@@ -33,22 +33,27 @@ type KindCountSchema = v.SchemaWithPipe<
   readonly [v.NumberSchema<undefined>, v.IntegerAction<number, undefined>, v.MinValueAction<number, 0, undefined>]
 >;
 
-/** The schema of a stats field, by what it holds (`StatsFigure['value']`). */
-interface FigureSchemas {
-  count: CountSchema;
-  id: v.SchemaWithPipe<readonly [v.StringSchema<undefined>, v.DescriptionAction<string, string>]>;
-  timestamp: v.SchemaWithPipe<
-    readonly [v.StringSchema<undefined>, v.IsoTimestampAction<string, undefined>, v.DescriptionAction<string, string>]
-  >;
-  by_kind: v.SchemaWithPipe<
-    readonly [
-      v.ObjectSchema<Record<ErrorKind, KindCountSchema>, undefined>,
-      v.DescriptionAction<Record<ErrorKind, number>, string>,
-    ]
-  >;
-}
+/** The schema of a stats field, by what it holds (`StatsFigure['value']`; `by_kind` by its `kinds`). */
+type FigureSchema<F extends StatsFigure> = F['value'] extends 'by_kind'
+  ? v.SchemaWithPipe<
+      readonly [
+        v.ObjectSchema<Record<NonNullable<F['kinds']>[number], KindCountSchema>, undefined>,
+        v.DescriptionAction<Record<NonNullable<F['kinds']>[number], number>, string>,
+      ]
+    >
+  : F['value'] extends 'id'
+    ? v.SchemaWithPipe<readonly [v.StringSchema<undefined>, v.DescriptionAction<string, string>]>
+    : F['value'] extends 'timestamp'
+      ? v.SchemaWithPipe<
+          readonly [
+            v.StringSchema<undefined>,
+            v.IsoTimestampAction<string, undefined>,
+            v.DescriptionAction<string, string>,
+          ]
+        >
+      : CountSchema;
 
-const figureSchema = (figure: StatsFigure): FigureSchemas[keyof FigureSchemas] => {
+const figureSchema = (figure: StatsFigure): v.GenericSchema => {
   switch (figure.value) {
     case 'count':
       return count(figure.description);
@@ -60,8 +65,8 @@ const figureSchema = (figure: StatsFigure): FigureSchemas[keyof FigureSchemas] =
       return v.pipe(
         v.object(
           Object.fromEntries(
-            ERROR_KINDS.map((kind) => [kind, v.pipe(v.number(), v.integer(), v.minValue(0))]),
-          ) as Record<ErrorKind, KindCountSchema>,
+            (figure.kinds ?? []).map((kind) => [kind, v.pipe(v.number(), v.integer(), v.minValue(0))]),
+          ),
         ),
         v.description(figure.description),
       );
@@ -79,7 +84,7 @@ type ClusterSchema = v.SchemaWithPipe<
 /** The type of the stats object schema, before its title and description (an explicit type: JSR). */
 type HubStatsObjectSchema = v.ObjectSchema<
   {
-    readonly [F in (typeof STATS_FIGURES)[number] as F['name']]: FigureSchemas[F['value']];
+    readonly [F in (typeof STATS_FIGURES)[number] as F['name']]: FigureSchema<F>;
   } & { readonly cluster: v.OptionalSchema<ClusterSchema, undefined> },
   undefined
 >;
