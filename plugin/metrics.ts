@@ -128,8 +128,8 @@ const METRIC_FIGURES = [
   ...STATS_FIGURES.filter((figure) => figure.value === 'count' || figure.value === 'by_kind'),
 ].filter((figure) => figure.metric !== undefined);
 
-/** The histograms, after the stats figures. */
-const HISTOGRAMS = [
+/** The histograms the hub keeps (names without the `hono_agent_ws_` prefix), after the stats figures. */
+export const HISTOGRAMS = [
   { name: 'batch_size_updates', help: 'Updates per batch_update frame built.' },
   {
     name: 'send_delay_seconds',
@@ -307,3 +307,13 @@ const placeholderStats = Object.fromEntries(
           : Object.fromEntries((figure.kinds ?? []).map((kind) => [kind, 0])),
   ]),
 ) as HubStats;
+
+/**
+ * Every metric family's name, type and help, in output order: what a registry or a docs table
+ * needs, without a hub.
+ */
+export const METRIC_DESCRIPTIONS: readonly Pick<MetricFamily, 'name' | 'type' | 'help'>[] = hubMetricFamilies({
+  stats: placeholderStats,
+  batchSize: createHistogram(BATCH_SIZE_BUCKETS),
+  sendDelay: createHistogram(SEND_DELAY_BUCKETS),
+}).map(({ name, type, help }) => ({ name, type, help }));
