@@ -7,7 +7,8 @@
  * `--no-write` (print only), `--repeats=N`, `--servers=a,b` (subset), `--conns=1000,5000`,
  * `--window=ms`, `--inflight=N`, `--node-flags=a,b` (extra flags for the Node servers),
  * `--prefill=N` (updates per agent before the fan-out windows), `--scale=N` (connections of the
- * scale scenario; 0 skips it), `--scale-only`.
+ * scale scenario; 0 skips it), `--scale-only`, `--storm=N` (clients of the restart reconnect storm on the
+ * plugin with the SQLite store and raw ws, both on Node 24; the scale count by default; 0 skips it).
  *
  * Repeats are the outer loop; every server runs once per repeat, in a rotating order, each in
  * its own process pinned to core 0 while the one load generator is pinned to core 1. After the
@@ -33,6 +34,7 @@ import { fanOut } from './lib/scenarios/fan-out.ts';
 import { historyMemory } from './lib/scenarios/history.ts';
 import { idleScenario } from './lib/scenarios/idle.ts';
 import { isScaleServer, scaleScenario } from './lib/scenarios/scale.ts';
+import { type StormResult, stormScenario, stormTable } from './lib/scenarios/storm.ts';
 import { detectPinning, findRuntimes, type ServerDef, selectServers, serverLauncher } from './lib/servers.ts';
 
 /** Runs the benchmark with the command line `args`; resolves with the process exit code. */
@@ -48,6 +50,7 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
   const ctx: Context = { options, load: loadgen.load, recorder, servers: launcher };
 
   const repeats: Repeats = [];
+  let stormResults: StormResult[] = [];
   const started = Date.now();
   let exitCode = 0;
   try {
@@ -89,6 +92,14 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
         log(`  ${def.name} scale FAILED: ${(error as Error).stack ?? error}`);
       }
     }
+    if (params.storm > 0) {
+      try {
+        stormResults = await stormScenario(params.storm, pinning, recorder, last, options.nodeFlags);
+      } catch (error) {
+        recorder.failures.push(`storm: ${(error as Error).message}`);
+        log(`  storm FAILED: ${(error as Error).stack ?? error}`);
+      }
+    }
   } catch (error) {
     console.error(`bench: FAILED: ${(error as Error).stack ?? error}`);
     exitCode = 1;
@@ -101,6 +112,7 @@ export async function main(args: readonly string[] = process.argv.slice(2)): Pro
   const report = buildReport(run);
   const minutes = ((Date.now() - started) / 60_000).toFixed(1);
   console.log(report.markdown);
+  if (stormResults.length > 0) console.log(`\n${stormTable(stormResults)}\n`);
   console.log(`bench: ${minutes} min, ${recorder.checks.length} delivery checks, ${recorder.failures.length} failures`);
   if (options.write && repeats.length > 0 && exitCode === 0) writeResults(run, report);
   console.log(`BENCH_CHECKS ${JSON.stringify(recorder.checks)}`);

@@ -38,6 +38,14 @@ export interface BrokerContext {
    */
   readonly maxTotalHistoryBytes: number;
   /**
+   * Most bytes (its updates' JSON) of each agent's snapshot state: its latest status and the
+   * latest update of each task it holds. Optional: a broker reads it with a default of its own
+   * when a hub passes none.
+   */
+  readonly maxStateBytes?: number;
+  /** Most bytes of snapshot state all agents together may hold; optional as `maxStateBytes`. */
+  readonly maxTotalStateBytes?: number;
+  /**
    * The JSON the hub serialised an update to at the door, before it was numbered: a networked
    * broker appends `seq` and `epoch` to it instead of serialising the update again.
    */

@@ -159,8 +159,9 @@ import type * as bun from 'hono-agent-ws/bun';
 import type * as client from 'hono-agent-ws/client';
 import type * as node from 'hono-agent-ws/node';
 import type * as redis from 'hono-agent-ws/redis';
+import type * as sqlite from 'hono-agent-ws/sqlite';
 
-export type Uses = [core.HubStats, core.ServerMessage, typeof node.serveNode, typeof bun.serveBun, typeof redis.redisBroker];
+export type Uses = [core.HubStats, core.ServerMessage, typeof node.serveNode, typeof bun.serveBun, typeof redis.redisBroker, typeof sqlite.sqliteBroker];
 export type ClientUses = [typeof client.connectAgent, client.AgentClient, client.StatusUpdate];
 `;
 

@@ -22,6 +22,11 @@ export interface Params {
   idleMs: number;
   /** autocannon: a fixed number of requests (quick) or a duration after a warm-up (full). */
   http: { amount: number; connections: number } | { durationMs: number; warmupMs: number; connections: number };
+  /**
+   * Clients of the restart reconnect storm (bench/lib/scenarios/storm.ts; the scale scenario's
+   * count unless `--storm=N`); 0 skips it.
+   */
+  storm: number;
   /** The scale scenario (bench/lib/scenarios/scale.ts); `target` 0 skips it. */
   scale: { target: number; heartbeatMs: number; idleMs: number; broadcasts: number };
   /** A window is run again when other processes used more cores than this during it. */
@@ -68,6 +73,7 @@ const quickParams = (): Params => ({
   idleMs: 600,
   http: { amount: 400, connections: 10 },
   scale: { target: 400, heartbeatMs: 1_000, idleMs: 2_000, broadcasts: 3 },
+  storm: 200,
   maxOther: 0.5,
   attempts: 1,
 });
@@ -85,6 +91,7 @@ const fullParams = (): Params => ({
   idleMs: 2000,
   http: { durationMs: 1500, warmupMs: 300, connections: 50 },
   scale: { target: 50_000, heartbeatMs: 5_000, idleMs: 15_000, broadcasts: 10 },
+  storm: 50_000,
   maxOther: 0.25,
   attempts: 2,
 });
@@ -107,6 +114,7 @@ export function parseArgs(args: readonly string[]): Options {
   if (window) params.windowMs = Number(window);
   const scale = option('scale');
   if (scale) params.scale.target = Number(scale);
+  params.storm = Number(option('storm') ?? (scale ? params.scale.target : params.storm));
   return {
     quick,
     write: !flag('no-write'),

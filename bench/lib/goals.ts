@@ -55,6 +55,18 @@ export function ratios(params: Params): RatioDef[] {
         den: ['plugin-node-nohistory', `flat@${c}.delivered`],
       },
       {
+        id: `store-cpu@${c}`,
+        label: `CPU/msg plugin with the SQLite store ÷ without (Node 24), C=${c}`,
+        num: ['plugin-node24-sqlite', `fixed@${c}.cpuUs`],
+        den: ['plugin-node24', `fixed@${c}.cpuUs`],
+      },
+      {
+        id: `store-flat@${c}`,
+        label: `flat msgs/s plugin with the SQLite store ÷ without (Node 24), C=${c}`,
+        num: ['plugin-node24-sqlite', `flat@${c}.delivered`],
+        den: ['plugin-node24', `flat@${c}.delivered`],
+      },
+      {
         id: `bun@${c}`,
         label: `flat msgs/s plugin on Bun ÷ Bun server.publish, C=${c}`,
         num: ['plugin-bun', `flat@${c}.delivered`],
@@ -144,6 +156,12 @@ export function goals(params: Params): GoalDef[] {
       of: `history-cpu@${C}`,
       op: '<=',
       limit: 1.05,
+    },
+    {
+      text: `Node 24: CPU per message with the SQLite store ÷ without ≤ 1.15 (C=${C})`,
+      of: `store-cpu@${C}`,
+      op: '<=',
+      limit: 1.15,
     },
     {
       text: `Idle memory per connection ≤ raw ws + 2 KB (C=${params.memHigh})`,

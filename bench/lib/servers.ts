@@ -6,8 +6,10 @@
  * @module
  */
 import { spawnSync } from 'node:child_process';
-import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { type NodeVersion, nodeBinary } from '../../scripts/node-versions.ts';
 import { runtimeBinary, runtimeEnv } from '../../scripts/runtimes.ts';
 import { type ReadyProcess, spawnReady } from '../../scripts/spawn.ts';
 import type { Family } from './client.ts';
@@ -32,6 +34,10 @@ export interface ServerDef {
    * flat-out scenarios only, and stays out of the chart and the README's tables.
    */
   variant?: boolean;
+  /** A Node version from the npm registry (scripts/node-versions.ts) instead of the one running the bench. */
+  node?: NodeVersion;
+  /** `sqlite`: the hub keeps everything in a SQLite file (`sqliteBroker`), fresh for each start. */
+  store?: 'sqlite';
 }
 
 /** Every server, in the order they run in the first repeat and appear in the report. */
@@ -55,6 +61,28 @@ export const ALL_SERVERS: readonly ServerDef[] = [
     entry: 'plugin-node.ts',
     batchMs: 100,
     hub: true,
+  },
+  // The store's cost: the same hub on Node 24 (which has SQLite) without and with the file.
+  {
+    name: 'plugin-node24',
+    label: 'plugin · Node 24',
+    family: 'agent',
+    runtime: 'node',
+    entry: 'plugin-node.ts',
+    hub: true,
+    variant: true,
+    node: '24.21.0',
+  },
+  {
+    name: 'plugin-node24-sqlite',
+    label: 'plugin · Node 24 · SQLite store',
+    family: 'agent',
+    runtime: 'node',
+    entry: 'plugin-node.ts',
+    hub: true,
+    variant: true,
+    node: '24.21.0',
+    store: 'sqlite',
   },
   { name: 'ws', label: 'raw ws', family: 'plain', runtime: 'node', entry: 'ws.ts', hub: false },
   { name: 'socketio', label: 'Socket.IO', family: 'sio', runtime: 'node', entry: 'socketio.ts', hub: false },
@@ -173,9 +201,10 @@ export function serverLauncher(runtimes: Runtimes, pinning: Pinning, nodeFlags: 
   return {
     async start(def, heartbeatMs, prefill, openFiles) {
       const entry = join('bench/servers', def.entry);
+      const store = def.store ? join(mkdtempSync(join(tmpdir(), 'bench-store-')), 'agents.db') : '';
       const command =
         def.runtime === 'node'
-          ? [process.execPath, '--expose-gc', ...nodeFlags, '--import', 'tsx', entry]
+          ? [def.node ? nodeBinary(def.node) : process.execPath, '--expose-gc', ...nodeFlags, '--import', 'tsx', entry]
           : def.runtime === 'bun'
             ? [runtimes.bun as string, 'run', entry]
             : [runtimes.deno as string, 'run', '-A', '--cached-only', '--v8-flags=--expose-gc', entry];
@@ -190,6 +219,7 @@ export function serverLauncher(runtimes: Runtimes, pinning: Pinning, nodeFlags: 
         env: {
           ...process.env,
           ...runtimeEnv(),
+          BENCH_STORE: store,
           BENCH_BATCH_MS: String(def.batchMs ?? 0),
           BENCH_HISTORY: def.history === false ? '0' : '1',
           BENCH_HEARTBEAT_MS: String(heartbeatMs),
@@ -204,7 +234,10 @@ export function serverLauncher(runtimes: Runtimes, pinning: Pinning, nodeFlags: 
         },
       });
       live.add(server);
-      void server.exited.then(() => live.delete(server));
+      void server.exited.then(() => {
+        live.delete(server);
+        if (store) rmSync(dirname(store), { recursive: true, force: true });
+      });
       const info = JSON.parse(server.match[1] as string) as { port: number; control: number; pid: number };
       return { process: server, ...info };
     },

@@ -37,6 +37,8 @@ process.on('SIGTERM', () => process.exit(0));
  * updates published to each agent before the server announces itself).
  */
 export const settings = {
+  /** `BENCH_STORE`: a SQLite file for the hub (`sqliteBroker`), or '' for the in-memory broker. */
+  store: process.env.BENCH_STORE ?? '',
   batchMs: Number(process.env.BENCH_BATCH_MS ?? 0),
   history: process.env.BENCH_HISTORY !== '0',
   heartbeatMs: Number(process.env.BENCH_HEARTBEAT_MS ?? 0),
@@ -196,11 +198,16 @@ export async function startPluginServer(
   mount: (hub: AgentHub) => Hono,
   serve: (options: { fetch: Hono['fetch']; hub: AgentHub; port: number }) => Promise<{ readonly port: number }>,
 ): Promise<void> {
+  // Imported only when asked: the runtimes without SQLite (Node 20) run every other server.
+  const broker = settings.store
+    ? (await import('../../adapters/sqlite.ts')).sqliteBroker({ path: settings.store })
+    : undefined;
   const hub = createAgentHub({
     batchInterval: settings.batchMs,
     heartbeatInterval: settings.heartbeatMs,
     logger: false,
     ingest: true,
+    ...(broker ? { broker } : {}),
     ...(settings.history ? {} : { historySize: 0, snapshot: false }),
   });
   const app = new HonoApp();
@@ -210,9 +217,12 @@ export async function startPluginServer(
   // neither the offline queue nor the snapshot these leave is counted as a delivery.
   const [prefillAgents, prefillUpdates] = settings.prefill;
   for (let n = 0; n < prefillUpdates; n++) {
-    for (let i = 0; i < prefillAgents; i++) {
-      await hub.publishTask(agentId(i), { ...TASK_FIELDS, message: `prefill ${n} ${PAD}` });
-    }
+    // One round at a time, all agents at once: a store commits the round in one transaction.
+    await Promise.all(
+      Array.from({ length: prefillAgents }, (_, i) =>
+        hub.publishTask(agentId(i), { ...TASK_FIELDS, message: `prefill ${n} ${PAD}` }),
+      ),
+    );
   }
   const server = await serve({ fetch: app.fetch, hub, port: 0 });
   startControl(server.port, (agent, message) => {

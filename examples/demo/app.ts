@@ -111,6 +111,19 @@ export async function useRedisIfConfigured(settings: DemoSettings): Promise<Demo
   return { ...settings, hub: { ...settings.hub, broker: redisBroker(settings.redis) } };
 }
 
+/**
+ * Puts the SQLite broker in the hub options when DB_PATH is set (`DB_PATH=./data/agents.db
+ * npm start`): queues, history and state survive restarts. A dynamic import, so runtimes without
+ * SQLite (Node 20) load it only when asked, and are then told which runtimes have it.
+ */
+export async function useSqliteIfConfigured(settings: DemoSettings, path: string | undefined): Promise<DemoSettings> {
+  if (!path) return settings;
+  if (settings.redis)
+    throw new Error('DB_PATH and REDIS_URL: set one of them (SQLite for one server, Redis for several)');
+  const { sqliteBroker } = await import('../../adapters/sqlite.ts');
+  return { ...settings, hub: { ...settings.hub, broker: sqliteBroker({ path }) } };
+}
+
 /** The demo: the app to serve, its hub, and a stop for the simulation. */
 export interface Demo {
   app: Hono;
@@ -188,8 +201,18 @@ export interface DemoRuntime {
  * real port, and on SIGINT/SIGTERM closes the hub gracefully and exits 0.
  */
 export async function runDemo(runtime: DemoRuntime): Promise<void> {
-  const settings = await useRedisIfConfigured(readSettings(runtime.env));
-  const demo = createDemo(settings, runtime.mount);
+  let demo: Demo;
+  let settings: DemoSettings;
+  try {
+    settings = await useSqliteIfConfigured(await useRedisIfConfigured(readSettings(runtime.env)), runtime.env.DB_PATH);
+    demo = createDemo(settings, runtime.mount);
+  } catch (error) {
+    // The store's refusals (no SQLite on this runtime, file in use, damaged file) say what to do.
+    if (!(error instanceof Error && error.name === 'SqliteStoreError')) throw error;
+    console.error(error.message);
+    runtime.exit(1);
+    return;
+  }
   const server = await runtime.serve({
     fetch: demo.app.fetch,
     hub: demo.hub,
