@@ -123,7 +123,8 @@ export async function inBatches<T, R>(items: T[], width: number, task: (item: T)
   return results;
 }
 
-export const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));
+/** The suite's `sleep` (test/helpers/wait.ts), still exported here for the files that import it from this module. */
+export { sleep } from './wait.ts';
 
 /** What `sendAll` saw: the answer, and how much of the body went out before the end. */
 export interface SentAnswer extends RawAnswer {
