@@ -1,6 +1,7 @@
 import type { Env, Hono } from 'hono';
 import type { UpgradeWebSocket } from 'hono/ws';
 import { createAdmission } from './admission.ts';
+import { type AgentHandle, type AgentHandleOptions, createAgentHandle } from './agent-handle.ts';
 import type { RoutesOptions, RuntimeBinding } from './binding.ts';
 import { CloseCode } from './close-codes.ts';
 import { createHubCore } from './core.ts';
@@ -69,6 +70,15 @@ export interface AgentHub<E extends Env = any> {
    */
   publishTask(agentId: string, update: TaskUpdateInput): Promise<void>;
   /**
+   * A handle on one agent for code that reports step by step (and for the engine bridges):
+   * `hub.agent(id).task(taskId).progress(40)`, then `.complete(result)` or `.fail(error)`; see
+   * `AgentHandle`. Cheap: holds no resource, nothing is kept for it in the hub.
+   *
+   * @throws {InvalidUpdateError} When the agent id is invalid.
+   * @throws {TypeError} When an option is invalid.
+   */
+  agent(agentId: string, options?: AgentHandleOptions): AgentHandle;
+  /**
    * This instance's counters. `GET /ws/stats` serves them and, when the broker spans several
    * instances (Redis), adds the cluster-wide figures as `cluster`.
    */
@@ -110,7 +120,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
   const { config } = core;
   const { broker: _broker, logger: _logger, authorize, ...publicOptions } = config;
 
-  return {
+  const hub: AgentHub<E> = {
     options: Object.freeze(publicOptions),
     routes(runtime: RuntimeBinding | UpgradeWebSocket<any, any>, routesOptions?: RoutesOptions): Hono<E> {
       const [upgradeWebSocket, details] =
@@ -137,6 +147,10 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     publishStatus: (agentId, update) =>
       publishing.publishFields(agentId, 'status_update', StatusUpdateFieldsSchema, update),
     publishTask: (agentId, update) => publishing.publishFields(agentId, 'task_update', TaskUpdateFieldsSchema, update),
+    agent: (agentId, handleOptions) =>
+      createAgentHandle(hub, agentId, handleOptions, (operation, error) =>
+        core.internalError(operation, error, agentId),
+      ),
     stats: reports.stats,
     metrics: reports.metrics,
     async close() {
@@ -160,4 +174,5 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
       core.log('info', 'hub_closed', { total_connections: core.counters.total_connections });
     },
   };
+  return hub;
 }
