@@ -1,7 +1,7 @@
 import type { Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import * as v from 'valibot';
-import { InvalidUpdateError } from './errors.ts';
+import { describeIssues, InvalidUpdateError, issuesAt } from './errors.ts';
 import type { RouteKit } from './route-kit.ts';
 import { IngestBodySchema, type IngestItem, type UnsequencedUpdate } from './schemas.ts';
 
@@ -23,17 +23,8 @@ export function mountIngestRoute(app: Hono, kit: RouteKit): void {
   const invalidUpdate = (c: Context, agentId: string, issues: readonly v.BaseIssue<unknown>[], index?: number) => {
     hub.countError('ingest_rejected');
     hub.log('warn', 'ingest_rejected', { agent_id: agentId, status: 400, error: 'invalid_update' });
-    const list = issues.map((issue) => {
-      const path = v.getDotPath(issue);
-      return {
-        path: index === undefined ? path : [index, path].filter((part) => part !== null).join('.'),
-        message: issue.message,
-      };
-    });
-    return c.json(
-      { error: 'invalid_update', message: v.summarize(issues as [v.BaseIssue<unknown>]), issues: list },
-      400,
-    );
+    const list = issuesAt(issues, index);
+    return c.json({ error: 'invalid_update', message: describeIssues(list), issues: list }, 400);
   };
 
   /** The refusal of a body that is not UTF-8 JSON by its `Content-Type`, or `undefined`. */

@@ -492,8 +492,8 @@ describe('watch: the command', { timeout: 120_000 }, () => {
     assert.ok(Date.now() - started < 8000, 'quickly');
     assert.match(refused.stderr(), /handshake refused: HTTP 401 \(unauthorized\)/);
     const stats = await statsWith(demo, { authorization: 'Bearer s3cret' });
-    // The attempt, and the one request that read the refusal's error code: no retries.
-    assert.equal(stats.errors_by_kind.unauthorized, 2);
+    // One attempt: `ws` hands the client the refusal's error code, so no retry and no probe.
+    assert.equal(stats.errors_by_kind.unauthorized, 1);
 
     const wrong = run([...CLI, 'watch', `${demo.ws}/agents/watch-auth/ws`, '--token', 'nope']);
     assert.equal(await exitCode(wrong), EXIT.REFUSED);

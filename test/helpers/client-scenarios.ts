@@ -31,6 +31,8 @@ export interface Driver {
   readonly canSetOrigin?: boolean;
   /** No status in the error of a refused handshake: the client has to probe with fetch. */
   readonly probes?: boolean;
+  /** The WebSocket hands over a refused upgrade's response (`ws`): no probe for its error code. */
+  readonly readsRefusal?: boolean;
 }
 
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -95,7 +97,7 @@ export function clientScenarios(driver: Driver): void {
       assert.ok(kinds.indexOf('snapshot') < kinds.indexOf('update'), 'the snapshot comes first');
       assert.deepEqual(
         run.reports.filter((report) => report.event === 'state').map((report) => report.args[0]),
-        ['open'],
+        ['connecting', 'open'],
       );
       await closeThroughServer(server, id, run);
       const typed = run.reports.find((report) => report.event === 'closed_by_harness')!.args[0];
@@ -103,7 +105,7 @@ export function clientScenarios(driver: Driver): void {
       assert.deepEqual(run.reports.find((report) => report.event === 'iterator_end')!.args[0], range(1, 9));
       assert.deepEqual(
         run.reports.filter((report) => report.event === 'state').map((report) => report.args[0]),
-        ['open', 'closed'],
+        ['connecting', 'open', 'closed'],
       );
     } finally {
       await run?.dispose();
@@ -283,14 +285,14 @@ export function clientScenarios(driver: Driver): void {
         { kind: 'handshake_refused', status: 401 },
         { kind: (fatal.args[0] as any).kind, status: (fatal.args[0] as any).status },
       );
-      // The browser learnt it from the probe, which also reads X-Agent-WS-Error.
-      if (driver.probes) assert.equal((fatal.args[0] as { code?: string }).code, 'unauthorized');
+      // `ws` hands over the response; everywhere else the probe reads X-Agent-WS-Error.
+      assert.equal((fatal.args[0] as { code?: string }).code, 'unauthorized');
       await run.finished();
       // Nothing may follow: a client that retried would do so within 50 ms (maxDelayMs), so a
       // window of four retry delays is enough to see it.
       await sleep(200);
-      // One refused attempt; in a browser, one probe besides.
-      assert.equal((await unauthorized()) - before, driver.probes ? 2 : 1);
+      // One refused attempt; one probe besides where the WebSocket hides the response.
+      assert.equal((await unauthorized()) - before, driver.readsRefusal ? 1 : 2);
       const stats = await statsWith(server, { authorization: 'Bearer secret' });
       assert.equal(stats.total_connections, 0);
       assert.ok(run.reports.some((report) => report.event === 'iterator_end'));
@@ -311,6 +313,7 @@ export function clientScenarios(driver: Driver): void {
         });
         const fatal = await run.waitFor((report) => report.event === 'fatal', 'fatal');
         assert.equal((fatal.args[0] as { status: number }).status, 403);
+        assert.equal((fatal.args[0] as { code?: string }).code, 'origin_forbidden');
         await run.finished();
         const stats = await statsWith(server, {});
         assert.equal(stats.errors_by_kind.origin_forbidden, 1);
@@ -335,7 +338,7 @@ export function clientScenarios(driver: Driver): void {
       await run.finished(5000);
       assert.ok(Date.now() - started < 5000);
       const states = run.reports.filter((report) => report.event === 'state').map((report) => report.args[0]);
-      assert.deepEqual(states, ['reconnecting', 'closed']);
+      assert.deepEqual(states, ['connecting', 'reconnecting', 'closed']);
     } finally {
       await run.dispose();
     }
