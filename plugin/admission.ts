@@ -1,4 +1,3 @@
-import { applyUpdate, createAgentState } from './agent-state.ts';
 import type { Broker, Joined } from './broker.ts';
 import type { Channel, Connection } from './channel.ts';
 import { CloseCode } from './close-codes.ts';
@@ -43,7 +42,7 @@ export function createAdmission(
   delivery: Delivery,
   establish: Establish,
 ): Admission {
-  const { broker, brokerFailed, contained } = core;
+  const { broker, brokerFailed, contained, liveStates, remember } = core;
   const { removeConnection, leave, drop } = departure;
   const { deliver, resumeFlushing } = delivery;
 
@@ -77,9 +76,9 @@ export function createAdmission(
     channel.epoch = joined.epoch;
     channel.headSeq = joined.seq;
     channel.flushedSeq = joined.seq;
-    channel.agent = createAgentState();
-    if (joined.status) applyUpdate(channel.agent, joined.status);
-    for (const task of joined.tasks) applyUpdate(channel.agent, task);
+    liveStates.release(channel, channel.agent);
+    if (joined.status) remember(channel, joined.status);
+    for (const task of joined.tasks) remember(channel, task);
     // Updates that arrived while joining: a networked broker may repeat some the position covers.
     const live = channel.pending.filter((update) => update.epoch !== joined.epoch || update.seq > joined.seq);
     channel.pending = [];
@@ -89,6 +88,7 @@ export function createAdmission(
     }
     if (channel.state === 'gone') {
       // Every connection left while the broker answered: hand everything back to the queue.
+      liveStates.release(channel, channel.agent);
       leave(channel.agentId, [...joined.queue, ...live]);
       return;
     }

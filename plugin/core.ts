@@ -1,8 +1,9 @@
+import { createStateLedger, type StateLedger } from './agent-state.ts';
 import { type Broker, memoryBroker } from './broker.ts';
 import type { Channel, Connection } from './channel.ts';
 import { createUpdateEncoder, type UpdateEncoder } from './encode.ts';
 import type { ErrorKind } from './error-kinds.ts';
-import { createHubCounters, type HubCounters } from './figures.ts';
+import { createEvictionCounters, createHubCounters, type EvictionKind, type HubCounters } from './figures.ts';
 import { jsonLogger, type LogEntry, type Logger } from './logger.ts';
 import { BATCH_SIZE_BUCKETS, createHistogram, type Histogram, SEND_DELAY_BUCKETS } from './metrics.ts';
 import { type AgentHubOptions, type ResolvedHubOptions, resolveHubOptions } from './options.ts';
@@ -41,12 +42,17 @@ export interface HubCore {
   readonly startedAt: number;
   readonly counters: HubCounters;
   readonly errors: Record<ErrorKind, number>;
+  readonly evictions: Record<EvictionKind, number>;
   readonly batchSize: Histogram;
   readonly sendDelay: Histogram;
   readonly connections: Set<Connection>;
   /** The agents with connections here, by id. */
   readonly channels: Map<string, Channel>;
   readonly broker: Broker;
+  /** The state of each agent with a connection here, as of what was sent: what snapshots show. */
+  readonly liveStates: StateLedger<Channel>;
+  /** Moves a channel's state forward; an update that cannot be serialised is reported with its frame. */
+  remember(channel: Channel, update: AgentUpdate): void;
   /** `close()` began: no new connection, no new update. */
   closing: boolean;
   countError(kind: ErrorKind): void;
@@ -87,7 +93,13 @@ export function createHubCore(options: AgentHubOptions): HubCore {
   const instanceId = crypto.randomUUID();
   const errors = createErrorCounters();
   const counters = createHubCounters();
+  const evictions = createEvictionCounters();
   const connections = new Set<Connection>();
+  /** Data given up to stay within the byte limits: counted by kind, logged (throttled) with a count. */
+  const evicted = (agentId: string, kind: EvictionKind, count: number) => {
+    evictions[kind] += count;
+    throttle.note(`eviction:${kind}`, 'warn', 'eviction', { agent_id: agentId, kind }, count);
+  };
 
   const countError = (kind: ErrorKind) => {
     errors[kind]++;
@@ -113,8 +125,13 @@ export function createHubCore(options: AgentHubOptions): HubCore {
     historySize: config.historySize,
     maxHistoryBytes: config.maxHistoryBytes,
     maxTotalHistoryBytes: config.maxTotalHistoryBytes,
+    maxStateBytes: config.maxStateBytes,
+    maxTotalStateBytes: config.maxTotalStateBytes,
     sizeOf: (update) => encoder.sizeOf(update),
     bodyOf: (update) => encoder.body(update),
+    jsonOf: (update) => encoder.json(update),
+    parse: (json) => encoder.adopt(json),
+    onEvicted: evicted,
     onDropped(agentId, count, reason = 'count') {
       counters.messages_dropped += count;
       throttle.note(`queue_drop:${agentId}`, 'warn', 'queue_drop', { agent_id: agentId, reason }, count);
@@ -127,6 +144,21 @@ export function createHubCore(options: AgentHubOptions): HubCore {
     localFigures: () => ({ active_connections: connections.size }),
   });
 
+  const liveStates = createStateLedger<Channel>(
+    config.maxStateBytes,
+    config.maxTotalStateBytes,
+    (channel, kind, count) => evicted(channel.agentId, kind, count),
+  );
+  const remember = (channel: Channel, update: AgentUpdate) => {
+    let json: string;
+    try {
+      json = encoder.json(update);
+    } catch {
+      return;
+    }
+    liveStates.apply(channel, channel.agent, update, json);
+  };
+
   return {
     config,
     log,
@@ -137,11 +169,14 @@ export function createHubCore(options: AgentHubOptions): HubCore {
     startedAt: Date.now(),
     counters,
     errors,
+    evictions,
     batchSize: createHistogram(BATCH_SIZE_BUCKETS),
     sendDelay: createHistogram(SEND_DELAY_BUCKETS),
     connections,
     channels: new Map(),
     broker,
+    liveStates,
+    remember,
     closing: false,
     countError,
     internalError,

@@ -1,4 +1,3 @@
-import { applyUpdate, createAgentState } from './agent-state.ts';
 import type { Channel, Connection } from './channel.ts';
 import { CloseCode } from './close-codes.ts';
 import type { HubCore } from './core.ts';
@@ -87,7 +86,7 @@ export function createDelivery(core: HubCore, departure: Departure): Delivery {
     const updates = channel.pending;
     channel.pending = [];
     if (updates.length === 0) return;
-    for (const update of updates) applyUpdate(channel.agent, update);
+    for (const update of updates) core.remember(channel, update);
     channel.flushedSeq = (updates[updates.length - 1] as AgentUpdate).seq;
     if (channel.handover) {
       if (performance.now() < channel.handover.until) channel.handover.updates.push(...updates);
@@ -127,7 +126,7 @@ export function createDelivery(core: HubCore, departure: Departure): Delivery {
         channel.epoch = update.epoch;
         channel.headSeq = 0;
         channel.flushedSeq = 0;
-        channel.agent = createAgentState();
+        core.liveStates.release(channel, channel.agent);
       }
       // Already held: a networked broker may repeat what the subscription's position covered.
       if (update.seq <= channel.headSeq) return;

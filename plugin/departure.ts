@@ -77,6 +77,7 @@ export function createDeparture(core: HubCore): Departure {
     channel.connections.delete(connection);
     if (channel.connections.size === 0) {
       channels.delete(channel.agentId);
+      core.liveStates.release(channel, channel.agent);
       const wasLive = channel.state === 'live';
       channel.state = 'gone';
       if (wasLive) {

@@ -1,3 +1,4 @@
+import { heldTasks } from './agent-state.ts';
 import type { Channel, Connection } from './channel.ts';
 import type { HubCore } from './core.ts';
 import type { FanOut } from './fanout.ts';
@@ -42,11 +43,10 @@ export function createEstablish(core: HubCore, fanOut: FanOut<Connection>, recei
   const { sendTo, topicOf } = fanOut;
 
   const snapshotFrame = (channel: Channel): string => {
-    const { status, open, ended } = channel.agent;
-    const tasks = [...open.values(), ...ended.values()].sort((a, b) => a.seq - b.seq);
-    // The updates' JSON is reused: a snapshot costs no re-serialisation of what it shows.
-    const json = (update: AgentUpdate) => encoder.json(update);
-    return `{"type":"snapshot","agent_id":"${channel.agentId}","epoch":"${channel.epoch}","seq":${channel.flushedSeq},"status":${status ? json(status) : 'null'},"tasks":[${tasks.map(json).join(',')}],"timestamp":"${new Date().toISOString()}"}`;
+    const { status } = channel.agent;
+    // The state holds the updates' JSON: a snapshot costs no re-serialisation of what it shows.
+    const tasks = heldTasks(channel.agent).map((task) => task.json);
+    return `{"type":"snapshot","agent_id":"${channel.agentId}","epoch":"${channel.epoch}","seq":${channel.flushedSeq},"status":${status ? status.json : 'null'},"tasks":[${tasks.join(',')}],"timestamp":"${new Date().toISOString()}"}`;
   };
 
   /** Marks the connection established, on its agent's native topic where the runtime has one. */

@@ -8,6 +8,31 @@
 import { ERROR_KINDS } from './error-kinds.ts';
 
 /**
+ * Kinds of data given up to keep what the hub holds per agent within its byte limits; the
+ * stats' `evictions_by_kind` counts each.
+ */
+export const EVICTION_KINDS = [
+  // Whole offline queues dropped over `maxTotalQueueBytes` (their updates also count in
+  // `messages_dropped`), the one that waited longest first.
+  'queue',
+  // Whole histories dropped over `maxTotalHistoryBytes`, the agent published to least recently first.
+  'history',
+  // Agents' state given up over `maxTotalStateBytes` (or the in-memory broker's `maxAgents`), the
+  // agent touched least recently first: an agent nobody watches is forgotten whole (epoch, `seq`,
+  // state); one being watched keeps only its newest update.
+  'state',
+  // Older entries (ended tasks, then open ones, then the status) forgotten from one agent's
+  // state over `maxStateBytes`.
+  'task',
+  // Results left out of an agent's state because the update alone was over `maxStateBytes`: a
+  // snapshot shows the task with `result_omitted: true`.
+  'result',
+] as const;
+
+/** A kind of data given up; see `EVICTION_KINDS`. */
+export type EvictionKind = (typeof EVICTION_KINDS)[number];
+
+/**
  * One number of the stats: its field in `GET /ws/stats`, what it means, how the hub keeps it,
  * and the metric family it becomes.
  */
@@ -148,6 +173,17 @@ export const STATS_FIGURES = [
     kinds: ERROR_KINDS,
   },
   {
+    name: 'evictions_by_kind',
+    description:
+      'Data given up to stay within the byte limits, by kind: `queue` (whole offline queues over maxTotalQueueBytes), `history` (whole histories over maxTotalHistoryBytes), `state` (agents forgotten, or a watched agent cut to its newest update, over maxTotalStateBytes), `task` (older entries of one state over maxStateBytes), `result` (results left out of a state: too large on their own).',
+    kept: 'reading',
+    metric: 'evictions_total',
+    type: 'counter',
+    help: 'Data given up to stay within the byte limits, by kind (queue, history, state, task, result).',
+    value: 'by_kind',
+    kinds: EVICTION_KINDS,
+  },
+  {
     name: 'started_at',
     description: 'When the hub started.',
     kept: 'reading',
@@ -233,4 +269,15 @@ export function createHubCounters(): HubCounters {
   const counters = {} as HubCounters;
   for (const figure of STATS_FIGURES) if (figure.kept === 'counter') counters[figure.name] = 0;
   return counters;
+}
+
+/**
+ * Creates zeroed eviction counters.
+ *
+ * @returns One counter per kind.
+ *
+ * @internal
+ */
+export function createEvictionCounters(): Record<EvictionKind, number> {
+  return Object.fromEntries(EVICTION_KINDS.map((kind) => [kind, 0])) as Record<EvictionKind, number>;
 }

@@ -62,7 +62,7 @@ export {
 export type { AgentHubOptions, AuthorizeHook, HubAction } from './options.ts';
 export { SERVE_DEFAULTS } from './options.ts';
 export * from './schemas.ts';
-export type { AgentSummary, AgentsPage, ErrorKind, HubStats } from './stats.ts';
+export type { AgentSummary, AgentsPage, ErrorKind, EvictionKind, HubStats } from './stats.ts';
 export {
   AGENT_TASKS_DEFAULT,
   AGENT_TASKS_MAX,
@@ -71,5 +71,6 @@ export {
   AgentSummarySchema,
   AgentsPageSchema,
   ERROR_KINDS,
+  EVICTION_KINDS,
   HubStatsSchema,
 } from './stats.ts';

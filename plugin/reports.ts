@@ -42,6 +42,7 @@ export function createReports(core: HubCore, departure: Departure): Reports {
       return total;
     },
     errors_by_kind: () => ({ ...errors }),
+    evictions_by_kind: () => ({ ...core.evictions }),
     started_at: () => new Date(startedAt).toISOString(),
     uptime_seconds: () => Math.round((Date.now() - startedAt) / 1000),
   };
@@ -111,12 +112,19 @@ export function createReports(core: HubCore, departure: Departure): Reports {
       agents: page.map((agentId): AgentSummary => {
         const channel = channels.get(agentId) as Channel;
         const open = [...channel.agent.open.values()];
+        const status = channel.agent.status;
         return {
           agent_id: agentId,
           connections: channel.connections.size,
           instances: 1,
-          status: channel.agent.status,
-          open_tasks: maxTasks > 0 ? open.slice(-maxTasks).reverse() : [],
+          status: status ? (JSON.parse(status.json) as AgentSummary['status']) : null,
+          open_tasks:
+            maxTasks > 0
+              ? open
+                  .slice(-maxTasks)
+                  .reverse()
+                  .map((task) => JSON.parse(task.json) as AgentSummary['open_tasks'][number])
+              : [],
           open_tasks_total: open.length,
           seq: channel.flushedSeq,
           epoch: channel.epoch,

@@ -430,6 +430,10 @@ export const TaskUpdateSchema: DocumentedWithExamples<
       readonly type: v.LiteralSchema<'task_update', undefined>;
       readonly agent_id: typeof AgentIdSchema;
     } & (typeof TaskUpdateFieldsSchema)['entries'] & {
+        readonly result_omitted: v.OptionalSchema<
+          v.SchemaWithPipe<readonly [v.LiteralSchema<true, undefined>, v.DescriptionAction<true, string>]>,
+          undefined
+        >;
         readonly timestamp: typeof TimestampSchema;
       } & UpdateStreamFields,
     undefined
@@ -439,6 +443,14 @@ export const TaskUpdateSchema: DocumentedWithExamples<
     type: v.literal('task_update'),
     agent_id: AgentIdSchema,
     ...TaskUpdateFieldsSchema.entries,
+    result_omitted: v.optional(
+      v.pipe(
+        v.literal(true),
+        v.description(
+          "Only in a `snapshot` or the agents listing, never in a live update: the task's `result` was too large to keep in the agent's state (over `maxStateBytes` on its own), so it is left out. The update that carried it was delivered whole.",
+        ),
+      ),
+    ),
     timestamp: TimestampSchema,
     seq: v.pipe(SeqSchema, v.minValue(1)),
     epoch: EpochSchema,

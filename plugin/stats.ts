@@ -3,6 +3,7 @@ import { ERROR_KINDS, type ErrorKind } from './error-kinds.ts';
 import { CLUSTER_FIGURES, STATS_FIGURES, type StatsFigure } from './figures.ts';
 
 export { ERROR_KINDS, type ErrorKind } from './error-kinds.ts';
+export { createEvictionCounters, EVICTION_KINDS, type EvictionKind } from './figures.ts';
 
 import {
   AgentIdSchema,

@@ -45,7 +45,8 @@ const integer = (env: Record<string, string | undefined>, name: string, fallback
  * Reads the demo settings: PORT (8787; 0 picks a free port), HOST (127.0.0.1),
  * HEARTBEAT_INTERVAL_MS, MAX_QUEUE_SIZE, MAX_QUEUE_BYTES, MAX_TOTAL_QUEUE_BYTES, QUEUE_TTL_MS,
  * BATCH_INTERVAL_MS, MAX_MESSAGE_SIZE, MAX_INBOUND_RATE, MAX_INBOUND_BURST, HISTORY_SIZE,
- * MAX_HISTORY_BYTES, SNAPSHOT (`off`), DEMO_AGENTS (3),
+ * MAX_HISTORY_BYTES, MAX_TOTAL_HISTORY_BYTES, MAX_STATE_BYTES, MAX_TOTAL_STATE_BYTES, SNAPSHOT (`off`),
+ * DEMO_AGENTS (3),
  * AUTH_TOKEN (when set, every route needs `?token=` or `Authorization: Bearer`),
  * ALLOWED_ORIGINS (comma-separated browser origins allowed besides the server's own),
  * HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS
@@ -68,6 +69,9 @@ export function readSettings(env: Record<string, string | undefined>): DemoSetti
   if (env.MAX_INBOUND_BURST) hub.maxInboundBurst = integer(env, 'MAX_INBOUND_BURST', 1);
   if (env.HISTORY_SIZE) hub.historySize = integer(env, 'HISTORY_SIZE', 1000);
   if (env.MAX_HISTORY_BYTES) hub.maxHistoryBytes = integer(env, 'MAX_HISTORY_BYTES', 0);
+  if (env.MAX_TOTAL_HISTORY_BYTES) hub.maxTotalHistoryBytes = integer(env, 'MAX_TOTAL_HISTORY_BYTES', 0);
+  if (env.MAX_STATE_BYTES) hub.maxStateBytes = integer(env, 'MAX_STATE_BYTES', 0);
+  if (env.MAX_TOTAL_STATE_BYTES) hub.maxTotalStateBytes = integer(env, 'MAX_TOTAL_STATE_BYTES', 0);
   if (env.SNAPSHOT === 'off') hub.snapshot = false;
   if (env.ALLOWED_ORIGINS) {
     hub.allowedOrigins = env.ALLOWED_ORIGINS.split(',')
