@@ -164,11 +164,11 @@ export const STATS_FIGURES = [
   },
   {
     name: 'errors_by_kind',
-    description: 'Errors by kind; the README lists what each kind counts.',
+    description: 'Errors by kind; docs/operations.md lists what each kind counts.',
     kept: 'reading',
     metric: 'errors_total',
     type: 'counter',
-    help: 'Errors by kind (see the README).',
+    help: 'Errors by kind, one series per kind (zeros included); docs/operations.md lists what each kind counts.',
     value: 'by_kind',
     kinds: ERROR_KINDS,
   },
