@@ -15,6 +15,7 @@ import * as v from 'valibot';
 import { serverTimeouts } from '../adapters/node.ts';
 import { DEMO_ENV } from '../examples/demo/app.ts';
 import { CLOSE_CODES } from '../plugin/close-codes.ts';
+import { ERROR_KIND_DESCRIPTIONS, HTTP_ERROR_CODES, HTTP_ERRORS } from '../plugin/error-kinds.ts';
 import { BATCH_SIZE_BUCKETS, createHistogram, hubMetricFamilies, SEND_DELAY_BUCKETS } from '../plugin/metrics.ts';
 import { HubOptionsSchema } from '../plugin/options.ts';
 import { AgentSummarySchema, ERROR_KINDS, type HubStats, HubStatsSchema } from '../plugin/stats.ts';
@@ -235,6 +236,26 @@ function metricsTable(): string {
   );
 }
 
+/** Every error kind the stats count, what it counts and how the client is answered. */
+function errorKindsTable(): string {
+  return table(
+    ['kind', 'counts', 'answer'],
+    ERROR_KINDS.map((kind) => [
+      `\`${kind}\``,
+      ERROR_KIND_DESCRIPTIONS[kind].counts,
+      ERROR_KIND_DESCRIPTIONS[kind].answer,
+    ]),
+  );
+}
+
+/** Every error code of an HTTP refusal, its status and what it means. */
+function httpErrorsTable(): string {
+  return table(
+    ['code', 'status', 'meaning'],
+    HTTP_ERROR_CODES.map((code) => [`\`${code}\``, HTTP_ERRORS[code].status, HTTP_ERRORS[code].means]),
+  );
+}
+
 /** Every close code, what it means and whether the official client reconnects. */
 function closeCodesTable(): string {
   return table(
@@ -308,6 +329,8 @@ export const GENERATED_TABLES: Readonly<Record<string, () => string>> = {
   'agent-summary': agentSummaryTable,
   metrics: metricsTable,
   'close-codes': closeCodesTable,
+  'error-kinds': errorKindsTable,
+  'http-errors': httpErrorsTable,
   'demo-env': demoEnvTable,
 };
 

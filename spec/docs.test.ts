@@ -282,14 +282,6 @@ describe('the Markdown docs', () => {
     assert.equal(statedDefault('Ms. Default 10000: because.').rest, 'Ms. Default 10000: because.');
   });
 
-  it('list every error kind, each once, in the order of ERROR_KINDS', () => {
-    const rows = tableAfter(readMarkdown('docs/operations.md'), '### Error kinds');
-    assert.deepEqual(
-      rows.map(([kind]) => kind),
-      ERROR_KINDS.map((kind) => `\`${kind}\``),
-    );
-  });
-
   it('answer every error kind, error frame code and HTTP error code in the bad input table', () => {
     const rows = tableAfter(readMarkdown('docs/protocol.md'), '## Answers to bad input');
     const counted = new Set(rows.flatMap(([, , kinds]) => codes(kinds ?? '')));
