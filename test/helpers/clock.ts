@@ -28,8 +28,16 @@ const settle = (): Promise<void> => new Promise((done) => setImmediate(done));
 export function fakeClock(t: TestContext): FakeClock {
   const start = Date.now();
   const base = performance.now();
+  // Deno's node:test shares one MockTimers between tests and may still hold the previous test's.
+  t.mock.timers.reset();
   t.mock.timers.enable({ apis: ['setTimeout', 'setInterval', 'Date'], now: start });
-  t.mock.method(performance, 'now', () => base + (Date.now() - start));
+  const now = t.mock.method(performance, 'now', () => base + (Date.now() - start));
+  // Node restores both when the test ends; Deno's node:test keeps them past the test, where they
+  // would freeze every later test's timers, so they are restored here on every runtime.
+  t.after(() => {
+    t.mock.timers.reset();
+    now.mock.restore();
+  });
   return {
     async advance(ms) {
       await settle();
