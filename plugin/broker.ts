@@ -364,6 +364,402 @@ const NOTHING_QUEUED: UnsubscribeReceipt = Object.freeze({ queued: 0 });
 const NOT_QUEUED: PublishReceipt = Object.freeze({ queued: false });
 const QUEUED: PublishReceipt = Object.freeze({ queued: true });
 
+/** Reports evictions through the context, when there are any. */
+function reportEvicted(context: BrokerContext, agentId: string, kind: EvictionKind, count: number): void {
+  if (count > 0) context.onEvicted?.(agentId, kind, count);
+}
+
+/** Updates a queue holds now (the dropped prefix aside). */
+function lengthOf(queue: Queue): number {
+  return queue.items.length - queue.head;
+}
+
+/**
+ * The in-memory broker's streams: each agent's numbering, history and state, and the totals
+ * they count against. One per broker; its methods are the broker's hot path, so they allocate
+ * nothing the publish does not keep.
+ *
+ * @internal
+ */
+class StreamBook {
+  /** In the order agents were last published to or watched: the front is evicted first. */
+  readonly streams = new Map<string, Stream>();
+  /** What all histories hold, bookkeeping included: counted against `maxTotalHistoryBytes`. */
+  historyBytes = 0;
+  /** What all states and stream records hold: counted against `maxTotalStateBytes`. */
+  stateBytes = 0;
+  readonly context: BrokerContext;
+  /** The broker's subscribers: a watched stream is cut rather than forgotten. */
+  readonly subscribers: ReadonlyMap<string, unknown>;
+  readonly maxAgents: number;
+  readonly maxStateBytes: number;
+  readonly maxTotalStateBytes: number;
+  readonly jsonOf: (update: AgentUpdate) => string;
+  readonly parse: (json: string) => AgentUpdate;
+
+  constructor(context: BrokerContext, subscribers: ReadonlyMap<string, unknown>, maxAgents: number) {
+    this.context = context;
+    this.subscribers = subscribers;
+    this.maxAgents = maxAgents;
+    // A hub older than the state bounds passes none: unbounded, as it was.
+    this.maxStateBytes = context.maxStateBytes ?? Number.POSITIVE_INFINITY;
+    this.maxTotalStateBytes = context.maxTotalStateBytes ?? Number.POSITIVE_INFINITY;
+    this.jsonOf = context.jsonOf ?? ((update: AgentUpdate) => JSON.stringify(update));
+    this.parse = context.parse ?? ((json: string) => JSON.parse(json) as AgentUpdate);
+  }
+
+  newStream(agentId: string): Stream {
+    const record = STREAM_OVERHEAD + agentId.length;
+    this.stateBytes += record;
+    return {
+      epoch: newEpoch(),
+      seq: 0,
+      history: [],
+      costs: [],
+      head: 0,
+      bytes: 0,
+      state: createAgentState(),
+      stateBytes: record,
+    };
+  }
+
+  /** Drops the oldest history entries until `keep` are left. */
+  forgetHistory(stream: Stream, keep: number): void {
+    while (stream.history.length - stream.head > keep) {
+      const bytes = stream.costs[stream.head] as number;
+      stream.history[stream.head] = '';
+      stream.head++;
+      stream.bytes -= bytes;
+      this.historyBytes -= bytes + ENTRY_OVERHEAD;
+    }
+    if (stream.head > 64 && stream.head * 2 > stream.history.length) {
+      stream.history = stream.history.slice(stream.head);
+      stream.costs = stream.costs.slice(stream.head);
+      stream.head = 0;
+    } else if (stream.head === stream.history.length && stream.head > 0) {
+      stream.history = [];
+      stream.costs = [];
+      stream.head = 0;
+    }
+  }
+
+  forgetStream(agentId: string, stream: Stream): void {
+    this.forgetHistory(stream, 0);
+    this.streams.delete(agentId);
+    this.stateBytes -= stream.stateBytes;
+  }
+
+  /** Cuts a stream's state to its newest update. */
+  shrinkToNewest(agentId: string, stream: Stream): void {
+    const had = stream.state.bytes;
+    if (shrinkState(stream.state, 0) > 0) reportEvicted(this.context, agentId, 'state', 1);
+    stream.stateBytes -= had - stream.state.bytes;
+    this.stateBytes -= had - stream.state.bytes;
+  }
+
+  /** Moves streams to the back (touched last), in their order. */
+  moveToBack(moved: readonly [string, Stream][]): void {
+    for (const [agentId, stream] of moved) {
+      this.streams.delete(agentId);
+      this.streams.set(agentId, stream);
+    }
+  }
+
+  /**
+   * Gets every stream's state back under the total: the streams touched least recently first,
+   * `current` last. One nobody watches is forgotten whole; a watched one keeps its newest update.
+   */
+  boundStates(current: string): void {
+    const watched: [string, Stream][] = [];
+    for (const [agentId, stream] of this.streams) {
+      if (this.stateBytes <= this.maxTotalStateBytes) break;
+      if (agentId === current) continue;
+      if (this.subscribers.has(agentId)) {
+        this.shrinkToNewest(agentId, stream);
+        watched.push([agentId, stream]);
+      } else {
+        this.forgetStream(agentId, stream);
+        reportEvicted(this.context, agentId, 'state', 1);
+      }
+    }
+    // Cut to their newest update, watched streams go behind the others: the next call gets further.
+    this.moveToBack(watched);
+    if (this.stateBytes <= this.maxTotalStateBytes) return;
+    const stream = this.streams.get(current);
+    if (stream) this.shrinkToNewest(current, stream);
+  }
+
+  /** Forgets the stream touched least recently that no client watches (none if all are). */
+  forgetLeastRecent(): void {
+    const watched: [string, Stream][] = [];
+    for (const [oldest, gone] of this.streams) {
+      if (this.subscribers.has(oldest)) {
+        watched.push([oldest, gone]);
+        continue;
+      }
+      this.forgetStream(oldest, gone);
+      reportEvicted(this.context, oldest, 'state', 1);
+      break;
+    }
+    this.moveToBack(watched);
+  }
+
+  /** The agent's stream, made if new, moved to the back (touched last). */
+  streamOf(agentId: string): Stream {
+    let stream = this.streams.get(agentId);
+    if (stream) this.streams.delete(agentId);
+    else {
+      // Past maxAgents only when every stream is watched.
+      if (this.streams.size >= this.maxAgents) this.forgetLeastRecent();
+      stream = this.newStream(agentId);
+    }
+    this.streams.set(agentId, stream);
+    return stream;
+  }
+
+  /** Numbers the update, records it in history and state, within every bound. */
+  record(agentId: string, draft: UnsequencedUpdate): [AgentUpdate, string, number] {
+    const stream = this.streamOf(agentId);
+    const update = draft as AgentUpdate;
+    update.seq = ++stream.seq;
+    update.epoch = stream.epoch;
+    const json = this.jsonOf(update);
+    const held = heldBytes(json);
+    const before = stream.state.bytes;
+    // The record counts against the agent's bytes too: the state has what is left.
+    const trim = applyUpdate(stream.state, update, json, this.maxStateBytes - (stream.stateBytes - before), held);
+    stream.stateBytes += stream.state.bytes - before;
+    this.stateBytes += stream.state.bytes - before;
+    reportEvicted(this.context, agentId, 'task', trim.forgotten);
+    if (trim.omitted) reportEvicted(this.context, agentId, 'result', 1);
+    if (this.stateBytes > this.maxTotalStateBytes) this.boundStates(agentId);
+    if (this.context.historySize > 0) this.keepInHistory(stream, json, held);
+    return [update, json, held];
+  }
+
+  /** Appends an update to the stream's history, then brings it and the total back in bounds. */
+  keepInHistory(stream: Stream, json: string, held: number): void {
+    const { historySize, maxHistoryBytes, maxTotalHistoryBytes } = this.context;
+    stream.history.push(json);
+    stream.costs.push(held);
+    stream.bytes += held;
+    this.historyBytes += held + ENTRY_OVERHEAD;
+    while (stream.history.length - stream.head > historySize || stream.bytes > maxHistoryBytes) {
+      this.forgetHistory(stream, stream.history.length - stream.head - 1);
+    }
+    for (const [otherAgent, other] of this.streams) {
+      if (this.historyBytes <= maxTotalHistoryBytes) break;
+      const had = other.history.length - other.head;
+      this.forgetHistory(other, 0);
+      if (had > 0) reportEvicted(this.context, otherAgent, 'history', 1);
+    }
+  }
+
+  position(agentId: string): StreamPosition {
+    // An agent never published to starts its epoch now, so a client that resumes from it
+    // later finds the same epoch.
+    const stream = this.streamOf(agentId);
+    if (this.stateBytes > this.maxTotalStateBytes) this.boundStates(agentId);
+    const status = stream.state.status as HeldUpdate | null;
+    return {
+      epoch: stream.epoch,
+      seq: stream.seq,
+      status: status ? (this.parse(status.json) as StatusUpdate) : null,
+      tasks: snapshotTasks(stream.state, this.parse),
+    };
+  }
+
+  /** The updates after `since` in `epoch`, or `undefined` (see `Broker.history`). */
+  history(agentId: string, since: number, epoch: string): AgentUpdate[] | undefined {
+    const stream = this.streams.get(agentId);
+    if (!stream || stream.epoch !== epoch || since > stream.seq || since < 0) return undefined;
+    const held = stream.history.length - stream.head;
+    const first = stream.seq - held + 1;
+    if (since + 1 < first) return undefined;
+    return stream.history.slice(stream.head + (since + 1 - first)).map(this.parse);
+  }
+
+  clear(): void {
+    this.streams.clear();
+    this.historyBytes = 0;
+    this.stateBytes = 0;
+  }
+}
+
+/**
+ * The in-memory broker's offline queues, and the totals they count against. One per broker.
+ *
+ * Queues are kept in the order they were last added to, so the queue evicted first (over
+ * `maxTotalQueueBytes` or `maxQueuedAgents`) is the one that waited longest, and expiry
+ * (`queueTtl`) looks only at the front.
+ *
+ * @internal
+ */
+class QueueBook {
+  readonly queues = new Map<string, Queue>();
+  /** Updates queued across all agents. */
+  count = 0;
+  /** What all queues hold, bookkeeping included: counted against `maxTotalQueueBytes`. */
+  bytes = 0;
+  readonly context: BrokerContext;
+  readonly maxQueuedAgents: number;
+
+  constructor(context: BrokerContext, maxQueuedAgents: number) {
+    this.context = context;
+    this.maxQueuedAgents = maxQueuedAgents;
+  }
+
+  /** Removes the agent's queue and hands back its updates, oldest first. */
+  take(agentId: string, queue: Queue, parse: (json: string) => AgentUpdate): AgentUpdate[] {
+    this.queues.delete(agentId);
+    this.count -= lengthOf(queue);
+    this.bytes -= queue.bytes + lengthOf(queue) * ENTRY_OVERHEAD + QUEUE_OVERHEAD + agentId.length;
+    return queue.items.slice(queue.head).map(parse);
+  }
+
+  drop(agentId: string, queue: Queue, reason: DropReason): void {
+    const count = lengthOf(queue);
+    this.queues.delete(agentId);
+    this.count -= count;
+    this.bytes -= queue.bytes + count * ENTRY_OVERHEAD + QUEUE_OVERHEAD + agentId.length;
+    if (count > 0) this.context.onDropped(agentId, count, reason);
+    if (reason === 'total_bytes') reportEvicted(this.context, agentId, 'queue', 1);
+  }
+
+  /** Drops the oldest updates of one queue while it is over its limits. */
+  trim(agentId: string, queue: Queue): void {
+    const { maxQueueSize, maxQueueBytes } = this.context;
+    let byCount = 0;
+    let byBytes = 0;
+    while (lengthOf(queue) > 0 && (lengthOf(queue) > maxQueueSize || queue.bytes > maxQueueBytes)) {
+      if (lengthOf(queue) > maxQueueSize) byCount++;
+      else byBytes++;
+      const bytes = queue.costs[queue.head] as number;
+      queue.items[queue.head] = '';
+      queue.head++;
+      queue.bytes -= bytes;
+      this.count--;
+      this.bytes -= bytes + ENTRY_OVERHEAD;
+    }
+    // Compact once the dropped prefix dominates, so trimming stays amortised O(1).
+    if (queue.head > 64 && queue.head * 2 > queue.items.length) {
+      queue.items = queue.items.slice(queue.head);
+      queue.costs = queue.costs.slice(queue.head);
+      queue.head = 0;
+    }
+    if (byCount > 0) this.context.onDropped(agentId, byCount, 'count');
+    if (byBytes > 0) this.context.onDropped(agentId, byBytes, 'bytes');
+  }
+
+  expire(now: number): void {
+    const { queueTtl } = this.context;
+    if (queueTtl === 0) return;
+    for (const [agentId, queue] of this.queues) {
+      if (queue.touchedAt + queueTtl > now) break;
+      this.drop(agentId, queue, 'expired');
+    }
+  }
+
+  /** The agent's queue, made if new, moved to the back (added to last). */
+  queueOf(agentId: string, now: number): Queue {
+    let queue = this.queues.get(agentId);
+    if (queue) this.queues.delete(agentId);
+    else {
+      if (this.queues.size >= this.maxQueuedAgents) {
+        const [oldestAgent, oldestQueue] = this.queues.entries().next().value as [string, Queue];
+        this.drop(oldestAgent, oldestQueue, 'agents');
+      }
+      queue = { items: [], costs: [], head: 0, bytes: 0, touchedAt: now };
+      this.bytes += QUEUE_OVERHEAD + agentId.length;
+    }
+    // Re-inserted: the map's order is the order queues were last added to.
+    this.queues.set(agentId, queue);
+    queue.touchedAt = now;
+    return queue;
+  }
+
+  /** Queues updates as their JSON and what each counts (`held`: `heldBytes` of it). */
+  enqueue(agentId: string, items: readonly string[], held: readonly number[], front: boolean): void {
+    const now = Date.now();
+    this.expire(now);
+    const queue = this.queueOf(agentId, now);
+    const added = held.reduce((sum, bytes) => sum + bytes, 0);
+    if (front) {
+      queue.items = [...items, ...queue.items.slice(queue.head)];
+      queue.costs = [...held, ...queue.costs.slice(queue.head)];
+      queue.head = 0;
+    } else {
+      queue.items.push(...items);
+      queue.costs.push(...held);
+    }
+    queue.bytes += added;
+    this.count += items.length;
+    this.bytes += added + items.length * ENTRY_OVERHEAD;
+    this.trim(agentId, queue);
+    this.boundTotal(agentId, queue);
+  }
+
+  /** Over the total: whole queues go, the one that waited longest first (`current` last). */
+  boundTotal(agentId: string, current: Queue): void {
+    const { maxTotalQueueBytes } = this.context;
+    for (const [otherAgent, other] of this.queues) {
+      if (this.bytes <= maxTotalQueueBytes) break;
+      if (other !== current) this.drop(otherAgent, other, 'total_bytes');
+    }
+    if (this.bytes > maxTotalQueueBytes) this.drop(agentId, current, 'total_bytes');
+    else if (lengthOf(current) === 0) {
+      this.queues.delete(agentId);
+      this.bytes -= QUEUE_OVERHEAD + agentId.length;
+    }
+  }
+
+  clear(): void {
+    this.queues.clear();
+    this.count = 0;
+    this.bytes = 0;
+  }
+}
+
+/**
+ * One page of the in-memory broker's `listAgents`.
+ *
+ * @internal
+ */
+function listPage(
+  streams: StreamBook,
+  queues: QueueBook,
+  after: string | undefined,
+  limit: number,
+  maxTasks: number,
+): AgentPage {
+  const { parse } = streams;
+  // Sorting every id costs O(n log n) per page; n is bounded by maxAgents (10000 by default).
+  const ids = [...streams.streams.keys()].filter((id) => after === undefined || id > after).sort();
+  const page = ids.slice(0, limit);
+  const agents = page.map((agentId): AgentListing => {
+    const stream = streams.streams.get(agentId) as Stream;
+    const open = [...stream.state.open.values()];
+    const queue = queues.queues.get(agentId);
+    const status = stream.state.status;
+    return {
+      agent_id: agentId,
+      epoch: stream.epoch,
+      seq: stream.seq,
+      status: status ? (parse(status.json) as StatusUpdate) : null,
+      open_tasks:
+        maxTasks > 0
+          ? open
+              .slice(-maxTasks)
+              .reverse()
+              .map((held) => parse(held.json) as TaskUpdate)
+          : [],
+      open_tasks_total: open.length,
+      queued: queue ? lengthOf(queue) : 0,
+    };
+  });
+  return { agents, next: ids.length > limit ? (page.at(-1) ?? null) : null };
+}
+
 /**
  * Creates the in-memory broker: one process, no dependencies. The default of `createAgentHub`.
  *
@@ -386,340 +782,49 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
   const maxQueuedAgents = options.maxQueuedAgents ?? 10_000;
   const maxAgents = options.maxAgents ?? 10_000;
   return (context) => {
-    const { maxQueueSize, maxQueueBytes, maxTotalQueueBytes, queueTtl, onDropped } = context;
-    const { historySize, maxHistoryBytes, maxTotalHistoryBytes } = context;
-    // A hub older than the state bounds passes none: unbounded, as it was.
-    const maxStateBytes = context.maxStateBytes ?? Number.POSITIVE_INFINITY;
-    const maxTotalStateBytes = context.maxTotalStateBytes ?? Number.POSITIVE_INFINITY;
-    const jsonOf = context.jsonOf ?? ((update: AgentUpdate) => JSON.stringify(update));
-    const parse = context.parse ?? ((json: string) => JSON.parse(json) as AgentUpdate);
-    const evicted = (agentId: string, kind: EvictionKind, count: number) => {
-      if (count > 0) context.onEvicted?.(agentId, kind, count);
-    };
     const subscribers = new Map<string, (update: AgentUpdate) => void>();
-    const queues = new Map<string, Queue>();
-    let queued = 0;
-    let queuedBytes = 0;
-    // In the order agents were last published to or watched: the front is evicted first.
-    const streams = new Map<string, Stream>();
-    let historyBytes = 0;
-    let stateBytes = 0;
-
-    const newStream = (agentId: string): Stream => {
-      const record = STREAM_OVERHEAD + agentId.length;
-      stateBytes += record;
-      return {
-        epoch: newEpoch(),
-        seq: 0,
-        history: [],
-        costs: [],
-        head: 0,
-        bytes: 0,
-        state: createAgentState(),
-        stateBytes: record,
-      };
-    };
-
-    const forgetHistory = (stream: Stream, keep: number) => {
-      while (stream.history.length - stream.head > keep) {
-        const bytes = stream.costs[stream.head] as number;
-        stream.history[stream.head] = '';
-        stream.head++;
-        stream.bytes -= bytes;
-        historyBytes -= bytes + ENTRY_OVERHEAD;
-      }
-      if (stream.head > 64 && stream.head * 2 > stream.history.length) {
-        stream.history = stream.history.slice(stream.head);
-        stream.costs = stream.costs.slice(stream.head);
-        stream.head = 0;
-      } else if (stream.head === stream.history.length && stream.head > 0) {
-        stream.history = [];
-        stream.costs = [];
-        stream.head = 0;
-      }
-    };
-
-    const forgetStream = (agentId: string, stream: Stream) => {
-      forgetHistory(stream, 0);
-      streams.delete(agentId);
-      stateBytes -= stream.stateBytes;
-    };
-
-    /**
-     * Gets every stream's state back under the total: the streams touched least recently first,
-     * `current` last. One nobody watches is forgotten whole; a watched one keeps its newest update.
-     */
-    const boundStates = (current: string) => {
-      const watched: [string, Stream][] = [];
-      for (const [agentId, stream] of streams) {
-        if (stateBytes <= maxTotalStateBytes) break;
-        if (agentId === current) continue;
-        if (subscribers.has(agentId)) {
-          const had = stream.state.bytes;
-          if (shrinkState(stream.state, 0) > 0) evicted(agentId, 'state', 1);
-          stream.stateBytes -= had - stream.state.bytes;
-          stateBytes -= had - stream.state.bytes;
-          watched.push([agentId, stream]);
-        } else {
-          forgetStream(agentId, stream);
-          evicted(agentId, 'state', 1);
-        }
-      }
-      // Cut to their newest update, watched streams go behind the others: the next call gets further.
-      for (const [agentId, stream] of watched) {
-        streams.delete(agentId);
-        streams.set(agentId, stream);
-      }
-      if (stateBytes <= maxTotalStateBytes) return;
-      const stream = streams.get(current);
-      if (stateBytes > maxTotalStateBytes && stream) {
-        const had = stream.state.bytes;
-        if (shrinkState(stream.state, 0) > 0) evicted(current, 'state', 1);
-        stream.stateBytes -= had - stream.state.bytes;
-        stateBytes -= had - stream.state.bytes;
-      }
-    };
-
-    /** The agent's stream, made if new, moved to the back (touched last). */
-    const streamOf = (agentId: string): Stream => {
-      let stream = streams.get(agentId);
-      if (stream) streams.delete(agentId);
-      else {
-        if (streams.size >= maxAgents) {
-          // The stream touched least recently that no client watches (past maxAgents if all are).
-          const watched: [string, Stream][] = [];
-          for (const [oldest, gone] of streams) {
-            if (subscribers.has(oldest)) {
-              watched.push([oldest, gone]);
-              continue;
-            }
-            forgetStream(oldest, gone);
-            evicted(oldest, 'state', 1);
-            break;
-          }
-          for (const [agentId, kept] of watched) {
-            streams.delete(agentId);
-            streams.set(agentId, kept);
-          }
-        }
-        stream = newStream(agentId);
-      }
-      streams.set(agentId, stream);
-      return stream;
-    };
-
-    /** Numbers the update, records it in history and state, within every bound. */
-    const record = (agentId: string, draft: UnsequencedUpdate): [AgentUpdate, string, number] => {
-      const stream = streamOf(agentId);
-      const update = draft as AgentUpdate;
-      update.seq = ++stream.seq;
-      update.epoch = stream.epoch;
-      const json = jsonOf(update);
-      const held = heldBytes(json);
-      const before = stream.state.bytes;
-      // The record counts against the agent's bytes too: the state has what is left.
-      const trim = applyUpdate(stream.state, update, json, maxStateBytes - (stream.stateBytes - before), held);
-      stream.stateBytes += stream.state.bytes - before;
-      stateBytes += stream.state.bytes - before;
-      evicted(agentId, 'task', trim.forgotten);
-      if (trim.omitted) evicted(agentId, 'result', 1);
-      if (stateBytes > maxTotalStateBytes) boundStates(agentId);
-      if (historySize > 0) {
-        stream.history.push(json);
-        stream.costs.push(held);
-        stream.bytes += held;
-        historyBytes += held + ENTRY_OVERHEAD;
-        while (stream.history.length - stream.head > historySize || stream.bytes > maxHistoryBytes) {
-          forgetHistory(stream, stream.history.length - stream.head - 1);
-        }
-        for (const [otherAgent, other] of streams) {
-          if (historyBytes <= maxTotalHistoryBytes) break;
-          const had = other.history.length - other.head;
-          forgetHistory(other, 0);
-          if (had > 0) evicted(otherAgent, 'history', 1);
-        }
-      }
-      return [update, json, held];
-    };
-
-    const position = (agentId: string): StreamPosition => {
-      // An agent never published to starts its epoch now, so a client that resumes from it
-      // later finds the same epoch.
-      const stream = streamOf(agentId);
-      if (stateBytes > maxTotalStateBytes) boundStates(agentId);
-      const status = stream.state.status as HeldUpdate | null;
-      return {
-        epoch: stream.epoch,
-        seq: stream.seq,
-        status: status ? (parse(status.json) as StatusUpdate) : null,
-        tasks: snapshotTasks(stream.state, parse),
-      };
-    };
-
-    const size = (queue: Queue) => queue.items.length - queue.head;
-
-    const remove = (agentId: string, queue: Queue): AgentUpdate[] => {
-      queues.delete(agentId);
-      queued -= size(queue);
-      queuedBytes -= queue.bytes + size(queue) * ENTRY_OVERHEAD + QUEUE_OVERHEAD + agentId.length;
-      return queue.items.slice(queue.head).map(parse);
-    };
-
-    const dropQueue = (agentId: string, queue: Queue, reason: DropReason) => {
-      const count = size(queue);
-      queues.delete(agentId);
-      queued -= count;
-      queuedBytes -= queue.bytes + count * ENTRY_OVERHEAD + QUEUE_OVERHEAD + agentId.length;
-      if (count > 0) onDropped(agentId, count, reason);
-      if (reason === 'total_bytes') evicted(agentId, 'queue', 1);
-    };
-
-    /** Drops the oldest updates of one queue while it is over its limits. */
-    const trim = (agentId: string, queue: Queue) => {
-      let byCount = 0;
-      let byBytes = 0;
-      while (size(queue) > 0 && (size(queue) > maxQueueSize || queue.bytes > maxQueueBytes)) {
-        if (size(queue) > maxQueueSize) byCount++;
-        else byBytes++;
-        const bytes = queue.costs[queue.head] as number;
-        queue.items[queue.head] = '';
-        queue.head++;
-        queue.bytes -= bytes;
-        queued--;
-        queuedBytes -= bytes + ENTRY_OVERHEAD;
-      }
-      // Compact once the dropped prefix dominates, so trimming stays amortised O(1).
-      if (queue.head > 64 && queue.head * 2 > queue.items.length) {
-        queue.items = queue.items.slice(queue.head);
-        queue.costs = queue.costs.slice(queue.head);
-        queue.head = 0;
-      }
-      if (byCount > 0) onDropped(agentId, byCount, 'count');
-      if (byBytes > 0) onDropped(agentId, byBytes, 'bytes');
-    };
-
-    const expire = (now: number) => {
-      if (queueTtl === 0) return;
-      for (const [agentId, queue] of queues) {
-        if (queue.touchedAt + queueTtl > now) break;
-        dropQueue(agentId, queue, 'expired');
-      }
-    };
-
-    /** Queues updates as their JSON and what each counts (`held`: `heldBytes` of it). */
-    const enqueue = (agentId: string, items: readonly string[], held: readonly number[], front: boolean): void => {
-      const now = Date.now();
-      expire(now);
-      let queue = queues.get(agentId);
-      if (queue) queues.delete(agentId);
-      else {
-        if (queues.size >= maxQueuedAgents) {
-          const [oldestAgent, oldestQueue] = queues.entries().next().value as [string, Queue];
-          dropQueue(oldestAgent, oldestQueue, 'agents');
-        }
-        queue = { items: [], costs: [], head: 0, bytes: 0, touchedAt: now };
-        queuedBytes += QUEUE_OVERHEAD + agentId.length;
-      }
-      // Re-inserted: the map's order is the order queues were last added to.
-      queues.set(agentId, queue);
-      queue.touchedAt = now;
-      const added = held.reduce((sum, bytes) => sum + bytes, 0);
-      if (front) {
-        queue.items = [...items, ...queue.items.slice(queue.head)];
-        queue.costs = [...held, ...queue.costs.slice(queue.head)];
-        queue.head = 0;
-      } else {
-        queue.items.push(...items);
-        queue.costs.push(...held);
-      }
-      queue.bytes += added;
-      queued += items.length;
-      queuedBytes += added + items.length * ENTRY_OVERHEAD;
-      trim(agentId, queue);
-      // Over the total: whole queues go, the one that waited longest first (this one last).
-      for (const [otherAgent, other] of queues) {
-        if (queuedBytes <= maxTotalQueueBytes) break;
-        if (other !== queue) dropQueue(otherAgent, other, 'total_bytes');
-      }
-      if (queuedBytes > maxTotalQueueBytes) dropQueue(agentId, queue, 'total_bytes');
-      else if (size(queue) === 0) {
-        queues.delete(agentId);
-        queuedBytes -= QUEUE_OVERHEAD + agentId.length;
-      }
-    };
-
+    const streams = new StreamBook(context, subscribers, maxAgents);
+    const queues = new QueueBook(context, maxQueuedAgents);
+    const { jsonOf, parse } = streams;
     return {
       subscribe(agentId, onUpdate) {
         subscribers.set(agentId, onUpdate);
-        expire(Date.now());
-        const queue = queues.get(agentId);
-        return { ...position(agentId), queue: queue ? remove(agentId, queue) : [] };
+        queues.expire(Date.now());
+        const queue = queues.queues.get(agentId);
+        return { ...streams.position(agentId), queue: queue ? queues.take(agentId, queue, parse) : [] };
       },
       history(agentId, since, epoch) {
-        const stream = streams.get(agentId);
-        if (!stream || stream.epoch !== epoch || since > stream.seq || since < 0) return undefined;
-        const held = stream.history.length - stream.head;
-        const first = stream.seq - held + 1;
-        if (since + 1 < first) return undefined;
-        return stream.history.slice(stream.head + (since + 1 - first)).map(parse);
+        return streams.history(agentId, since, epoch);
       },
       unsubscribe(agentId, undelivered) {
         subscribers.delete(agentId);
         if (undelivered.length === 0) return NOTHING_QUEUED;
         const items = undelivered.map(jsonOf);
-        enqueue(agentId, items, items.map(heldBytes), true);
+        queues.enqueue(agentId, items, items.map(heldBytes), true);
         return { queued: undelivered.length };
       },
       publish(agentId, draft) {
-        const [update, json, held] = record(agentId, draft);
+        const [update, json, held] = streams.record(agentId, draft);
         const deliver = subscribers.get(agentId);
         if (deliver) {
           deliver(update);
           return NOT_QUEUED;
         }
-        enqueue(agentId, [json], [held], false);
+        queues.enqueue(agentId, [json], [held], false);
         return QUEUED;
       },
       queuedCount() {
-        expire(Date.now());
-        return queued;
+        queues.expire(Date.now());
+        return queues.count;
       },
       listAgents(after, limit, maxTasks) {
-        expire(Date.now());
-        // Sorting every id costs O(n log n) per page; n is bounded by maxAgents (10000 by default).
-        const ids = [...streams.keys()].filter((id) => after === undefined || id > after).sort();
-        const page = ids.slice(0, limit);
-        const agents = page.map((agentId): AgentListing => {
-          const stream = streams.get(agentId) as Stream;
-          const open = [...stream.state.open.values()];
-          const queue = queues.get(agentId);
-          const status = stream.state.status;
-          return {
-            agent_id: agentId,
-            epoch: stream.epoch,
-            seq: stream.seq,
-            status: status ? (parse(status.json) as StatusUpdate) : null,
-            open_tasks:
-              maxTasks > 0
-                ? open
-                    .slice(-maxTasks)
-                    .reverse()
-                    .map((held) => parse(held.json) as TaskUpdate)
-                : [],
-            open_tasks_total: open.length,
-            queued: queue ? size(queue) : 0,
-          };
-        });
-        return { agents, next: ids.length > limit ? (page.at(-1) ?? null) : null };
+        queues.expire(Date.now());
+        return listPage(streams, queues, after, limit, maxTasks);
       },
       close() {
         subscribers.clear();
         queues.clear();
         streams.clear();
-        queued = 0;
-        queuedBytes = 0;
-        historyBytes = 0;
-        stateBytes = 0;
       },
     };
   };

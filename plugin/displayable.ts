@@ -55,154 +55,179 @@ export interface DisplayableOptions {
  *   value JSON leaves out (`undefined` itself).
  */
 export function toDisplayable(value: unknown, options: DisplayableOptions): unknown {
-  const { maxBytes, maxDepth, replace } = options;
-  let used = 0;
-  let exhausted = false;
-  const path = new Set<object>();
+  return new DisplayableWalk(options).walk(value, 1);
+}
+
+/** A string cut to fit `bytes` of JSON, with its marker; `undefined` when even that cannot fit. */
+function cutString(text: string, bytes: number): string | undefined {
+  const marker = (left: number) => `…[+${left} chars]`;
+  let keep = Math.min(text.length, Math.max(0, bytes));
+  for (;;) {
+    // Never split a surrogate pair.
+    if (keep > 0 && /[\ud800-\udbff]/.test(text[keep - 1] as string)) keep--;
+    const candidate = text.slice(0, keep) + marker(text.length - keep);
+    const size = utf8Length(JSON.stringify(candidate));
+    if (size <= bytes) return candidate;
+    if (keep === 0) return undefined;
+    keep = Math.max(0, Math.min(keep - 1, Math.floor((keep * bytes) / size) - 1));
+  }
+}
+
+/**
+ * One `toDisplayable` call: the bytes used so far, whether the budget ran out, and the objects
+ * on the path to the value being walked (for cycles).
+ *
+ * @internal
+ */
+class DisplayableWalk {
+  readonly maxBytes: number;
+  readonly maxDepth: number;
+  readonly replace: ((value: object) => unknown) | undefined;
+  used = 0;
+  exhausted = false;
+  readonly path = new Set<object>();
+
+  constructor(options: DisplayableOptions) {
+    this.maxBytes = options.maxBytes;
+    this.maxDepth = options.maxDepth;
+    this.replace = options.replace;
+  }
 
   /** Bytes left for a value, keeping room for the markers of the containers still open. */
-  const room = () => maxBytes - used;
-
-  /** A string cut to fit `bytes` of JSON, with its marker; `undefined` when even that cannot fit. */
-  const cutString = (text: string, bytes: number): string | undefined => {
-    const marker = (left: number) => `…[+${left} chars]`;
-    let keep = Math.min(text.length, Math.max(0, bytes));
-    for (;;) {
-      // Never split a surrogate pair.
-      if (keep > 0 && /[\ud800-\udbff]/.test(text[keep - 1] as string)) keep--;
-      const candidate = text.slice(0, keep) + marker(text.length - keep);
-      const size = utf8Length(JSON.stringify(candidate));
-      if (size <= bytes) return candidate;
-      if (keep === 0) return undefined;
-      keep = Math.max(0, Math.min(keep - 1, Math.floor((keep * bytes) / size) - 1));
-    }
-  };
+  room(): number {
+    return this.maxBytes - this.used;
+  }
 
   /** Adds a leaf: its JSON size, or a cut string; `undefined` when it does not fit at all. */
-  const leaf = (json: unknown): unknown => {
+  leaf(json: unknown): unknown {
     if (typeof json === 'string') {
       // A string longer than the room left cannot fit (a character is a byte at least): it is
       // cut without serialising the whole of it first.
-      const size = json.length + 2 > room() ? Number.POSITIVE_INFINITY : utf8Length(JSON.stringify(json));
-      if (size <= room()) {
-        used += size;
+      const size = json.length + 2 > this.room() ? Number.POSITIVE_INFINITY : utf8Length(JSON.stringify(json));
+      if (size <= this.room()) {
+        this.used += size;
         return json;
       }
-      exhausted = true;
-      const cut = cutString(json, room());
+      this.exhausted = true;
+      const cut = cutString(json, this.room());
       if (cut === undefined) return undefined;
-      used += utf8Length(JSON.stringify(cut));
+      this.used += utf8Length(JSON.stringify(cut));
       return cut;
     }
     const size = String(json).length;
-    if (size > room()) {
-      exhausted = true;
+    if (size > this.room()) {
+      this.exhausted = true;
       return undefined;
     }
-    used += size;
+    this.used += size;
     return json;
-  };
+  }
 
-  const walk = (input: unknown, depth: number): unknown => {
+  walk(input: unknown, depth: number): unknown {
     switch (typeof input) {
       case 'string':
-        return leaf(input);
+        return this.leaf(input);
       case 'number':
-        return leaf(Number.isFinite(input) ? input : String(input));
+        return this.leaf(Number.isFinite(input) ? input : String(input));
       case 'boolean':
-        return leaf(input);
+        return this.leaf(input);
       case 'bigint':
-        return leaf(input.toString());
+        return this.leaf(input.toString());
       case 'symbol':
-        return leaf(input.description === undefined ? 'Symbol()' : `Symbol(${input.description})`);
+        return this.leaf(input.description === undefined ? 'Symbol()' : `Symbol(${input.description})`);
       case 'function':
-        return leaf(`[Function${input.name ? ` ${input.name}` : ''}]`);
+        return this.leaf(`[Function${input.name ? ` ${input.name}` : ''}]`);
       case 'undefined':
         return undefined;
     }
-    if (input === null) return leaf(null);
-    return walkObject(input as object, depth);
-  };
+    if (input === null) return this.leaf(null);
+    return this.walkObject(input as object, depth);
+  }
 
-  const walkObject = (input: object, depth: number): unknown => {
-    if (path.has(input)) return leaf(CIRCULAR_MARKER);
+  walkObject(input: object, depth: number): unknown {
+    const { path } = this;
+    if (path.has(input)) return this.leaf(CIRCULAR_MARKER);
     let plain: unknown = input;
     try {
-      const replaced = replace?.(input);
+      const replaced = this.replace?.(input);
       if (replaced !== undefined) plain = replaced;
       else plain = plainOf(input);
     } catch {
-      return leaf('[Unreadable]');
+      return this.leaf('[Unreadable]');
     }
     if (plain !== input) {
       // A replacement or conversion is walked as given, once: its own `toJSON` is not called.
-      if (typeof plain !== 'object' || plain === null) return walk(plain, depth);
-      if (path.has(plain)) return leaf(CIRCULAR_MARKER);
+      if (typeof plain !== 'object' || plain === null) return this.walk(plain, depth);
+      if (path.has(plain)) return this.leaf(CIRCULAR_MARKER);
     }
     const object = plain as object;
-    if (depth > maxDepth) return leaf(Array.isArray(object) ? `[Array(${object.length})]` : '[Object]');
+    if (depth > this.maxDepth) return this.leaf(Array.isArray(object) ? `[Array(${object.length})]` : '[Object]');
     path.add(input);
     path.add(object);
-    const [usedBefore, exhaustedBefore] = [used, exhausted];
+    const usedBefore = this.used;
+    const exhaustedBefore = this.exhausted;
     try {
-      return Array.isArray(object) ? walkArray(object, depth) : walkRecord(object, depth);
+      return Array.isArray(object) ? this.walkArray(object, depth) : this.walkRecord(object, depth);
     } catch {
       // A proxy whose traps throw, an array whose length getter throws: shown as unreadable.
-      [used, exhausted] = [usedBefore, exhaustedBefore];
-      return leaf('[Unreadable]');
+      this.used = usedBefore;
+      this.exhausted = exhaustedBefore;
+      return this.leaf('[Unreadable]');
     } finally {
       path.delete(input);
       path.delete(object);
     }
-  };
+  }
 
-  const walkArray = (items: readonly unknown[], depth: number): unknown[] | undefined => {
-    if (2 + MARKER_RESERVE > room()) {
-      exhausted = true;
-      return undefined;
+  /** Opens a container: its brackets and the room for its end marker; false when they do not fit. */
+  open(): boolean {
+    if (2 + MARKER_RESERVE > this.room()) {
+      this.exhausted = true;
+      return false;
     }
-    used += 2 + MARKER_RESERVE;
+    this.used += 2 + MARKER_RESERVE;
+    return true;
+  }
+
+  walkArray(items: readonly unknown[], depth: number): unknown[] | undefined {
+    if (!this.open()) return undefined;
     const out: unknown[] = [];
     let index = 0;
-    for (; index < items.length && !exhausted; index++) {
+    for (; index < items.length && !this.exhausted; index++) {
       const comma = out.length > 0 ? 1 : 0;
-      used += comma;
+      this.used += comma;
       let item: unknown;
       try {
         item = items[index];
       } catch {
         item = '[Unreadable]';
       }
-      let walked = walk(item, depth + 1);
+      let walked = this.walk(item, depth + 1);
       // As JSON does: `undefined` becomes null in an array.
-      if (walked === undefined && !exhausted) walked = leaf(null);
+      if (walked === undefined && !this.exhausted) walked = this.leaf(null);
       if (walked === undefined) {
-        used -= comma;
+        this.used -= comma;
         break;
       }
       out.push(walked);
     }
-    used -= MARKER_RESERVE;
+    this.used -= MARKER_RESERVE;
     const left = items.length - index;
     if (left > 0) {
       const marker = `[… ${left} more items]`;
       out.push(marker);
-      used += utf8Length(JSON.stringify(marker)) + (out.length > 1 ? 1 : 0);
+      this.used += utf8Length(JSON.stringify(marker)) + (out.length > 1 ? 1 : 0);
     }
     return out;
-  };
+  }
 
-  const walkRecord = (record: object, depth: number): Record<string, unknown> | undefined => {
-    if (2 + MARKER_RESERVE > room()) {
-      exhausted = true;
-      return undefined;
-    }
-    used += 2 + MARKER_RESERVE;
+  walkRecord(record: object, depth: number): Record<string, unknown> | undefined {
+    if (!this.open()) return undefined;
     const out: Record<string, unknown> = {};
     let entries = 0;
     const keys = Object.keys(record);
     let index = 0;
-    for (; index < keys.length && !exhausted; index++) {
+    for (; index < keys.length && !this.exhausted; index++) {
       const key = keys[index] as string;
       let item: unknown;
       try {
@@ -212,31 +237,29 @@ export function toDisplayable(value: unknown, options: DisplayableOptions): unkn
       }
       if (item === undefined || typeof item === 'function' || typeof item === 'symbol') continue;
       const keyBytes = utf8Length(JSON.stringify(key)) + 1 + (entries > 0 ? 1 : 0);
-      if (keyBytes > room()) {
-        exhausted = true;
+      if (keyBytes > this.room()) {
+        this.exhausted = true;
         break;
       }
-      used += keyBytes;
-      const walked = walk(item, depth + 1);
+      this.used += keyBytes;
+      const walked = this.walk(item, depth + 1);
       if (walked === undefined) {
-        used -= keyBytes;
-        if (exhausted) break;
+        this.used -= keyBytes;
+        if (this.exhausted) break;
         continue;
       }
       out[key] = walked;
       entries++;
     }
-    used -= MARKER_RESERVE;
+    this.used -= MARKER_RESERVE;
     const left = keys.length - index;
     if (left > 0) {
       const marker = `[${left} more keys]`;
       out['…'] = marker;
-      used += utf8Length(JSON.stringify(marker)) + utf8Length(JSON.stringify('…')) + 1 + (entries > 0 ? 1 : 0);
+      this.used += utf8Length(JSON.stringify(marker)) + utf8Length(JSON.stringify('…')) + 1 + (entries > 0 ? 1 : 0);
     }
     return out;
-  };
-
-  return walk(value, 1);
+  }
 }
 
 /** The value JSON would see for an object other than a plain object or array, before walking. */

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -32,6 +32,17 @@ describe('structure', () => {
   it('has no import circle in plugin/, adapters/, brokers/, client/, and no function of plugin/ over 120 lines', () => {
     const { status, output } = lint(ROOT, ['plugin', 'adapters', 'brokers', 'client']);
     assert.equal(status, 0, output);
+  });
+
+  it('exempts no module of plugin/ from the line limit, only its tests', () => {
+    const config = JSON.parse(readFileSync(join(ROOT, 'biome.json'), 'utf8')) as {
+      overrides: { includes: string[]; linter?: { rules?: { complexity?: Record<string, unknown> } } }[];
+    };
+    const limits = config.overrides.filter((o) => o.linter?.rules?.complexity?.noExcessiveLinesPerFunction);
+    assert.deepEqual(
+      limits.map((o) => o.includes),
+      [['plugin/**', '!plugin/**/*.test.ts']],
+    );
   });
 
   describe('the rules catch what they should (they can fail)', () => {
