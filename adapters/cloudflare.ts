@@ -1,0 +1,428 @@
+import { type Context, Hono } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import * as v from 'valibot';
+import { type AgentState, applyUpdate, createAgentState } from '../plugin/agent-state.ts';
+import { CLOSE_REASONS } from '../plugin/close-codes.ts';
+import { createUpdateEncoder } from '../plugin/encode.ts';
+import { classifyFrame } from '../plugin/inbound.ts';
+import type { AuthorizeHook } from '../plugin/options.ts';
+import {
+  AgentIdSchema,
+  type AgentUpdate,
+  type ErrorCode,
+  type HttpErrorCode,
+  IngestBodySchema,
+  type UnsequencedUpdate,
+} from '../plugin/schemas.ts';
+
+/*
+ * Cloudflare Workers: one Durable Object per agent holds that agent's sockets with the WebSocket
+ * Hibernation API, and the Worker routes each agent's requests to its object. Experimental: see
+ * docs/cloudflare.md for what is built and what is not.
+ *
+ * The Workers types are declared here structurally (only what is used), so the package needs no
+ * `@cloudflare/workers-types` to type-check.
+ */
+
+/** A server-side socket of workerd, as the hibernation API hands it back. */
+export interface WorkersWebSocket {
+  send(message: string): void;
+  close(code?: number, reason?: string): void;
+  serializeAttachment(value: unknown): void;
+  deserializeAttachment(): unknown;
+  readonly readyState: number;
+}
+
+/** The SQL cursor of `ctx.storage.sql.exec`. */
+interface SqlCursor {
+  toArray(): Record<string, unknown>[];
+}
+
+/** What the object uses of `DurableObjectState` (`this.ctx`). */
+export interface AgentObjectState {
+  acceptWebSocket(socket: WorkersWebSocket, tags?: string[]): void;
+  getWebSockets(tag?: string): WorkersWebSocket[];
+  readonly storage: {
+    readonly sql: { exec(query: string, ...bindings: unknown[]): SqlCursor };
+    transactionSync<T>(body: () => T): T;
+  };
+}
+
+/** What the Worker uses of a Durable Object namespace binding. */
+export interface AgentObjectNamespace {
+  idFromName(name: string): unknown;
+  get(id: unknown): { fetch(request: Request): Promise<Response> };
+}
+
+/** The per-socket state that survives hibernation (`serializeAttachment`). */
+interface SocketAttachment {
+  readonly connection_id: string;
+}
+
+/** Largest inbound frame accepted, in bytes: the hub's default `maxMessageSize`. */
+const MAX_MESSAGE_SIZE = 65_536;
+
+/** The header the Worker names the agent in when it forwards a request to its object. */
+const AGENT_HEADER = 'X-Agent-WS-Agent';
+
+/** The paths of the object's own routes (never reachable from outside: the Worker builds them). */
+const OBJECT_ORIGIN = 'https://agent-ws.object';
+
+/** Characters of an epoch (a subset of `EpochSchema`'s). */
+const EPOCH_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+const newEpoch = (): string => {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  let epoch = '';
+  for (const byte of bytes) epoch += EPOCH_ALPHABET[byte % EPOCH_ALPHABET.length];
+  return epoch;
+};
+
+/** The agent-id pattern of `AgentIdSchema`, to skip valibot on the common path. */
+const AGENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * The tables of one agent's object. `agent_ws_stream` holds one row: the epoch, the last `seq`
+ * and how many times the object was constructed (each wake from hibernation is one).
+ * `agent_ws_state` holds the updates a snapshot shows, one row per status or task.
+ */
+const SCHEMA = [
+  `CREATE TABLE IF NOT EXISTS agent_ws_stream (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     epoch TEXT NOT NULL,
+     seq INTEGER NOT NULL,
+     wakes INTEGER NOT NULL
+   )`,
+  `CREATE TABLE IF NOT EXISTS agent_ws_state (
+     key TEXT PRIMARY KEY,
+     seq INTEGER NOT NULL,
+     json TEXT NOT NULL
+   )`,
+];
+
+/** The key of an update's row in `agent_ws_state`. */
+const stateKey = (update: AgentUpdate): string =>
+  update.type === 'status_update' ? 'status' : `task:${update.task_id}`;
+
+/**
+ * A Durable Object holding one agent's channel: its sockets (accepted with the hibernation API, so
+ * an idle object can be evicted while they stay open), its stream position and its snapshot state,
+ * in the object's SQLite storage so that they continue after an eviction.
+ *
+ * Export it from the Worker under the class name the `durable_objects` binding names, with
+ * `new_sqlite_classes` in its migration (the object needs SQLite storage).
+ */
+export class AgentChannelObject {
+  /** The object's state: sockets and storage. */
+  protected readonly ctx: AgentObjectState;
+  private readonly encoder = createUpdateEncoder();
+  private epoch: string;
+  private seq: number;
+  /** The snapshot state, read from storage on the first connection after a wake. */
+  private agent: AgentState | undefined;
+
+  /**
+   * Runs on every start of the object, the first and each wake after an eviction.
+   *
+   * @param ctx The object's `DurableObjectState`.
+   * @param _env The Worker's bindings (unused).
+   */
+  constructor(ctx: AgentObjectState, _env?: unknown) {
+    this.ctx = ctx;
+    const { sql } = ctx.storage;
+    for (const statement of SCHEMA) sql.exec(statement);
+    const row = sql.exec('SELECT epoch, seq FROM agent_ws_stream WHERE id = 1').toArray()[0];
+    if (row) {
+      this.epoch = String(row.epoch);
+      this.seq = Number(row.seq);
+      sql.exec('UPDATE agent_ws_stream SET wakes = wakes + 1 WHERE id = 1');
+    } else {
+      this.epoch = newEpoch();
+      this.seq = 0;
+      sql.exec('INSERT INTO agent_ws_stream (id, epoch, seq, wakes) VALUES (1, ?, 0, 1)', this.epoch);
+    }
+  }
+
+  /**
+   * The object's routes, called by the Worker's routes only: `GET /ws` (a WebSocket upgrade),
+   * `POST /publish` (a JSON array of updates the Worker validated and stamped) and `GET /state`
+   * (the stream position and the wakes, for tests and operators).
+   *
+   * @param request The forwarded request; the agent id is in the `X-Agent-WS-Agent` header.
+   *
+   * @returns The `101` with the client's socket, or the route's JSON answer.
+   */
+  async fetch(request: Request): Promise<Response> {
+    const { pathname } = new URL(request.url);
+    const agentId = request.headers.get(AGENT_HEADER) ?? '';
+    if (!AGENT_ID.test(agentId)) return new Response('missing agent id', { status: 400 });
+    if (pathname === '/ws' && request.headers.get('Upgrade')?.toLowerCase() === 'websocket') {
+      return this.accept(agentId);
+    }
+    if (pathname === '/publish' && request.method === 'POST') {
+      const updates = (await request.json()) as UnsequencedUpdate[];
+      this.publish(agentId, updates);
+      return Response.json({ accepted: updates.length }, { status: 202 });
+    }
+    if (pathname === '/state' && request.method === 'GET') {
+      const row = this.ctx.storage.sql.exec('SELECT wakes FROM agent_ws_stream WHERE id = 1').toArray()[0];
+      return Response.json({
+        epoch: this.epoch,
+        seq: this.seq,
+        wakes: Number(row?.wakes ?? 0),
+        sockets: this.ctx.getWebSockets().length,
+      });
+    }
+    return new Response('not found', { status: 404 });
+  }
+
+  /** Accepts a client's socket for hibernation and sends it `connection_established` and the snapshot. */
+  private accept(agentId: string): Response {
+    const pair = new (
+      globalThis as unknown as { WebSocketPair: new () => Record<0 | 1, WorkersWebSocket> }
+    ).WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    this.ctx.acceptWebSocket(server);
+    const attachment: SocketAttachment = { connection_id: crypto.randomUUID() };
+    server.serializeAttachment(attachment);
+    server.send(
+      JSON.stringify({
+        type: 'connection_established',
+        agent_id: agentId,
+        connection_id: attachment.connection_id,
+        // Not built yet on Workers: no heartbeat, no batching window (each update is its own frame).
+        heartbeat_interval: 0,
+        batch_interval: 0,
+        epoch: this.epoch,
+        seq: this.seq,
+        recovered: false,
+        timestamp: new Date().toISOString(),
+      }),
+    );
+    server.send(this.snapshotFrame(agentId));
+    return new Response(null, { status: 101, webSocket: client } as ResponseInit);
+  }
+
+  /** The agent's state, from storage the first time after a wake. */
+  private state(): AgentState {
+    if (this.agent) return this.agent;
+    const agent = createAgentState();
+    const rows = this.ctx.storage.sql.exec('SELECT json FROM agent_ws_state ORDER BY seq').toArray();
+    for (const row of rows) applyUpdate(agent, JSON.parse(String(row.json)) as AgentUpdate);
+    this.agent = agent;
+    return agent;
+  }
+
+  private snapshotFrame(agentId: string): string {
+    const { status, open, ended } = this.state();
+    const tasks = [...open.values(), ...ended.values()].sort((a, b) => a.seq - b.seq);
+    const json = (update: AgentUpdate) => this.encoder.json(update);
+    return `{"type":"snapshot","agent_id":"${agentId}","epoch":"${this.epoch}","seq":${this.seq},"status":${status ? json(status) : 'null'},"tasks":[${tasks.map(json).join(',')}],"timestamp":"${new Date().toISOString()}"}`;
+  }
+
+  /**
+   * Numbers the updates, stores the position and the snapshot state in one transaction, then
+   * sends them to every socket: one update as its own frame, several as one `batch_update`.
+   */
+  private publish(agentId: string, incoming: readonly UnsequencedUpdate[]): void {
+    if (incoming.length === 0) return;
+    const agent = this.state();
+    const updates = incoming.map(
+      (update) => ({ ...update, agent_id: agentId, seq: this.seq + 1, epoch: this.epoch }) as AgentUpdate,
+    );
+    const { sql } = this.ctx.storage;
+    this.ctx.storage.transactionSync(() => {
+      let seq = this.seq;
+      for (const update of updates) {
+        (update as { seq: number }).seq = ++seq;
+        applyUpdate(agent, update);
+        sql.exec(
+          'INSERT INTO agent_ws_state (key, seq, json) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET seq = excluded.seq, json = excluded.json',
+          stateKey(update),
+          update.seq,
+          this.encoder.json(update),
+        );
+      }
+      this.forgetDropped(agent);
+      sql.exec('UPDATE agent_ws_stream SET seq = ? WHERE id = 1', seq);
+      this.seq = seq;
+    });
+    const frame =
+      updates.length === 1
+        ? this.encoder.json(updates[0] as AgentUpdate)
+        : this.encoder.batch(agentId, updates, 'window', () => {});
+    if (frame === undefined) return;
+    for (const socket of this.ctx.getWebSockets()) {
+      try {
+        socket.send(frame);
+      } catch {
+        // A socket closing meanwhile: its close event removes it.
+      }
+    }
+  }
+
+  /** Deletes the rows of tasks the snapshot state forgot (past its bounds), when there are any. */
+  private forgetDropped(agent: AgentState): void {
+    const { sql } = this.ctx.storage;
+    const held = agent.open.size + agent.ended.size + (agent.status ? 1 : 0);
+    const rows = Number(sql.exec('SELECT count(*) AS n FROM agent_ws_state').toArray()[0]?.n ?? 0);
+    if (rows <= held) return;
+    const keep = new Set<string>();
+    if (agent.status) keep.add('status');
+    for (const task of [...agent.open.values(), ...agent.ended.values()]) keep.add(stateKey(task));
+    for (const row of sql.exec('SELECT key FROM agent_ws_state').toArray()) {
+      const key = String(row.key);
+      if (!keep.has(key)) sql.exec('DELETE FROM agent_ws_state WHERE key = ?', key);
+    }
+  }
+
+  /**
+   * A frame from a client, also after a wake: answered as the hub answers it.
+   *
+   * @param socket The client's socket.
+   * @param message The frame.
+   */
+  webSocketMessage(socket: WorkersWebSocket, message: string | ArrayBuffer): void {
+    const verdict = classifyFrame(message, MAX_MESSAGE_SIZE);
+    switch (verdict.kind) {
+      case 'pong':
+        break;
+      case 'ping':
+        socket.send(JSON.stringify({ type: 'pong', timestamp: new Date().toISOString() }));
+        break;
+      case 'reject':
+        sendError(socket, verdict.code, verdict.message);
+        break;
+      case 'close':
+        socket.close(verdict.code, CLOSE_REASONS[verdict.code]);
+        break;
+    }
+  }
+
+  /**
+   * The client closed: completes the closing handshake.
+   *
+   * @param socket The client's socket.
+   * @param code The client's close code.
+   */
+  webSocketClose(socket: WorkersWebSocket, code: number): void {
+    try {
+      // 1005 and 1006 cannot be sent in a close frame.
+      socket.close(code === 1005 || code === 1006 ? 1000 : code);
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /**
+   * The socket failed; workerd has dropped it already.
+   *
+   * @param _socket The client's socket.
+   * @param _error What failed.
+   */
+  webSocketError(_socket: WorkersWebSocket, _error: unknown): void {}
+}
+
+const sendError = (socket: WorkersWebSocket, code: ErrorCode, message: string) =>
+  socket.send(JSON.stringify({ type: 'error', code, message, timestamp: new Date().toISOString() }));
+
+/**
+ * Options of `cloudflareRoutes`.
+ */
+export interface CloudflareRoutesOptions {
+  /** The name of the Durable Object namespace binding of `AgentChannelObject`. Default `AGENT_WS`. */
+  binding?: string;
+  /** Decides whether a request may proceed, as the hub's `authorize`; runs in the Worker before any upgrade. */
+  authorize?: AuthorizeHook;
+  /** Mounts `POST /:agent_id/updates`. Default `false`. */
+  ingest?: boolean;
+}
+
+/**
+ * Builds the Worker's routes to mount: `app.route('/agents', cloudflareRoutes())`. Each agent's
+ * requests reach its `AgentChannelObject`: `GET /:agent_id/ws` (the WebSocket) and, with
+ * `ingest`, `POST /:agent_id/updates`.
+ *
+ * @param options The binding's name, `authorize` and `ingest`.
+ *
+ * @returns The Hono app.
+ */
+export function cloudflareRoutes(options: CloudflareRoutesOptions = {}): Hono {
+  const bindingName = options.binding ?? 'AGENT_WS';
+  const app = new Hono();
+
+  const refuse = (c: Context, status: number, error: HttpErrorCode, message: string) => {
+    const headers: Record<string, string> = { 'X-Agent-WS-Error': error };
+    if (status === 426) headers.Upgrade = 'websocket';
+    return c.json({ error, message }, status as 400, headers);
+  };
+
+  const objectOf = (c: Context, agentId: string) => {
+    const namespace = (c.env as Record<string, AgentObjectNamespace | undefined> | undefined)?.[bindingName];
+    if (!namespace) throw new Error(`no Durable Object binding named ${bindingName}`);
+    return namespace.get(namespace.idFromName(agentId));
+  };
+
+  /** The agent id of the path, or the refusal. */
+  const agentIdOf = (c: Context): string | Response => {
+    const agentId = c.req.param('agent_id') ?? '';
+    if (AGENT_ID.test(agentId)) return agentId;
+    const checked = v.safeParse(AgentIdSchema, agentId);
+    return refuse(c, 400, 'invalid_agent_id', checked.issues?.[0]?.message ?? 'invalid agent_id');
+  };
+
+  const authorized = async (c: Context, agentId: string, action: 'watch' | 'publish') => {
+    if (!options.authorize) return undefined;
+    try {
+      if (await options.authorize(agentId, c, action)) return undefined;
+      return refuse(c, 403, 'forbidden', 'not allowed');
+    } catch (error) {
+      if (error instanceof HTTPException) {
+        return refuse(c, error.status, error.status === 401 ? 'unauthorized' : 'forbidden', error.message);
+      }
+      throw error;
+    }
+  };
+
+  app.get('/:agent_id/ws', async (c) => {
+    const agentId = agentIdOf(c);
+    if (agentId instanceof Response) return agentId;
+    const refused = await authorized(c, agentId, 'watch');
+    if (refused) return refused;
+    if (c.req.header('Upgrade')?.toLowerCase() !== 'websocket') {
+      return refuse(c, 426, 'upgrade_required', 'this route expects a WebSocket upgrade');
+    }
+    const headers = new Headers(c.req.raw.headers);
+    headers.set(AGENT_HEADER, agentId);
+    return objectOf(c, agentId).fetch(new Request(`${OBJECT_ORIGIN}/ws`, { headers }));
+  });
+
+  if (options.ingest) {
+    app.post('/:agent_id/updates', async (c) => {
+      const agentId = agentIdOf(c);
+      if (agentId instanceof Response) return agentId;
+      const refused = await authorized(c, agentId, 'publish');
+      if (refused) return refused;
+      let body: unknown;
+      try {
+        body = await c.req.json();
+      } catch {
+        return refuse(c, 400, 'invalid_json', 'body is not valid JSON');
+      }
+      const parsed = v.safeParse(IngestBodySchema, body);
+      if (!parsed.success) return refuse(c, 400, 'invalid_update', parsed.issues[0].message);
+      const items = Array.isArray(parsed.output) ? parsed.output : [parsed.output];
+      const timestamp = new Date().toISOString();
+      const updates = items.map(({ type, ...fields }) => ({ type, agent_id: agentId, ...fields, timestamp }));
+      return objectOf(c, agentId).fetch(
+        new Request(`${OBJECT_ORIGIN}/publish`, {
+          method: 'POST',
+          headers: { [AGENT_HEADER]: agentId, 'Content-Type': 'application/json' },
+          body: JSON.stringify(updates),
+        }),
+      );
+    });
+  }
+
+  return app;
+}

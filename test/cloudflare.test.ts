@@ -1,0 +1,232 @@
+/**
+ * `hono-agent-ws/cloudflare` on workerd, offline, through miniflare: the Worker is bundled with
+ * esbuild, served on a random loopback port, and driven with real sockets whose every frame is
+ * checked against asyncapi.yaml. Eviction is workerd's own: it evicts an object whose sockets
+ * are all hibernatable after some seconds without an event.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import { Miniflare } from 'miniflare';
+import { TestClient } from './helpers/client.ts';
+
+const ENTRY = fileURLToPath(new URL('./fixtures/cloudflare/worker.ts', import.meta.url));
+
+/** How long workerd lets an object with only hibernatable sockets sit idle before evicting it (about 10 s). */
+const IDLE_BEFORE_EVICTION_MS = 12_000;
+
+let mf: Miniflare;
+let http: string;
+let ws: string;
+
+/** The object's own view of its stream, read straight from the object (not routable through the Worker). */
+async function objectState(agentId: string): Promise<{ epoch: string; seq: number; wakes: number; sockets: number }> {
+  // Miniflare types the namespace with its own copy of the Workers types; only these calls are used.
+  const namespace = (await mf.getDurableObjectNamespace('AGENT_WS')) as unknown as {
+    idFromName(name: string): unknown;
+    get(id: unknown): { fetch(url: string, init: RequestInit): Promise<Response> };
+  };
+  const stub = namespace.get(namespace.idFromName(agentId));
+  const response = await stub.fetch('https://agent-ws.object/state', { headers: { 'X-Agent-WS-Agent': agentId } });
+  assert.equal(response.status, 200);
+  return (await response.json()) as { epoch: string; seq: number; wakes: number; sockets: number };
+}
+
+async function ingest(agentId: string, body: unknown, raw?: string): Promise<Response> {
+  return fetch(`${http}/agents/${agentId}/updates`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: raw ?? JSON.stringify(body),
+  });
+}
+
+before(async () => {
+  const bundle = await build({
+    entryPoints: [ENTRY],
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    target: 'es2022',
+    mainFields: ['module', 'main'],
+    conditions: ['workerd', 'worker', 'browser'],
+    write: false,
+    logLevel: 'silent',
+  });
+  mf = new Miniflare({
+    modules: true,
+    script: bundle.outputFiles[0]?.text ?? '',
+    compatibilityDate: '2026-04-01',
+    host: '127.0.0.1',
+    port: 0,
+    durableObjects: { AGENT_WS: { className: 'AgentChannelObject', useSQLite: true } },
+  });
+  const url = await mf.ready;
+  http = url.origin;
+  ws = http.replace(/^http/, 'ws');
+});
+
+after(async () => {
+  await mf?.dispose();
+});
+
+describe('cloudflare: routes in the Worker', () => {
+  test('a bad agent id is refused with 400 before reaching any object', async () => {
+    await assert.rejects(
+      TestClient.connect(`${ws}/agents/bad%20id/ws`),
+      (error: { status?: number; headers?: Record<string, string>; body?: string }) => {
+        assert.equal(error.status, 400);
+        assert.equal(error.headers?.['x-agent-ws-error'], 'invalid_agent_id');
+        assert.equal((JSON.parse(error.body ?? '{}') as { error: string }).error, 'invalid_agent_id');
+        return true;
+      },
+    );
+  });
+
+  test('a plain GET of the socket route is refused with 426', async () => {
+    const response = await fetch(`${http}/agents/plain-get/ws`);
+    assert.equal(response.status, 426);
+    // The `Upgrade: websocket` header the other runtimes send with the 426 does not reach the
+    // client: workerd drops it from a non-101 response (hop-by-hop).
+    assert.equal(response.headers.get('x-agent-ws-error'), 'upgrade_required');
+    assert.equal(((await response.json()) as { error: string }).error, 'upgrade_required');
+  });
+
+  test('authorize runs in the Worker before the upgrade: a refused client gets no socket', async () => {
+    await assert.rejects(TestClient.connect(`${ws}/agents/guarded/ws?token=deny`), (error: { status?: number }) => {
+      assert.equal(error.status, 401);
+      return true;
+    });
+    assert.equal((await objectState('guarded')).sockets, 0);
+  });
+
+  test('ingest refuses bad JSON and invalid updates with 400', async () => {
+    const notJson = await ingest('ingest-bad', undefined, '{');
+    assert.equal(notJson.status, 400);
+    assert.equal(((await notJson.json()) as { error: string }).error, 'invalid_json');
+    const invalid = await ingest('ingest-bad', { type: 'status_update', status: 42 });
+    assert.equal(invalid.status, 400);
+    assert.equal(((await invalid.json()) as { error: string }).error, 'invalid_update');
+    assert.equal((await objectState('ingest-bad')).seq, 0);
+  });
+});
+
+describe('cloudflare: an agent’s Durable Object', () => {
+  test('connection_established, snapshot, then each update to every socket, numbered', async () => {
+    const first = await TestClient.connect(`${ws}/agents/fan-out/ws`);
+    const second = await TestClient.connect(`${ws}/agents/fan-out/ws`);
+    try {
+      const established = await first.next('connection_established');
+      assert.equal(established.agent_id, 'fan-out');
+      assert.equal(established.seq, 0);
+      assert.equal(established.recovered, false);
+      const snapshot = await first.next('snapshot');
+      assert.equal(snapshot.status, null);
+      assert.equal(snapshot.epoch, established.epoch);
+      const other = await second.next('connection_established');
+      assert.notEqual(other.connection_id, established.connection_id);
+      await second.next('snapshot');
+
+      const accepted = await ingest('fan-out', { type: 'status_update', status: 'running' });
+      assert.equal(accepted.status, 202);
+      assert.deepEqual(await accepted.json(), { accepted: 1 });
+      for (const client of [first, second]) {
+        const update = await client.next('status_update');
+        assert.equal(update.seq, 1);
+        assert.equal(update.epoch, established.epoch);
+        assert.equal(update.status, 'running');
+      }
+
+      const batch = await ingest('fan-out', [
+        { type: 'task_update', task_id: 't1', status: 'running', progress: 10 },
+        { type: 'task_update', task_id: 't1', status: 'completed', progress: 100, result: { pages: 3 } },
+      ]);
+      assert.equal(batch.status, 202);
+      for (const client of [first, second]) {
+        const frame = await client.next('batch_update');
+        assert.deepEqual(
+          frame.updates.map((entry) => entry.content.seq),
+          [2, 3],
+        );
+      }
+
+      // A later client's snapshot shows the state as of seq 3.
+      const late = await TestClient.connect(`${ws}/agents/fan-out/ws`);
+      try {
+        assert.equal((await late.next('connection_established')).seq, 3);
+        const state = await late.next('snapshot');
+        assert.equal(state.seq, 3);
+        assert.equal(state.status?.status, 'running');
+        assert.deepEqual(
+          state.tasks.map((task) => [task.task_id, task.status, task.seq]),
+          [['t1', 'completed', 3]],
+        );
+      } finally {
+        await late.close();
+      }
+      for (const client of [first, second]) assert.deepEqual(client.problems, []);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
+  test('bad frames get the documented answers and the socket stays usable', async () => {
+    const client = await TestClient.connect(`${ws}/agents/bad-frames/ws`);
+    try {
+      await client.next('snapshot');
+      client.sendRaw('not json');
+      assert.equal((await client.next('error')).code, 'invalid_json');
+      client.sendRaw(JSON.stringify({ type: 'subscribe' }));
+      assert.equal((await client.next('error')).code, 'unknown_type');
+      client.sendRaw(Buffer.from([1, 2, 3]), true);
+      assert.equal((await client.next('error')).code, 'binary_not_supported');
+      client.send({ type: 'ping' });
+      await client.next('pong');
+      client.sendRaw('x'.repeat(70_000));
+      const closed = await client.closed;
+      assert.equal(closed.code, 1009);
+      assert.deepEqual(client.problems, []);
+    } finally {
+      client.socket.terminate();
+    }
+  });
+
+  test('the object is evicted while its socket stays open; it wakes on the next update and seq continues', async () => {
+    const agentId = 'hibernating';
+    const client = await TestClient.connect(`${ws}/agents/${agentId}/ws`);
+    try {
+      const established = await client.next('connection_established');
+      await client.next('snapshot');
+      assert.equal((await ingest(agentId, { type: 'status_update', status: 'running' })).status, 202);
+      assert.equal((await client.next('status_update')).seq, 1);
+      const before = await objectState(agentId);
+      assert.equal(before.wakes, 1);
+
+      // Idle, so workerd evicts the object; each round ends with an update, which wakes it.
+      let seq = 1;
+      let wakes = before.wakes;
+      for (let round = 0; round < 3 && wakes === before.wakes; round++) {
+        await new Promise((done) => setTimeout(done, IDLE_BEFORE_EVICTION_MS));
+        assert.equal((await ingest(agentId, { type: 'status_update', status: `round ${round}` })).status, 202);
+        const update = await client.next('status_update');
+        seq++;
+        assert.equal(update.seq, seq);
+        assert.equal(update.epoch, established.epoch);
+        wakes = (await objectState(agentId)).wakes;
+      }
+      assert.ok(wakes > before.wakes, 'workerd never evicted the object');
+      const after = await objectState(agentId);
+      assert.equal(after.seq, seq);
+      assert.equal(after.epoch, established.epoch);
+      assert.equal(after.sockets, 1);
+      // The woken object answers the old socket's frames too.
+      client.send({ type: 'ping' });
+      await client.next('pong');
+      assert.equal(client.socket.readyState, client.socket.OPEN);
+      assert.deepEqual(client.problems, []);
+    } finally {
+      await client.close();
+    }
+  });
+});
