@@ -2,7 +2,7 @@ import { type Context, Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import * as v from 'valibot';
 import { type AgentState, applyUpdate, createAgentState } from '../plugin/agent-state.ts';
-import { CLOSE_REASONS } from '../plugin/close-codes.ts';
+import { CLOSE_REASONS, CloseCode } from '../plugin/close-codes.ts';
 import { createUpdateEncoder } from '../plugin/encode.ts';
 import { classifyFrame } from '../plugin/inbound.ts';
 import type { AuthorizeHook } from '../plugin/options.ts';
@@ -45,6 +45,8 @@ export interface AgentObjectState {
   readonly storage: {
     readonly sql: { exec(query: string, ...bindings: unknown[]): SqlCursor };
     transactionSync<T>(body: () => T): T;
+    getAlarm(): Promise<number | null>;
+    setAlarm(time: number): Promise<void>;
   };
 }
 
@@ -57,6 +59,21 @@ export interface AgentObjectNamespace {
 /** The per-socket state that survives hibernation (`serializeAttachment`). */
 interface SocketAttachment {
   readonly connection_id: string;
+  /** Answered (any frame counts) since the last ping. */
+  alive: boolean;
+}
+
+/**
+ * Options of an agent's object. Give them as a static `options` of a subclass:
+ * `export class Agents extends AgentChannelObject { static options = { heartbeatInterval: 10_000 } }`.
+ */
+export interface AgentChannelOptions {
+  /**
+   * Milliseconds between pings; a socket that has not answered one by the next is closed with
+   * 4000. Each sweep is an alarm of the object, so it wakes the object once per interval while
+   * it has sockets. Default 30000, as the hub's; 0 disables the heartbeat.
+   */
+  heartbeatInterval?: number;
 }
 
 /** Largest inbound frame accepted, in bytes: the hub's default `maxMessageSize`. */
@@ -113,6 +130,8 @@ const stateKey = (update: AgentUpdate): string =>
  * `new_sqlite_classes` in its migration (the object needs SQLite storage).
  */
 export class AgentChannelObject {
+  /** The options of every object of this class; a subclass overrides them. */
+  static options: AgentChannelOptions = {};
   /** The object's state: sockets and storage. */
   protected readonly ctx: AgentObjectState;
   private readonly encoder = createUpdateEncoder();
@@ -120,6 +139,7 @@ export class AgentChannelObject {
   private seq: number;
   /** The snapshot state, read from storage on the first connection after a wake. */
   private agent: AgentState | undefined;
+  private readonly heartbeatInterval: number;
 
   /**
    * Runs on every start of the object, the first and each wake after an eviction.
@@ -129,6 +149,10 @@ export class AgentChannelObject {
    */
   constructor(ctx: AgentObjectState, _env?: unknown) {
     this.ctx = ctx;
+    const interval = (new.target as typeof AgentChannelObject).options.heartbeatInterval ?? 30_000;
+    if (!Number.isInteger(interval) || interval < 0)
+      throw new Error('heartbeatInterval must be a whole number, 0 or more');
+    this.heartbeatInterval = interval;
     const { sql } = ctx.storage;
     for (const statement of SCHEMA) sql.exec(statement);
     const row = sql.exec('SELECT epoch, seq FROM agent_ws_stream WHERE id = 1').toArray()[0];
@@ -157,7 +181,9 @@ export class AgentChannelObject {
     const agentId = request.headers.get(AGENT_HEADER) ?? '';
     if (!AGENT_ID.test(agentId)) return new Response('missing agent id', { status: 400 });
     if (pathname === '/ws' && request.headers.get('Upgrade')?.toLowerCase() === 'websocket') {
-      return this.accept(agentId);
+      const response = this.accept(agentId);
+      await this.scheduleSweep();
+      return response;
     }
     if (pathname === '/publish' && request.method === 'POST') {
       const updates = (await request.json()) as UnsequencedUpdate[];
@@ -183,15 +209,15 @@ export class AgentChannelObject {
     ).WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     this.ctx.acceptWebSocket(server);
-    const attachment: SocketAttachment = { connection_id: crypto.randomUUID() };
+    const attachment: SocketAttachment = { connection_id: crypto.randomUUID(), alive: true };
     server.serializeAttachment(attachment);
     server.send(
       JSON.stringify({
         type: 'connection_established',
         agent_id: agentId,
         connection_id: attachment.connection_id,
-        // Not built yet on Workers: no heartbeat, no batching window (each update is its own frame).
-        heartbeat_interval: 0,
+        heartbeat_interval: this.heartbeatInterval,
+        // Not built yet on Workers: no batching window, each publish is sent at once.
         batch_interval: 0,
         epoch: this.epoch,
         seq: this.seq,
@@ -283,6 +309,11 @@ export class AgentChannelObject {
    * @param message The frame.
    */
   webSocketMessage(socket: WorkersWebSocket, message: string | ArrayBuffer): void {
+    const attachment = socket.deserializeAttachment() as SocketAttachment;
+    if (!attachment.alive) {
+      attachment.alive = true;
+      socket.serializeAttachment(attachment);
+    }
     const verdict = classifyFrame(message, MAX_MESSAGE_SIZE);
     switch (verdict.kind) {
       case 'pong':
@@ -297,6 +328,39 @@ export class AgentChannelObject {
         socket.close(verdict.code, CLOSE_REASONS[verdict.code]);
         break;
     }
+  }
+
+  /** Sets the sweep's alarm unless one is set or the heartbeat is off. */
+  private async scheduleSweep(): Promise<void> {
+    if (this.heartbeatInterval === 0 || (await this.ctx.storage.getAlarm()) !== null) return;
+    await this.ctx.storage.setAlarm(Date.now() + this.heartbeatInterval);
+  }
+
+  /**
+   * The heartbeat sweep, one alarm per interval while the object has sockets: closes with 4000
+   * each socket that has not answered the previous ping, and pings the others. The liveness of
+   * each socket is in its attachment, so it survives an eviction between two sweeps.
+   */
+  async alarm(): Promise<void> {
+    const ping = JSON.stringify({ type: 'ping', timestamp: new Date().toISOString() });
+    let remaining = 0;
+    for (const socket of this.ctx.getWebSockets()) {
+      try {
+        const attachment = socket.deserializeAttachment() as SocketAttachment;
+        if (!attachment.alive) {
+          socket.close(CloseCode.HEARTBEAT_TIMEOUT, CLOSE_REASONS[CloseCode.HEARTBEAT_TIMEOUT]);
+          continue;
+        }
+        attachment.alive = false;
+        socket.serializeAttachment(attachment);
+        socket.send(ping);
+        remaining++;
+      } catch {
+        // A socket closing meanwhile: its close event removes it.
+      }
+    }
+    // Set anew, not through scheduleSweep: the alarm running now may still read as set.
+    if (remaining > 0) await this.ctx.storage.setAlarm(Date.now() + this.heartbeatInterval);
   }
 
   /**

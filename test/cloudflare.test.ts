@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { Miniflare } from 'miniflare';
 import { TestClient } from './helpers/client.ts';
+import { validateServerFrame } from './helpers/contract.ts';
+import { RawSocket } from './helpers/raw-socket.ts';
 
 const ENTRY = fileURLToPath(new URL('./fixtures/cloudflare/worker.ts', import.meta.url));
 
@@ -33,8 +35,8 @@ async function objectState(agentId: string): Promise<{ epoch: string; seq: numbe
   return (await response.json()) as { epoch: string; seq: number; wakes: number; sockets: number };
 }
 
-async function ingest(agentId: string, body: unknown, raw?: string): Promise<Response> {
-  return fetch(`${http}/agents/${agentId}/updates`, {
+async function ingest(agentId: string, body: unknown, raw?: string, mount = '/agents'): Promise<Response> {
+  return fetch(`${http}${mount}/${agentId}/updates`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: raw ?? JSON.stringify(body),
@@ -59,7 +61,12 @@ before(async () => {
     compatibilityDate: '2026-04-01',
     host: '127.0.0.1',
     port: 0,
-    durableObjects: { AGENT_WS: { className: 'AgentChannelObject', useSQLite: true } },
+    // Miniflare otherwise fetches `Request.cf` from workers.cloudflare.com at startup.
+    cf: false,
+    durableObjects: {
+      AGENT_WS: { className: 'AgentChannelObject', useSQLite: true },
+      AGENT_WS_FAST: { className: 'FastHeartbeat', useSQLite: true },
+    },
   });
   const url = await mf.ready;
   http = url.origin;
@@ -118,6 +125,7 @@ describe('cloudflare: an agent’s Durable Object', () => {
     try {
       const established = await first.next('connection_established');
       assert.equal(established.agent_id, 'fan-out');
+      assert.equal(established.heartbeat_interval, 30_000);
       assert.equal(established.seq, 0);
       assert.equal(established.recovered, false);
       const snapshot = await first.next('snapshot');
@@ -227,6 +235,38 @@ describe('cloudflare: an agent’s Durable Object', () => {
       assert.deepEqual(client.problems, []);
     } finally {
       await client.close();
+    }
+  });
+});
+
+describe('cloudflare: heartbeat', () => {
+  test('a socket that answers pings stays; one that does not gets a 4000 close frame', async () => {
+    const answering = await TestClient.connect(`${ws}/fast/heartbeat/ws`);
+    // A raw socket never answers a ping, and shows the close frame the moment it arrives: the
+    // TCP close after a close frame sent from an alarm comes seconds later on workerd (see
+    // docs/cloudflare.md), and is not what this test is about.
+    const silent = await RawSocket.connect(`${ws}/fast/heartbeat/ws`);
+    try {
+      assert.equal((await answering.next('connection_established')).heartbeat_interval, 1500);
+      const closeFrame = await Promise.race([
+        silent.closeFrame,
+        new Promise<undefined>((done) => setTimeout(done, 20_000, undefined)),
+      ]);
+      assert.deepEqual(closeFrame, { code: 4000, reason: 'heartbeat timeout' });
+      const seen = silent.frames.flatMap((frame) =>
+        frame.kind === 'text' ? [validateServerFrame(JSON.parse(frame.text)).type] : [],
+      );
+      assert.deepEqual(seen, ['connection_established', 'snapshot', 'ping']);
+      // The answering socket is pinged by this sweep and the next, and is still served.
+      for (let sweep = 0; sweep < 2; sweep++) await answering.next('ping', 10_000);
+      assert.equal(answering.socket.readyState, answering.socket.OPEN);
+      const accepted = await ingest('heartbeat', { type: 'status_update', status: 'alive' }, undefined, '/fast');
+      assert.equal(accepted.status, 202);
+      assert.equal((await answering.next('status_update')).seq, 1);
+      assert.deepEqual(answering.problems, []);
+    } finally {
+      await answering.close();
+      await silent.destroy();
     }
   });
 });
