@@ -59,7 +59,7 @@ export interface AgentObjectNamespace {
 /** The per-socket state that survives hibernation (`serializeAttachment`). */
 interface SocketAttachment {
   readonly connection_id: string;
-  /** Answered (any frame counts) since the last ping. */
+  /** Answered (`pong`, or a `ping` of its own) since the last ping. */
   alive: boolean;
 }
 
@@ -309,12 +309,15 @@ export class AgentChannelObject {
    * @param message The frame.
    */
   webSocketMessage(socket: WorkersWebSocket, message: string | ArrayBuffer): void {
-    const attachment = socket.deserializeAttachment() as SocketAttachment;
-    if (!attachment.alive) {
-      attachment.alive = true;
-      socket.serializeAttachment(attachment);
-    }
     const verdict = classifyFrame(message, MAX_MESSAGE_SIZE);
+    if (verdict.kind === 'pong' || verdict.kind === 'ping') {
+      // As the hub: a `pong` or the client's own `ping` answers the heartbeat, nothing else does.
+      const attachment = socket.deserializeAttachment() as SocketAttachment;
+      if (!attachment.alive) {
+        attachment.alive = true;
+        socket.serializeAttachment(attachment);
+      }
+    }
     switch (verdict.kind) {
       case 'pong':
         break;
