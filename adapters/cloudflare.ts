@@ -9,6 +9,7 @@ import type { AuthorizeHook } from '../plugin/options.ts';
 import {
   AgentIdSchema,
   type AgentUpdate,
+  EpochSchema,
   type ErrorCode,
   type HttpErrorCode,
   IngestBodySchema,
@@ -74,6 +75,11 @@ export interface AgentChannelOptions {
    * it has sockets. Default 30000, as the hub's; 0 disables the heartbeat.
    */
   heartbeatInterval?: number;
+  /**
+   * Updates kept per agent for clients that resume (`?since=&epoch=`), the newest. Default 1000,
+   * as the hub's; 0 keeps none (every resume falls back to the snapshot).
+   */
+  historySize?: number;
 }
 
 /** Largest inbound frame accepted, in bytes: the hub's default `maxMessageSize`. */
@@ -101,6 +107,7 @@ const AGENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /**
  * The tables of one agent's object. `agent_ws_stream` holds one row: the epoch, the last `seq`
  * and how many times the object was constructed (each wake from hibernation is one).
+ * `agent_ws_history` holds the newest updates, for clients that resume.
  * `agent_ws_state` holds the updates a snapshot shows, one row per status or task.
  */
 const SCHEMA = [
@@ -109,6 +116,11 @@ const SCHEMA = [
      epoch TEXT NOT NULL,
      seq INTEGER NOT NULL,
      wakes INTEGER NOT NULL
+   )`,
+  `CREATE TABLE IF NOT EXISTS agent_ws_history (
+     seq INTEGER PRIMARY KEY,
+     type TEXT NOT NULL,
+     json TEXT NOT NULL
    )`,
   `CREATE TABLE IF NOT EXISTS agent_ws_state (
      key TEXT PRIMARY KEY,
@@ -140,6 +152,7 @@ export class AgentChannelObject {
   /** The snapshot state, read from storage on the first connection after a wake. */
   private agent: AgentState | undefined;
   private readonly heartbeatInterval: number;
+  private readonly historySize: number;
 
   /**
    * Runs on every start of the object, the first and each wake after an eviction.
@@ -149,10 +162,9 @@ export class AgentChannelObject {
    */
   constructor(ctx: AgentObjectState, _env?: unknown) {
     this.ctx = ctx;
-    const interval = (new.target as typeof AgentChannelObject).options.heartbeatInterval ?? 30_000;
-    if (!Number.isInteger(interval) || interval < 0)
-      throw new Error('heartbeatInterval must be a whole number, 0 or more');
-    this.heartbeatInterval = interval;
+    const options = (new.target as typeof AgentChannelObject).options;
+    this.heartbeatInterval = wholeNumber('heartbeatInterval', options.heartbeatInterval ?? 30_000);
+    this.historySize = wholeNumber('historySize', options.historySize ?? 1000);
     const { sql } = ctx.storage;
     for (const statement of SCHEMA) sql.exec(statement);
     const row = sql.exec('SELECT epoch, seq FROM agent_ws_stream WHERE id = 1').toArray()[0];
@@ -181,7 +193,7 @@ export class AgentChannelObject {
     const agentId = request.headers.get(AGENT_HEADER) ?? '';
     if (!AGENT_ID.test(agentId)) return new Response('missing agent id', { status: 400 });
     if (pathname === '/ws' && request.headers.get('Upgrade')?.toLowerCase() === 'websocket') {
-      const response = this.accept(agentId);
+      const response = this.accept(agentId, resumePointOf(new URL(request.url).searchParams) ?? undefined);
       await this.scheduleSweep();
       return response;
     }
@@ -202,12 +214,17 @@ export class AgentChannelObject {
     return new Response('not found', { status: 404 });
   }
 
-  /** Accepts a client's socket for hibernation and sends it `connection_established` and the snapshot. */
-  private accept(agentId: string): Response {
+  /**
+   * Accepts a client's socket for hibernation and sends it `connection_established`, the
+   * snapshot and, when it resumes and the history holds everything after its `since`, what it
+   * missed as one `batch_update` with `source: resume`.
+   */
+  private accept(agentId: string, resume: ResumePoint | undefined): Response {
     const pair = new (
       globalThis as unknown as { WebSocketPair: new () => Record<0 | 1, WorkersWebSocket> }
     ).WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
+    const missed = resume ? this.missedSince(resume) : undefined;
     this.ctx.acceptWebSocket(server);
     const attachment: SocketAttachment = { connection_id: crypto.randomUUID(), alive: true };
     server.serializeAttachment(attachment);
@@ -221,12 +238,30 @@ export class AgentChannelObject {
         batch_interval: 0,
         epoch: this.epoch,
         seq: this.seq,
-        recovered: false,
+        recovered: missed !== undefined,
         timestamp: new Date().toISOString(),
       }),
     );
     server.send(this.snapshotFrame(agentId));
+    if (missed && missed.length > 0) {
+      // The same frame `encoder.batch` builds, from the stored JSON: nothing is serialised again.
+      const entries = missed.map((row) => `{"type":"${row.type}","content":${row.json}}`);
+      server.send(
+        `{"type":"batch_update","agent_id":"${agentId}","source":"resume","updates":[${entries.join(',')}],"timestamp":"${new Date().toISOString()}"}`,
+      );
+    }
     return new Response(null, { status: 101, webSocket: client } as ResponseInit);
+  }
+
+  /** Exactly the updates after `since` up to the latest, or `undefined` when the history does not hold them all. */
+  private missedSince(resume: ResumePoint): { type: string; json: string }[] | undefined {
+    if (resume.epoch !== this.epoch || resume.since > this.seq) return undefined;
+    const rows = this.ctx.storage.sql
+      .exec('SELECT seq, type, json FROM agent_ws_history WHERE seq > ? ORDER BY seq', resume.since)
+      .toArray();
+    const expected = this.seq - resume.since;
+    if (rows.length !== expected || (expected > 0 && Number(rows[0]?.seq) !== resume.since + 1)) return undefined;
+    return rows.map((row) => ({ type: String(row.type), json: String(row.json) }));
   }
 
   /** The agent's state, from storage the first time after a wake. */
@@ -262,13 +297,18 @@ export class AgentChannelObject {
       for (const update of updates) {
         (update as { seq: number }).seq = ++seq;
         applyUpdate(agent, update);
+        const json = this.encoder.json(update);
+        if (this.historySize > 0) {
+          sql.exec('INSERT INTO agent_ws_history (seq, type, json) VALUES (?, ?, ?)', seq, update.type, json);
+        }
         sql.exec(
           'INSERT INTO agent_ws_state (key, seq, json) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET seq = excluded.seq, json = excluded.json',
           stateKey(update),
           update.seq,
-          this.encoder.json(update),
+          json,
         );
       }
+      sql.exec('DELETE FROM agent_ws_history WHERE seq <= ?', seq - this.historySize);
       this.forgetDropped(agent);
       sql.exec('UPDATE agent_ws_stream SET seq = ? WHERE id = 1', seq);
       this.seq = seq;
@@ -390,6 +430,29 @@ export class AgentChannelObject {
   webSocketError(_socket: WorkersWebSocket, _error: unknown): void {}
 }
 
+/** Where a client asks to resume: the last `seq` it has, in `epoch`. */
+interface ResumePoint {
+  readonly since: number;
+  readonly epoch: string;
+}
+
+/**
+ * The resume point of `?since=<seq>&epoch=<epoch>`, read as the hub's routes read it:
+ * `undefined` without `since`, `null` when malformed (both are needed, `since` a whole number).
+ */
+const resumePointOf = (query: URLSearchParams): ResumePoint | null | undefined => {
+  const since = query.get('since');
+  if (since === null) return undefined;
+  const epoch = query.get('epoch') ?? '';
+  if (!/^\d{1,15}$/.test(since) || !v.is(EpochSchema, epoch)) return null;
+  return { since: Number(since), epoch };
+};
+
+const wholeNumber = (name: string, value: number): number => {
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number, 0 or more`);
+  return value;
+};
+
 const sendError = (socket: WorkersWebSocket, code: ErrorCode, message: string) =>
   socket.send(JSON.stringify({ type: 'error', code, message, timestamp: new Date().toISOString() }));
 
@@ -459,9 +522,19 @@ export function cloudflareRoutes(options: CloudflareRoutesOptions = {}): Hono {
     if (c.req.header('Upgrade')?.toLowerCase() !== 'websocket') {
       return refuse(c, 426, 'upgrade_required', 'this route expects a WebSocket upgrade');
     }
+    const resume = resumePointOf(new URL(c.req.url).searchParams);
+    if (resume === null) {
+      return refuse(
+        c,
+        400,
+        'invalid_resume',
+        'since must be a whole number and epoch 1 to 64 characters of A-Z a-z 0-9 _ -, given together',
+      );
+    }
     const headers = new Headers(c.req.raw.headers);
     headers.set(AGENT_HEADER, agentId);
-    return objectOf(c, agentId).fetch(new Request(`${OBJECT_ORIGIN}/ws`, { headers }));
+    const query = resume ? `?since=${resume.since}&epoch=${resume.epoch}` : '';
+    return objectOf(c, agentId).fetch(new Request(`${OBJECT_ORIGIN}/ws${query}`, { headers }));
   });
 
   if (options.ingest) {

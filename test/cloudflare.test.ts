@@ -179,6 +179,80 @@ describe('cloudflare: an agent’s Durable Object', () => {
     }
   });
 
+  test('a client resuming with ?since=&epoch= gets exactly what it missed; a stale epoch gets the snapshot only', async () => {
+    const agentId = 'resuming';
+    const first = await TestClient.connect(`${ws}/agents/${agentId}/ws`);
+    const { epoch } = await first.next('connection_established');
+    for (const status of ['one', 'two', 'three']) {
+      assert.equal((await ingest(agentId, { type: 'status_update', status })).status, 202);
+    }
+    assert.equal((await first.next('status_update')).seq, 1);
+    await first.close();
+    const more = await ingest(agentId, [
+      { type: 'status_update', status: 'four' },
+      { type: 'task_update', task_id: 'x', status: 'running', progress: 5 },
+    ]);
+    assert.equal(more.status, 202);
+
+    const resumed = await TestClient.connect(`${ws}/agents/${agentId}/ws?since=1&epoch=${epoch}`);
+    try {
+      const established = await resumed.next('connection_established');
+      assert.equal(established.recovered, true);
+      assert.equal(established.seq, 5);
+      assert.equal((await resumed.next('snapshot')).seq, 5);
+      const missed = await resumed.next('batch_update');
+      assert.equal(missed.source, 'resume');
+      assert.deepEqual(
+        missed.updates.map((entry) => entry.content.seq),
+        [2, 3, 4, 5],
+      );
+      assert.deepEqual(resumed.problems, []);
+    } finally {
+      await resumed.close();
+    }
+
+    // Up to date: recovered, nothing to replay.
+    const current = await TestClient.connect(`${ws}/agents/${agentId}/ws?since=5&epoch=${epoch}`);
+    try {
+      assert.equal((await current.next('connection_established')).recovered, true);
+      await current.next('snapshot');
+      await current.expectSilence(300);
+    } finally {
+      await current.close();
+    }
+
+    const stale = await TestClient.connect(`${ws}/agents/${agentId}/ws?since=1&epoch=someotherepoch`);
+    try {
+      assert.equal((await stale.next('connection_established')).recovered, false);
+      assert.equal((await stale.next('snapshot')).seq, 5);
+      await stale.expectSilence(300);
+    } finally {
+      await stale.close();
+    }
+    // Ahead of the stream (a client of a lost history): the snapshot only.
+    const ahead = await TestClient.connect(`${ws}/agents/${agentId}/ws?since=99&epoch=${epoch}`);
+    try {
+      assert.equal((await ahead.next('connection_established')).recovered, false);
+      await ahead.next('snapshot');
+      await ahead.expectSilence(300);
+    } finally {
+      await ahead.close();
+    }
+  });
+
+  test('a malformed resume point is refused with 400 in the Worker', async () => {
+    for (const query of ['since=1', 'since=-1&epoch=abc', 'since=1&epoch=bad%20epoch', 'since=1e3&epoch=abc']) {
+      await assert.rejects(
+        TestClient.connect(`${ws}/agents/resume-bad/ws?${query}`),
+        (error: { status?: number; headers?: Record<string, string> }) => {
+          assert.equal(error.status, 400, query);
+          assert.equal(error.headers?.['x-agent-ws-error'], 'invalid_resume');
+          return true;
+        },
+      );
+    }
+  });
+
   test('bad frames get the documented answers and the socket stays usable', async () => {
     const client = await TestClient.connect(`${ws}/agents/bad-frames/ws`);
     try {
@@ -228,6 +302,20 @@ describe('cloudflare: an agent’s Durable Object', () => {
       assert.equal(after.seq, seq);
       assert.equal(after.epoch, established.epoch);
       assert.equal(after.sockets, 1);
+
+      // The history survived the eviction too: a client resuming from seq 1 gets the rest.
+      const resumed = await TestClient.connect(`${ws}/agents/${agentId}/ws?since=1&epoch=${established.epoch}`);
+      try {
+        assert.equal((await resumed.next('connection_established')).recovered, true);
+        await resumed.next('snapshot');
+        const missed = await resumed.next('batch_update');
+        assert.deepEqual(
+          missed.updates.map((entry) => entry.content.seq),
+          Array.from({ length: seq - 1 }, (_, index) => index + 2),
+        );
+      } finally {
+        await resumed.close();
+      }
       // The woken object answers the old socket's frames too.
       client.send({ type: 'ping' });
       await client.next('pong');
