@@ -1,9 +1,10 @@
 import { type Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import * as v from 'valibot';
 import { type AgentState, applyUpdate, createAgentState } from '../plugin/agent-state.ts';
 import { CLOSE_REASONS, CloseCode } from '../plugin/close-codes.ts';
-import { createUpdateEncoder } from '../plugin/encode.ts';
+import { createUpdateEncoder, nestsDeeperThan } from '../plugin/encode.ts';
 import { classifyFrame } from '../plugin/inbound.ts';
 import type { AuthorizeHook } from '../plugin/options.ts';
 import {
@@ -466,7 +467,14 @@ export interface CloudflareRoutesOptions {
   authorize?: AuthorizeHook;
   /** Mounts `POST /:agent_id/updates`. Default `false`. */
   ingest?: boolean;
+  /** Largest ingest body, in bytes; larger gets 413. Default 1 MiB, as the hub's. */
+  maxIngestBytes?: number;
+  /** Deepest nesting of an update's `result`; deeper gets 400. Default 32, as the hub's. */
+  maxUpdateDepth?: number;
 }
+
+/** `application/json`, with no charset or UTF-8 (as the hub's ingest route accepts). */
+const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 
 /**
  * Builds the Worker's routes to mount: `app.route('/agents', cloudflareRoutes())`. Each agent's
@@ -538,11 +546,20 @@ export function cloudflareRoutes(options: CloudflareRoutesOptions = {}): Hono {
   });
 
   if (options.ingest) {
-    app.post('/:agent_id/updates', async (c) => {
+    const maxIngestBytes = wholeNumber('maxIngestBytes', options.maxIngestBytes ?? 1024 * 1024);
+    const maxUpdateDepth = wholeNumber('maxUpdateDepth', options.maxUpdateDepth ?? 32);
+    const limitBody = bodyLimit({
+      maxSize: maxIngestBytes,
+      onError: (c) => refuse(c, 413, 'payload_too_large', `body larger than ${maxIngestBytes} bytes`),
+    });
+    app.post('/:agent_id/updates', limitBody, async (c) => {
       const agentId = agentIdOf(c);
       if (agentId instanceof Response) return agentId;
       const refused = await authorized(c, agentId, 'publish');
       if (refused) return refused;
+      if (!JSON_MEDIA_TYPE.test(c.req.header('content-type') ?? '')) {
+        return refuse(c, 415, 'unsupported_media_type', 'send Content-Type: application/json');
+      }
       let body: unknown;
       try {
         body = await c.req.json();
@@ -552,6 +569,11 @@ export function cloudflareRoutes(options: CloudflareRoutesOptions = {}): Hono {
       const parsed = v.safeParse(IngestBodySchema, body);
       if (!parsed.success) return refuse(c, 400, 'invalid_update', parsed.issues[0].message);
       const items = Array.isArray(parsed.output) ? parsed.output : [parsed.output];
+      for (const item of items) {
+        if ('result' in item && nestsDeeperThan(item.result, maxUpdateDepth)) {
+          return refuse(c, 400, 'invalid_update', `result nests deeper than ${maxUpdateDepth} levels (maxUpdateDepth)`);
+        }
+      }
       const timestamp = new Date().toISOString();
       const updates = items.map(({ type, ...fields }) => ({ type, agent_id: agentId, ...fields, timestamp }));
       return objectOf(c, agentId).fetch(

@@ -107,13 +107,37 @@ describe('cloudflare: routes in the Worker', () => {
     assert.equal((await objectState('guarded')).sockets, 0);
   });
 
-  test('ingest refuses bad JSON and invalid updates with 400', async () => {
+  test('ingest refuses bad JSON, invalid or too deep updates (400), big bodies (413), other media types (415)', async () => {
     const notJson = await ingest('ingest-bad', undefined, '{');
     assert.equal(notJson.status, 400);
     assert.equal(((await notJson.json()) as { error: string }).error, 'invalid_json');
     const invalid = await ingest('ingest-bad', { type: 'status_update', status: 42 });
     assert.equal(invalid.status, 400);
     assert.equal(((await invalid.json()) as { error: string }).error, 'invalid_update');
+    let deep: unknown = 1;
+    for (let level = 0; level < 40; level++) deep = [deep];
+    const tooDeep = await ingest('ingest-bad', {
+      type: 'task_update',
+      task_id: 't',
+      status: 'done',
+      progress: 100,
+      result: deep,
+    });
+    assert.equal(tooDeep.status, 400);
+    assert.match(((await tooDeep.json()) as { message: string }).message, /maxUpdateDepth/);
+    const tooBig = await ingest(
+      'ingest-bad',
+      undefined,
+      JSON.stringify({ type: 'status_update', status: 'x'.repeat(2_000_000) }),
+    );
+    assert.equal(tooBig.status, 413);
+    assert.equal(((await tooBig.json()) as { error: string }).error, 'payload_too_large');
+    const notJsonType = await fetch(`${http}/agents/ingest-bad/updates`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'text/plain' },
+      body: JSON.stringify({ type: 'status_update', status: 'running' }),
+    });
+    assert.equal(notJsonType.status, 415);
     assert.equal((await objectState('ingest-bad')).seq, 0);
   });
 });
