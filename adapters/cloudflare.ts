@@ -81,7 +81,25 @@ export interface AgentChannelOptions {
    * as the hub's; 0 keeps none (every resume falls back to the snapshot).
    */
   historySize?: number;
+  /**
+   * Most updates kept while the agent has no socket, replayed as `source: queue` to the sockets
+   * that open within a second of the first; the oldest are dropped. Default 100, as the hub's.
+   */
+  maxQueueSize?: number;
 }
+
+/** How long after the first socket of an agent without sockets others still get the queue, as the hub's. */
+const QUEUE_HANDOVER_MS = 1000;
+
+/** A stored update, as its wire JSON. */
+interface StoredUpdate {
+  readonly seq: number;
+  readonly type: string;
+  readonly json: string;
+}
+
+/** `WebSocket.OPEN`. */
+const WEBSOCKET_OPEN = 1;
 
 /** Largest inbound frame accepted, in bytes: the hub's default `maxMessageSize`. */
 const MAX_MESSAGE_SIZE = 65_536;
@@ -108,7 +126,8 @@ const AGENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /**
  * The tables of one agent's object. `agent_ws_stream` holds one row: the epoch, the last `seq`
  * and how many times the object was constructed (each wake from hibernation is one).
- * `agent_ws_history` holds the newest updates, for clients that resume.
+ * `agent_ws_history` holds the newest updates, for clients that resume; `agent_ws_queue` those
+ * published while the agent had no socket.
  * `agent_ws_state` holds the updates a snapshot shows, one row per status or task.
  */
 const SCHEMA = [
@@ -119,6 +138,11 @@ const SCHEMA = [
      wakes INTEGER NOT NULL
    )`,
   `CREATE TABLE IF NOT EXISTS agent_ws_history (
+     seq INTEGER PRIMARY KEY,
+     type TEXT NOT NULL,
+     json TEXT NOT NULL
+   )`,
+  `CREATE TABLE IF NOT EXISTS agent_ws_queue (
      seq INTEGER PRIMARY KEY,
      type TEXT NOT NULL,
      json TEXT NOT NULL
@@ -154,6 +178,9 @@ export class AgentChannelObject {
   private agent: AgentState | undefined;
   private readonly heartbeatInterval: number;
   private readonly historySize: number;
+  private readonly maxQueueSize: number;
+  /** The queue handed over to the sockets opening now, and the updates sent since. */
+  private handover: { updates: StoredUpdate[]; until: number } | undefined;
 
   /**
    * Runs on every start of the object, the first and each wake after an eviction.
@@ -166,6 +193,7 @@ export class AgentChannelObject {
     const options = (new.target as typeof AgentChannelObject).options;
     this.heartbeatInterval = wholeNumber('heartbeatInterval', options.heartbeatInterval ?? 30_000);
     this.historySize = wholeNumber('historySize', options.historySize ?? 1000);
+    this.maxQueueSize = wholeNumber('maxQueueSize', options.maxQueueSize ?? 100);
     const { sql } = ctx.storage;
     for (const statement of SCHEMA) sql.exec(statement);
     const row = sql.exec('SELECT epoch, seq FROM agent_ws_stream WHERE id = 1').toArray()[0];
@@ -209,7 +237,7 @@ export class AgentChannelObject {
         epoch: this.epoch,
         seq: this.seq,
         wakes: Number(row?.wakes ?? 0),
-        sockets: this.ctx.getWebSockets().length,
+        sockets: this.openSockets().length,
       });
     }
     return new Response('not found', { status: 404 });
@@ -226,6 +254,7 @@ export class AgentChannelObject {
     ).WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     const missed = resume ? this.missedSince(resume) : undefined;
+    const queued = this.takeHandover();
     this.ctx.acceptWebSocket(server);
     const attachment: SocketAttachment = { connection_id: crypto.randomUUID(), alive: true };
     server.serializeAttachment(attachment);
@@ -244,25 +273,49 @@ export class AgentChannelObject {
       }),
     );
     server.send(this.snapshotFrame(agentId));
-    if (missed && missed.length > 0) {
-      // The same frame `encoder.batch` builds, from the stored JSON: nothing is serialised again.
-      const entries = missed.map((row) => `{"type":"${row.type}","content":${row.json}}`);
-      server.send(
-        `{"type":"batch_update","agent_id":"${agentId}","source":"resume","updates":[${entries.join(',')}],"timestamp":"${new Date().toISOString()}"}`,
-      );
-    }
+    // As the hub: a client that asked to resume and could not gets no queue (the snapshot is its
+    // truth, and older updates after it would roll its state back).
+    const backlog = missed ?? (resume ? [] : queued);
+    if (backlog.length > 0) server.send(storedBatch(agentId, missed ? 'resume' : 'queue', backlog));
     return new Response(null, { status: 101, webSocket: client } as ResponseInit);
   }
 
+  /**
+   * The sockets still open: one whose close began (a close frame sent or received) is listed by
+   * `getWebSockets` until its close event, but takes no updates; while only such sockets are
+   * left, updates go to the queue.
+   */
+  private openSockets(): WorkersWebSocket[] {
+    return this.ctx.getWebSockets().filter((socket) => socket.readyState === WEBSOCKET_OPEN);
+  }
+
+  /**
+   * The queue for a socket opening now: taken from storage when the agent had no socket, else
+   * the one handed over less than `QUEUE_HANDOVER_MS` ago, with what was sent since.
+   */
+  private takeHandover(): StoredUpdate[] {
+    const now = Date.now();
+    if (this.handover && now < this.handover.until) return this.handover.updates;
+    this.handover = undefined;
+    if (this.openSockets().length > 0) return [];
+    const { sql } = this.ctx.storage;
+    const rows = sql.exec('SELECT seq, type, json FROM agent_ws_queue ORDER BY seq').toArray();
+    if (rows.length === 0) return [];
+    sql.exec('DELETE FROM agent_ws_queue');
+    const updates = rows.map((row) => ({ seq: Number(row.seq), type: String(row.type), json: String(row.json) }));
+    this.handover = { updates, until: now + QUEUE_HANDOVER_MS };
+    return updates;
+  }
+
   /** Exactly the updates after `since` up to the latest, or `undefined` when the history does not hold them all. */
-  private missedSince(resume: ResumePoint): { type: string; json: string }[] | undefined {
+  private missedSince(resume: ResumePoint): StoredUpdate[] | undefined {
     if (resume.epoch !== this.epoch || resume.since > this.seq) return undefined;
     const rows = this.ctx.storage.sql
       .exec('SELECT seq, type, json FROM agent_ws_history WHERE seq > ? ORDER BY seq', resume.since)
       .toArray();
     const expected = this.seq - resume.since;
     if (rows.length !== expected || (expected > 0 && Number(rows[0]?.seq) !== resume.since + 1)) return undefined;
-    return rows.map((row) => ({ type: String(row.type), json: String(row.json) }));
+    return rows.map((row) => ({ seq: Number(row.seq), type: String(row.type), json: String(row.json) }));
   }
 
   /** The agent's state, from storage the first time after a wake. */
@@ -293,12 +346,19 @@ export class AgentChannelObject {
       (update) => ({ ...update, agent_id: agentId, seq: this.seq + 1, epoch: this.epoch }) as AgentUpdate,
     );
     const { sql } = this.ctx.storage;
+    const sockets = this.openSockets();
+    const watched = sockets.length > 0;
+    const stored: StoredUpdate[] = [];
     this.ctx.storage.transactionSync(() => {
       let seq = this.seq;
       for (const update of updates) {
         (update as { seq: number }).seq = ++seq;
         applyUpdate(agent, update);
         const json = this.encoder.json(update);
+        stored.push({ seq, type: update.type, json });
+        if (!watched && this.maxQueueSize > 0) {
+          sql.exec('INSERT INTO agent_ws_queue (seq, type, json) VALUES (?, ?, ?)', seq, update.type, json);
+        }
         if (this.historySize > 0) {
           sql.exec('INSERT INTO agent_ws_history (seq, type, json) VALUES (?, ?, ?)', seq, update.type, json);
         }
@@ -310,16 +370,19 @@ export class AgentChannelObject {
         );
       }
       sql.exec('DELETE FROM agent_ws_history WHERE seq <= ?', seq - this.historySize);
+      if (!watched) sql.exec('DELETE FROM agent_ws_queue WHERE seq <= ?', seq - this.maxQueueSize);
       this.forgetDropped(agent);
       sql.exec('UPDATE agent_ws_stream SET seq = ? WHERE id = 1', seq);
       this.seq = seq;
     });
+    if (this.handover && Date.now() < this.handover.until) this.handover.updates.push(...stored);
+    if (!watched) return;
     const frame =
       updates.length === 1
         ? this.encoder.json(updates[0] as AgentUpdate)
         : this.encoder.batch(agentId, updates, 'window', () => {});
     if (frame === undefined) return;
-    for (const socket of this.ctx.getWebSockets()) {
+    for (const socket of sockets) {
       try {
         socket.send(frame);
       } catch {
@@ -430,6 +493,12 @@ export class AgentChannelObject {
    */
   webSocketError(_socket: WorkersWebSocket, _error: unknown): void {}
 }
+
+/** A `batch_update` of stored updates: the frame `encoder.batch` builds, with no serialisation again. */
+const storedBatch = (agentId: string, source: 'resume' | 'queue', updates: readonly StoredUpdate[]): string => {
+  const entries = updates.map((update) => `{"type":"${update.type}","content":${update.json}}`);
+  return `{"type":"batch_update","agent_id":"${agentId}","source":"${source}","updates":[${entries.join(',')}],"timestamp":"${new Date().toISOString()}"}`;
+};
 
 /** Where a client asks to resume: the last `seq` it has, in `epoch`. */
 interface ResumePoint {

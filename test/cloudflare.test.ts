@@ -264,6 +264,57 @@ describe('cloudflare: an agent’s Durable Object', () => {
     }
   });
 
+  test('updates published while nobody watches are replayed as source: queue to the sockets that open within the handover', async () => {
+    const agentId = 'offline';
+    for (const status of ['queued one', 'queued two']) {
+      assert.equal((await ingest(agentId, { type: 'status_update', status })).status, 202);
+    }
+    const first = await TestClient.connect(`${ws}/agents/${agentId}/ws`);
+    const second = await TestClient.connect(`${ws}/agents/${agentId}/ws`);
+    try {
+      for (const client of [first, second]) {
+        assert.equal((await client.next('connection_established')).seq, 2);
+        assert.equal((await client.next('snapshot')).status?.status, 'queued two');
+        const queue = await client.next('batch_update');
+        assert.equal(queue.source, 'queue');
+        assert.deepEqual(
+          queue.updates.map((entry) => entry.content.seq),
+          [1, 2],
+        );
+      }
+      assert.deepEqual([...first.problems, ...second.problems], []);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+    // Handed over: a socket opening later gets the snapshot only.
+    await new Promise((done) => setTimeout(done, 1100));
+    const later = await TestClient.connect(`${ws}/agents/${agentId}/ws`);
+    try {
+      assert.equal((await later.next('snapshot')).seq, 2);
+      await later.expectSilence(300);
+    } finally {
+      await later.close();
+    }
+  });
+
+  test('the offline queue keeps the newest maxQueueSize updates', async () => {
+    const agentId = 'offline-full';
+    const burst = Array.from({ length: 105 }, (_, index) => ({ type: 'status_update', status: `s${index + 1}` }));
+    assert.equal((await ingest(agentId, burst)).status, 202);
+    const client = await TestClient.connect(`${ws}/agents/${agentId}/ws`);
+    try {
+      await client.next('snapshot');
+      const queue = await client.next('batch_update');
+      const seqs = queue.updates.map((entry) => entry.content.seq);
+      assert.equal(seqs.length, 100);
+      assert.equal(seqs[0], 6);
+      assert.equal(seqs.at(-1), 105);
+    } finally {
+      await client.close();
+    }
+  });
+
   test('a malformed resume point is refused with 400 in the Worker', async () => {
     for (const query of ['since=1', 'since=-1&epoch=abc', 'since=1&epoch=bad%20epoch', 'since=1e3&epoch=abc']) {
       await assert.rejects(
