@@ -13,6 +13,9 @@
 import type { Context, Hono } from 'hono';
 import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSContextInit, type WSEvents } from 'hono/ws';
 import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
+import { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
+
+export { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
 
 /** The part of Bun's global this file uses: `tsc` checks it without Bun's type package. */
 declare const Bun: {
@@ -244,6 +247,12 @@ export interface ServeBunOptions {
   port?: number;
   /** Interface to bind. Default `SERVE_DEFAULTS.hostname` (127.0.0.1). */
   hostname?: string;
+  /**
+   * How much of a request body nobody read the server discards after answering (an oversized
+   * ingest's 413), so the client gets the answer, and for how long; past either, the connection
+   * is cut. Default `LINGER_LIMITS` (16 MiB, 5 s); see `answerDiscardingBody`.
+   */
+  linger?: LingerLimits;
 }
 
 /** A running Bun server. */
@@ -256,6 +265,9 @@ export interface BunServer {
 
 /**
  * Serves an app with the hub on Bun and resolves once it listens (`Bun.serve` binds at once).
+ * An answer given before the request's body was read is held open while the body is discarded
+ * (`answerDiscardingBody`): Bun would otherwise close the connection with the body unread, and the
+ * client would lose the answer to a reset.
  *
  * @param options The server options.
  *
@@ -265,7 +277,8 @@ export async function serveBun(options: ServeBunOptions): Promise<BunServer> {
   const server = Bun.serve({
     port: options.port ?? SERVE_DEFAULTS.port,
     hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
-    fetch: options.fetch,
+    fetch: (request, server) =>
+      answerDiscardingBody(request, (passed) => options.fetch(passed, server), options.linger ?? LINGER_LIMITS),
     websocket: bunWebSocket(options.hub),
   });
   return {

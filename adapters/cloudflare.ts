@@ -5,6 +5,7 @@ import * as v from 'valibot';
 import { type AgentState, applyUpdate, createAgentState } from '../plugin/agent-state.ts';
 import { CLOSE_REASONS, CloseCode } from '../plugin/close-codes.ts';
 import { createUpdateEncoder, nestsDeeperThan } from '../plugin/encode.ts';
+import { describeIssues, type IssueAt, issuesAt } from '../plugin/errors.ts';
 import { classifyFrame } from '../plugin/inbound.ts';
 import type { AuthorizeHook } from '../plugin/options.ts';
 import {
@@ -558,11 +559,15 @@ export function cloudflareRoutes(options: CloudflareRoutesOptions = {}): Hono {
   const bindingName = options.binding ?? 'AGENT_WS';
   const app = new Hono();
 
-  const refuse = (c: Context, status: number, error: HttpErrorCode, message: string) => {
+  const refuse = (c: Context, status: number, error: HttpErrorCode, message: string, issues?: IssueAt[]) => {
     const headers: Record<string, string> = { 'X-Agent-WS-Error': error };
     if (status === 426) headers.Upgrade = 'websocket';
-    return c.json({ error, message }, status as 400, headers);
+    return c.json(issues ? { error, message, issues } : { error, message }, status as 400, headers);
   };
+
+  /** 400 `invalid_update`, naming each refused field as the hub's ingest route does. */
+  const invalidUpdate = (c: Context, issues: IssueAt[]) =>
+    refuse(c, 400, 'invalid_update', describeIssues(issues), issues);
 
   const objectOf = (c: Context, agentId: string) => {
     const namespace = (c.env as Record<string, AgentObjectNamespace | undefined> | undefined)?.[bindingName];
@@ -636,11 +641,12 @@ export function cloudflareRoutes(options: CloudflareRoutesOptions = {}): Hono {
         return refuse(c, 400, 'invalid_json', 'body is not valid JSON');
       }
       const parsed = v.safeParse(IngestBodySchema, body);
-      if (!parsed.success) return refuse(c, 400, 'invalid_update', parsed.issues[0].message);
+      if (!parsed.success) return invalidUpdate(c, issuesAt(parsed.issues));
       const items = Array.isArray(parsed.output) ? parsed.output : [parsed.output];
-      for (const item of items) {
+      for (const [index, item] of items.entries()) {
         if ('result' in item && nestsDeeperThan(item.result, maxUpdateDepth)) {
-          return refuse(c, 400, 'invalid_update', `result nests deeper than ${maxUpdateDepth} levels (maxUpdateDepth)`);
+          const message = `result nests deeper than ${maxUpdateDepth} levels (maxUpdateDepth)`;
+          return invalidUpdate(c, [{ path: Array.isArray(parsed.output) ? `${index}.result` : 'result', message }]);
         }
       }
       const timestamp = new Date().toISOString();

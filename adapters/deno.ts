@@ -13,6 +13,9 @@
 import type { Context, Hono } from 'hono';
 import { defineWebSocketHelper, type UpgradeWebSocket, WSContext, type WSContextInit, type WSEvents } from 'hono/ws';
 import { type AgentHub, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
+import { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
+
+export { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
 
 /** `WSContext` never reaches it: `DenoContext` overrides every method that would. Shared. */
 const NO_INIT: WSContextInit<WebSocket> = {
@@ -111,6 +114,12 @@ export interface ServeDenoOptions {
   port?: number;
   /** Interface to bind. Default `SERVE_DEFAULTS.hostname` (127.0.0.1). */
   hostname?: string;
+  /**
+   * How much of a request body nobody read the server discards after answering (an oversized
+   * ingest's 413), so the client gets the answer, and for how long; past either, the connection
+   * is cut. Default `LINGER_LIMITS` (16 MiB, 5 s); see `answerDiscardingBody`.
+   */
+  linger?: LingerLimits;
 }
 
 /**
@@ -126,7 +135,10 @@ export interface DenoServer {
 }
 
 /**
- * Serves an app with the hub on Deno and resolves once it listens.
+ * Serves an app with the hub on Deno and resolves once it listens. An answer given before the
+ * request's body was read is held open while the body is discarded (`answerDiscardingBody`): Deno
+ * would otherwise read such a body for as long as the client sends it, and keep a connection
+ * whose client dribbles it, without limit.
  *
  * @param options The server options.
  *
@@ -141,7 +153,8 @@ export async function serveDeno(options: ServeDenoOptions): Promise<DenoServer> 
       // Given, so Deno does not print its own "Listening on" line.
       onListen: () => {},
     },
-    (request, info) => options.fetch(request, info),
+    (request, info) =>
+      answerDiscardingBody(request, (passed) => options.fetch(passed, info), options.linger ?? LINGER_LIMITS),
   );
   return {
     server,

@@ -6,11 +6,20 @@
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { upgradeWebSocket as nodeUpgradeWebSocket, type ServerType, serve } from '@hono/node-server';
+import {
+  type Http2Bindings,
+  type HttpBindings,
+  upgradeWebSocket as nodeUpgradeWebSocket,
+  type ServerType,
+  serve,
+} from '@hono/node-server';
 import type { Context, Hono } from 'hono';
 import type { WSContext, WSEvents } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
+import { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
+
+export { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
 
 /**
  * `@hono/node-server`'s `upgradeWebSocket`, minus a per-connection leak of memory: its event
@@ -83,6 +92,12 @@ export interface ServeNodeOptions {
   port?: number;
   /** Interface to bind. Default `SERVE_DEFAULTS.hostname` (127.0.0.1). */
   hostname?: string;
+  /**
+   * How much of a request body nobody read the server discards after answering (an oversized
+   * ingest's 413), so the client gets the answer, and for how long; past either, the socket is
+   * destroyed. Default `LINGER_LIMITS` (16 MiB, 5 s); see `answerDiscardingBody`.
+   */
+  linger?: LingerLimits;
   /**
    * Ms a client has to send a request's headers (Node's default: 60 s). Default 10000: Node caps
    * headers at 16 KB, so 10 s is ample on a slow link, and it caps how long a client that dribbles
@@ -231,6 +246,7 @@ function serveAsPlainHttp(server: GuardedServer, req: IncomingMessage, socket: S
  */
 export function serveNode(options: ServeNodeOptions): Promise<NodeServer> {
   const websocket = nodeWebSocket(options.hub);
+  const linger = options.linger ?? LINGER_LIMITS;
   const serverOptions = {
     headersTimeout: options.headersTimeout ?? serverTimeouts.headersTimeout,
     requestTimeout: options.requestTimeout ?? serverTimeouts.requestTimeout,
@@ -240,7 +256,16 @@ export function serveNode(options: ServeNodeOptions): Promise<NodeServer> {
   return new Promise((resolve, reject) => {
     const server = serve(
       {
-        fetch: options.fetch,
+        // A request with `Connection: close` answered before its body was read: Node closes the
+        // socket as soon as the answer is written, and the unread body turns the close into a
+        // reset that loses the answer.
+        fetch: (request: Request, env: HttpBindings | Http2Bindings) =>
+          answerDiscardingBody(
+            request,
+            (passed) => options.fetch(passed, env),
+            linger,
+            () => env.outgoing.destroy(),
+          ),
         port: options.port ?? SERVE_DEFAULTS.port,
         hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
         websocket,

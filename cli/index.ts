@@ -15,6 +15,7 @@ import { type Command, EXIT, HELP, parseCommand } from './args.ts';
 import {
   CLEAR_SCREEN,
   type FatalInfo,
+  fatalHint,
   fatalText,
   HIDE_CURSOR,
   initialState,
@@ -131,9 +132,8 @@ interface HandshakeAnswer {
  * Asks the server what it answers a WebSocket upgrade of the watched URL, with the same token:
  * one upgrade request, read and closed (accepted: `101`). `undefined` when it cannot tell.
  *
- * The client cannot always say why a handshake failed: `ws`'s error names the status but not
- * the error header, and the standard WebSocket names neither (the client's own `fetch` probe is
- * a plain GET, which the hub answers 426 before it checks anything else).
+ * The client reads the refusal itself (from `ws`'s response, else with one `fetch`); this is the
+ * fallback for when it could not: no `fetch`, or the probe failed.
  */
 async function probeHandshake(command: Extract<Command, { kind: 'watch' }>): Promise<HandshakeAnswer | undefined> {
   const url = new URL(command.url);
@@ -187,7 +187,8 @@ async function watch(command: Extract<Command, { kind: 'watch' }>): Promise<numb
   const handle = (event: WatchEvent) => {
     const reduction = reduce(state, event);
     state = reduction.state;
-    view.show(state, reduction.lines);
+    // A fatal error is written once, to stderr, when the watch ends.
+    view.show(state, event.type === 'fatal' ? [] : reduction.lines);
   };
 
   return new Promise<number>((resolve) => {
@@ -198,7 +199,10 @@ async function watch(command: Extract<Command, { kind: 'watch' }>): Promise<numb
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
       view.end(state);
-      if (state.fatal) process.stderr.write(`hono-agent-ws: ${fatalText(state.fatal)}\n`);
+      if (state.fatal) {
+        const hint = fatalHint(state.fatal, command.token !== undefined);
+        process.stderr.write(`hono-agent-ws: ${fatalText(state.fatal)}\n${hint ? `hono-agent-ws: ${hint}\n` : ''}`);
+      }
       resolve(code);
     };
     const client = connectAgent(command.url, {
@@ -245,7 +249,7 @@ async function watch(command: Extract<Command, { kind: 'watch' }>): Promise<numb
       if (failed) return;
       failed = true;
       if (error.kind !== 'handshake_refused' || error.code !== undefined) return fail(error);
-      // `ws` named the status; the error code is in a header only the server can repeat.
+      // The client could not read the error code (its probe failed): ask once more.
       void probeHandshake(command).then((answer) =>
         fail(answer?.code && answer.status === error.status ? { ...error, code: answer.code } : error),
       );

@@ -253,6 +253,17 @@ export function fatalText(fatal: FatalInfo): string {
   return `handshake refused:${status}${code}`.replace(/:$/, '');
 }
 
+/**
+ * What to do about a refusal, when the CLI can tell: a 401 asks for the token, with the flag
+ * and the environment variable that pass it (`tokenGiven`: whether one was sent).
+ */
+export function fatalHint(fatal: FatalInfo, tokenGiven: boolean): string | undefined {
+  if (fatal.kind !== 'handshake_refused' || fatal.status !== 401) return undefined;
+  return tokenGiven
+    ? 'the server refused this token: check the value of --token <token> (or AGENT_WS_TOKEN)'
+    : 'the server wants a token: pass --token <token> (or set AGENT_WS_TOKEN)';
+}
+
 /** The result of one event: the new state and the plain lines saying what changed. */
 export interface Reduction {
   readonly state: WatchState;
@@ -358,9 +369,11 @@ export function reduce(state: WatchState, event: WatchEvent): Reduction {
   }
 }
 
-/** The connection part of the header: `open`, `reconnecting in 0.5 s (code 1006)`, ... */
+/**
+ * The connection part of the header: `open`, `reconnecting in 0.5 s (code 1006)`, ... After a
+ * fatal error, `closed`: the error itself is written once, to stderr.
+ */
 export function connectionText(state: WatchState): string {
-  if (state.fatal) return fatalText(state.fatal);
   let text: string = state.connection;
   if (state.connection === 'reconnecting') {
     if (state.retryInMs !== undefined) text += ` in ${seconds(state.retryInMs)}`;

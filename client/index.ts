@@ -82,7 +82,13 @@ export interface CloseInfo {
   readonly delayMs?: number;
 }
 
-/** Why the client stopped for good; the state then turns `closed`. */
+/**
+ * Why the client stopped for good; the state then turns `closed`. A refused handshake carries
+ * the HTTP `status` and the server's `X-Agent-WS-Error` `code` (`unauthorized`, `forbidden`,
+ * `origin_forbidden`, `invalid_agent_id`, ...) whenever the server sent them: `ws` on Node hands
+ * over the response; elsewhere (browsers, Deno, Bun) the client reads them with one `fetch` of
+ * the same URL (`probe`), so without a probe `code`, and in a browser `status`, stay unknown.
+ */
 export type FatalError =
   | { readonly kind: 'handshake_refused'; readonly status?: number; readonly code?: string }
   | { readonly kind: 'retries_exhausted' };
@@ -162,8 +168,12 @@ type Timer = ReturnType<typeof setTimeout>;
 const noop = () => {};
 
 /**
- * Opens a client of `url` (`ws(s)://host/agents/<id>/ws`) at once; it keeps itself connected
- * until `close()` or a fatal refusal.
+ * Opens a client of `url` (`ws(s)://host/agents/<id>/ws`); it keeps itself connected until
+ * `close()` or a fatal refusal.
+ *
+ * The first attempt starts in a microtask, with a `state` event `connecting`: handlers attached
+ * in the same turn as the call see every state from the first, and nothing is sent or received
+ * before they are. (`client.state` is `connecting` from the start.)
  */
 export function connectAgent(url: string, options: ConnectOptions = {}): AgentClient {
   const WS: WebSocketConstructor | undefined = options.WebSocket ?? (globalThis as any).WebSocket;
@@ -255,11 +265,19 @@ export function connectAgent(url: string, options: ConnectOptions = {}): AgentCl
     /** The server's heartbeat_interval, once known. */
     let interval = 0;
     let errorMessage: unknown;
+    /** The refusal `ws` handed over with its response (other WebSockets hide the response). */
+    let refused: Refusal | undefined;
     const giveUp = (reason: string) => {
       detach(ws, LIVENESS_TIMEOUT);
       ended(LIVENESS_TIMEOUT, reason, hello, undefined, target.href);
     };
     arm(options.connectTimeoutMs ?? 10_000, () => giveUp('no connection_established in time'));
+    // `ws` (Node) emits the refused upgrade's response; a listener takes over aborting it.
+    (ws as Partial<WsEvents>).on?.('unexpected-response', (_request, response) => {
+      const code = [response.headers['x-agent-ws-error']].flat()[0];
+      refused = { status: response.statusCode ?? 0, ...(code ? { code } : {}) };
+      (ws as { terminate?: () => void }).terminate?.();
+    });
     ws.onerror = (event) => {
       errorMessage = event?.message ?? event?.error?.message;
       // Some runtimes (Node 22's built-in WebSocket) report a refused handshake with an error
@@ -267,13 +285,13 @@ export function connectAgent(url: string, options: ConnectOptions = {}): AgentCl
       if (!hello && socket === ws) {
         socket = undefined;
         detach(ws, 1006);
-        ended(1006, '', hello, errorMessage, target.href);
+        ended(1006, '', hello, refused ?? errorMessage, target.href);
       }
     };
     ws.onclose = (event) => {
       if (socket !== ws) return;
       socket = undefined;
-      ended(event?.code || 1006, event?.reason ?? '', hello, errorMessage, target.href);
+      ended(event?.code || 1006, event?.reason ?? '', hello, refused ?? errorMessage, target.href);
     };
     const deliver = (update: AgentUpdate, source: UpdateSource) => {
       if (socket !== ws) return;
@@ -347,16 +365,21 @@ export function connectAgent(url: string, options: ConnectOptions = {}): AgentCl
     };
   };
 
-  /** A connection or attempt ended: stop, or wait and try again. */
-  const ended = async (code: number, reason: string, hadHello: boolean, errorMessage: unknown, href: string) => {
+  /**
+   * A connection or attempt ended: stop, or wait and try again. `why` is what the runtime said
+   * of a failed attempt: the refusal `ws` handed over, or an error message.
+   */
+  const ended = async (code: number, reason: string, hadHello: boolean, why: unknown, href: string) => {
     clearTimeout(timer);
     if (state === 'closed') return;
     if (!hadHello) {
       failures++;
-      let status = statusFromError(errorMessage);
-      let errorCode: string | undefined;
-      if (status === undefined && probe) {
-        // The standard API hides a refused handshake's status: ask once over plain HTTP.
+      const known = isRefusal(why) ? why : undefined;
+      let status = known ? known.status : statusFromError(why);
+      let errorCode = known?.code;
+      // The standard API hides a refused handshake's status, and always its error code: ask once
+      // over plain HTTP when either is missing for a refusal that stops the client.
+      if (errorCode === undefined && (status === undefined || !retryAfterStatus(status)) && probe) {
         const controller = new AbortController();
         aborter = controller;
         arm(5000, () => controller.abort());
@@ -366,8 +389,11 @@ export function connectAgent(url: string, options: ConnectOptions = {}): AgentCl
             credentials: 'include',
             cache: 'no-store',
           });
-          status = response.status;
-          errorCode = response.headers.get('x-agent-ws-error') ?? undefined;
+          // The code only if the probe met the same refusal as the attempt.
+          if (status === undefined || status === response.status) {
+            status = response.status;
+            errorCode = response.headers.get('x-agent-ws-error') ?? undefined;
+          }
           await response.body?.cancel();
         } catch {}
         clearTimeout(timer);
@@ -454,6 +480,31 @@ export function connectAgent(url: string, options: ConnectOptions = {}): AgentCl
       shutdown();
     },
   };
-  connect();
+  queueMicrotask(() => {
+    if (state !== 'connecting') return;
+    emit('state', 'connecting');
+    connect();
+  });
   return client;
+}
+
+/** A refused handshake as `ws` hands it over: the status and the error header. */
+interface Refusal {
+  readonly status: number;
+  readonly code?: string;
+}
+
+/** Whether `value` is a `Refusal` (and not an error message). */
+const isRefusal = (value: unknown): value is Refusal =>
+  typeof value === 'object' && value !== null && typeof (value as { status?: unknown }).status === 'number';
+
+/** The part of `ws`'s WebSocket that reports a refused upgrade (Node's `http.IncomingMessage`, reduced). */
+interface WsEvents {
+  on(
+    event: 'unexpected-response',
+    listener: (
+      request: unknown,
+      response: { statusCode?: number; headers: Record<string, string | string[] | undefined> },
+    ) => void,
+  ): unknown;
 }

@@ -34,6 +34,25 @@ interface Listed {
   queued?: number;
 }
 
+/** One task's row, with the position of the update it shows. */
+interface TaskRow {
+  row: HTMLElement;
+  bar: HTMLProgressElement;
+  pct: HTMLElement;
+  cells: HTMLElement[];
+  progress: number;
+  seq: number;
+}
+
+/** What the agent's header says it executes, and the `seq` its progress comes from. */
+interface Execution {
+  state: string;
+  task_id?: string;
+  progress?: number;
+  message?: string;
+  progressSeq: number;
+}
+
 interface AgentView {
   id: string;
   client: AgentClient | undefined;
@@ -43,7 +62,8 @@ interface AgentView {
   connections: HTMLElement;
   detail: HTMLElement;
   tasks: HTMLElement;
-  rows: Map<string, { row: HTMLElement; bar: HTMLProgressElement; pct: HTMLElement; cells: HTMLElement[] }>;
+  rows: Map<string, TaskRow>;
+  execution: Execution | undefined;
   listed: Listed | undefined;
 }
 
@@ -123,6 +143,7 @@ function agentView(id: string): AgentView | undefined {
     detail,
     tasks,
     rows: new Map(),
+    execution: undefined,
     listed: undefined,
   };
   views.set(id, view);
@@ -137,6 +158,19 @@ function showStatus(view: AgentView, update: StatusUpdate | null): void {
   view.status.textContent = update?.status ?? '—';
   view.status.dataset.value = update?.status ?? '';
   const run = update?.execution_status;
+  view.execution = run ? { ...run, progressSeq: update.seq } : undefined;
+  // A task update newer than this status already moved the task on: its progress holds.
+  const row = run?.task_id === undefined ? undefined : view.rows.get(run.task_id);
+  if (view.execution && row && row.seq > update!.seq) {
+    view.execution.progress = row.progress;
+    view.execution.progressSeq = row.seq;
+  }
+  showExecution(view);
+}
+
+/** The header's line: what the agent executes, its progress kept in step with the task's row. */
+function showExecution(view: AgentView): void {
+  const run = view.execution;
   view.detail.textContent = run
     ? [run.state, run.task_id, run.progress === undefined ? '' : `${run.progress}%`, run.message ?? '']
         .filter(Boolean)
@@ -150,8 +184,14 @@ function showTask(view: AgentView, task: TaskUpdate): void {
     const bar = el('progress', { max: '100', 'aria-label': `${task.task_id} progress` }) as HTMLProgressElement;
     const pct = el('span', { class: 'pct' });
     const cells = [el('td', { 'data-field': 'status' }), el('td', { 'data-field': 'message' }), el('td')];
-    const row = el('tr', { 'data-task': task.task_id }, el('td', {}, task.task_id), el('td', {}, bar, pct), ...cells);
-    entry = { row, bar, pct, cells };
+    const row = el(
+      'tr',
+      { 'data-task': task.task_id },
+      el('td', { 'data-field': 'task_id' }, task.task_id),
+      el('td', { 'data-field': 'progress' }, bar, pct),
+      ...cells,
+    );
+    entry = { row, bar, pct, cells, progress: 0, seq: 0 };
     view.rows.set(task.task_id, entry);
     view.tasks.prepend(row);
     // The newest tasks stay; the oldest row goes once there are more than maxTasks.
@@ -162,6 +202,14 @@ function showTask(view: AgentView, task: TaskUpdate): void {
     }
   }
   const progress = Math.max(0, Math.min(100, task.progress ?? (task.status === 'completed' ? 100 : 0)));
+  entry.progress = progress;
+  entry.seq = task.seq;
+  const run = view.execution;
+  if (run && run.task_id === task.task_id && task.seq > run.progressSeq) {
+    run.progress = progress;
+    run.progressSeq = task.seq;
+    showExecution(view);
+  }
   entry.bar.value = progress;
   entry.bar.setAttribute('value', String(progress));
   entry.bar.setAttribute('aria-valuenow', String(progress));
@@ -172,11 +220,11 @@ function showTask(view: AgentView, task: TaskUpdate): void {
   entry.row.dataset.status = task.status;
   message.textContent = task.message ?? '';
   if (task.error !== undefined) {
-    outcome.textContent = task.error;
+    outcome.replaceChildren(el('div', { class: 'clip' }, task.error));
     outcome.setAttribute('data-field', 'error');
     outcome.className = 'error';
   } else if (task.result !== undefined) {
-    outcome.textContent = text(task.result);
+    outcome.replaceChildren(el('div', { class: 'clip' }, text(task.result)));
     outcome.setAttribute('data-field', 'result');
     outcome.className = 'result';
   }
@@ -232,8 +280,9 @@ function want(id: string, listed?: Listed): void {
   }
 }
 
-async function refreshAgents(): Promise<void> {
-  if (listing === false) return;
+/** The hub's listing, up to `maxAgents` agents; `undefined` when it did not answer. */
+async function fetchListing(): Promise<Listed[] | undefined> {
+  const found: Listed[] = [];
   try {
     let cursor: string | null | undefined;
     let pages = 0;
@@ -244,22 +293,77 @@ async function refreshAgents(): Promise<void> {
       const res = await fetch(url, { headers });
       if (!res.ok) {
         if (res.status === 404 || res.status === 405) listing = false;
-        break;
+        return undefined;
       }
       listing = true;
       const body = (await res.json()) as { agents?: Listed[]; next_cursor?: string | null };
-      for (const agent of body.agents ?? [])
-        if (agent && typeof agent.agent_id === 'string') want(agent.agent_id, agent);
+      for (const agent of body.agents ?? []) if (agent && typeof agent.agent_id === 'string') found.push(agent);
       cursor = body.next_cursor;
-    } while (cursor && ++pages < 10 && views.size < config.maxAgents);
+    } while (cursor && ++pages < 10 && found.length < config.maxAgents);
   } catch {
     // A network blip: the next round tries again.
+    return undefined;
   }
+  return found;
+}
+
+function showListing(agents: readonly Listed[] | undefined): void {
+  for (const agent of agents ?? []) want(agent.agent_id, agent);
   $('#source').textContent =
     listing === true
       ? `agents from ${base}/ws/agents, every ${refreshInterval / 1000} s`
       : 'agents from the page’s list (this hub serves no listing)';
   $('#hidden').textContent = hidden > 0 ? `${hidden} more agents not shown (maxAgents ${config.maxAgents})` : '';
+}
+
+/** The stats, or `undefined` (said in the header) when they did not come. */
+async function fetchStats(): Promise<Record<string, any> | undefined> {
+  try {
+    const res = await fetch(new URL(`${base}/ws/stats`, location.href), { headers });
+    $('#stats-state').textContent = res.ok ? '' : `stats: HTTP ${res.status}`;
+    return res.ok ? await res.json() : undefined;
+  } catch {
+    $('#stats-state').textContent = 'stats: unreachable';
+    return undefined;
+  }
+}
+
+/** The connections the counter card shows for `stats`. */
+const connectionsOf = (stats: Record<string, any>): number =>
+  num((stats.cluster as Record<string, number> | undefined)?.active_connections ?? stats.active_connections);
+
+/**
+ * This instance's connections as the last listing shown saw them: open now, and accepted since
+ * the start (so one connection closing while another opens still counts as a change).
+ */
+const connectionsKey = (stats: Record<string, any>): string =>
+  `${num(stats.active_connections)}/${num(stats.total_connections)}`;
+
+/** `connectionsKey` of the stats shown with the last listing; the listing is asked again when it changes. */
+let listedConnections: string | undefined;
+/** When the listing was last asked. */
+let listedAt = Number.NEGATIVE_INFINITY;
+
+/**
+ * One round: the stats every `statsInterval`; the listing every `refreshInterval`, and at once
+ * when a connection opened or closed, so the agents' counts and the card change in the same
+ * frame and always agree (on one instance; in a cluster the card counts every instance).
+ */
+async function refresh(): Promise<void> {
+  let stats = await fetchStats();
+  const moved = stats !== undefined && connectionsKey(stats) !== listedConnections;
+  let agents: Listed[] | undefined;
+  if (listing !== false && (moved || performance.now() - listedAt >= refreshInterval)) {
+    listedAt = performance.now();
+    agents = await fetchListing();
+    // A connection came or went between the two answers: the stats once more, after the listing.
+    const listed = agents?.reduce((sum, agent) => sum + num(agent.connections), 0);
+    if (stats && agents && agents.length < config.maxAgents && listed !== num(stats.active_connections))
+      stats = (await fetchStats()) ?? stats;
+  }
+  if (agents || listing === false) showListing(agents);
+  if (stats) showStats(stats);
+  if (stats && agents) listedConnections = connectionsKey(stats);
 }
 
 let previous: { at: number; sent: number; published: number } | undefined;
@@ -272,7 +376,7 @@ const counter = (name: string, value: string) => {
 function showStats(stats: Record<string, any>): void {
   const now = performance.now();
   const cluster = stats.cluster as Record<string, number> | undefined;
-  counter('connections', String(num(cluster?.active_connections ?? stats.active_connections)));
+  counter('connections', String(connectionsOf(stats)));
   counter('agents_connected', String(num(cluster?.agents_connected ?? stats.agents_connected)));
   counter('queued_messages', String(num(cluster?.queued_messages ?? stats.queued_messages)));
   counter('messages_sent', String(num(stats.messages_sent)));
@@ -298,16 +402,6 @@ function showStats(stats: Record<string, any>): void {
   }`;
 }
 
-async function refreshStats(): Promise<void> {
-  try {
-    const res = await fetch(new URL(`${base}/ws/stats`, location.href), { headers });
-    if (res.ok) showStats(await res.json());
-    $('#stats-state').textContent = res.ok ? '' : `stats: HTTP ${res.status}`;
-  } catch {
-    $('#stats-state').textContent = 'stats: unreachable';
-  }
-}
-
 for (const id of [...config.agents, ...(query.get('agents') ?? '').split(',')]) if (id.trim()) want(id.trim());
 $('#add').addEventListener('submit', (event) => {
   event.preventDefault();
@@ -317,7 +411,9 @@ $('#add').addEventListener('submit', (event) => {
   input.value = '';
 });
 if (config.stats) showStats(config.stats);
-void refreshAgents();
-void refreshStats();
-setInterval(refreshAgents, refreshInterval);
-setInterval(refreshStats, statsInterval);
+/** Rounds never overlap: a slow answer delays the next round instead of racing it. */
+const loop = async () => {
+  await refresh();
+  setTimeout(loop, statsInterval);
+};
+void loop();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { fakeClock } from '../test/helpers/clock.ts';
 import { type DropReason, type Joined, memoryBroker } from './broker.ts';
 import type { AgentUpdate, UnsequencedUpdate } from './schemas.ts';
 
@@ -113,11 +114,12 @@ describe('memoryBroker', () => {
     assert.deepEqual(ids((broker.subscribe('b', () => {}) as Joined).queue), ['t3']);
   });
 
-  it('expires a queue nobody took within queueTtl of its newest update', async () => {
+  it('expires a queue nobody took within queueTtl of its newest update', async (t) => {
+    const clock = fakeClock(t);
     const { broker, drops, reasons } = setup(100, undefined, { queueTtl: 30 });
     broker.publish('a', update(1));
     broker.publish('a', update(2));
-    await new Promise((done) => setTimeout(done, 60));
+    await clock.advance(60);
     assert.equal(broker.queuedCount?.(), 0);
     assert.deepEqual(drops, [['a', 2]]);
     assert.deepEqual(reasons, ['expired']);

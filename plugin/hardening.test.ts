@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { fakeClock } from '../test/helpers/clock.ts';
 import { type FakeSocket, fakeRuntime } from '../test/helpers/fake-runtime.ts';
 import {
   type AgentHubOptions,
@@ -14,7 +15,6 @@ import {
   memoryBroker,
 } from './index.ts';
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0, snapshot: false };
 const connected = async (runtime: ReturnType<typeof fakeRuntime>, agentId: string, headers = {}) => {
   const socket = await runtime.connect(agentId, headers);
@@ -44,14 +44,15 @@ describe('a connection that is closing', () => {
     await hub.close();
   });
 
-  it('queues what was published after the last connection started closing', async () => {
+  it('queues what was published after the last connection started closing', async (t) => {
+    const clock = fakeClock(t);
     const hub = createAgentHub({ ...quiet, batchInterval: 20 });
     const runtime = fakeRuntime(hub);
     const leaving = await connected(runtime, 'a');
     await hub.publishTask('a', task(1));
     leaving.peerClosing();
     for (let n = 2; n <= 4; n++) await hub.publishTask('a', task(n));
-    await sleep(50);
+    await clock.advance(50);
     assert.deepEqual(taskIds(leaving), ['t1']);
     assert.equal(hub.stats().queued_messages, 3);
     const next = await connected(runtime, 'a');
@@ -75,12 +76,13 @@ describe('inbound frame budget', () => {
     await hub.close();
   });
 
-  it('refills over time: a client under the rate is never closed', async () => {
+  it('refills over time: a client under the rate is never closed', async (t) => {
+    const clock = fakeClock(t);
     const hub = createAgentHub({ ...quiet, maxInboundRate: 200, maxInboundBurst: 2 });
     const socket = await connected(fakeRuntime(hub), 'a');
     for (let n = 0; n < 10; n++) {
       socket.receive('{"type":"pong"}');
-      await sleep(12);
+      await clock.advance(12);
     }
     assert.equal(socket.closed, undefined);
     await hub.close();
@@ -139,7 +141,8 @@ describe('containment', () => {
     return { factory, inject: (agentId: string, update: unknown) => subscribers.get(agentId)?.(update as AgentUpdate) };
   };
 
-  it('an update that cannot be serialised inside a batching window costs that update only', async () => {
+  it('an update that cannot be serialised inside a batching window costs that update only', async (t) => {
+    const clock = fakeClock(t);
     const { factory, inject } = leakyBroker();
     const hub = createAgentHub({ ...quiet, batchInterval: 20, broker: factory });
     const socket = await connected(fakeRuntime(hub), 'a');
@@ -149,7 +152,7 @@ describe('containment', () => {
     inject('a', { type: 'task_update', agent_id: 'a', task_id: 'poison', status: 'x', progress: 1, result: 1n });
     await hub.publishTask('a', task(2));
     await hub.publishTask('a', task(3));
-    await sleep(60);
+    await clock.advance(60);
     assert.deepEqual(taskIds(socket), ['t1', 't2', 't3']);
     assert.equal(hub.stats().errors_by_kind.internal_error, 1);
     await hub.close();
@@ -177,7 +180,8 @@ describe('containment', () => {
 });
 
 describe('logging', () => {
-  it('logs a stream of bad frames once per interval, with a count', async () => {
+  it('logs a stream of bad frames once per interval, with a count', async (t) => {
+    const clock = fakeClock(t);
     const entries: LogEntry[] = [];
     const hub = createAgentHub({
       heartbeatInterval: 0,
@@ -190,7 +194,7 @@ describe('logging', () => {
     const bad = () => entries.filter((entry) => entry.event === 'bad_frame');
     assert.equal(bad().length, 1);
     assert.equal(bad()[0]?.count, 1);
-    await sleep(120);
+    await clock.advance(120);
     assert.equal(bad().length, 2);
     assert.equal(bad()[1]?.count, 499);
     assert.equal(hub.stats().errors_by_kind.invalid_json, 500);

@@ -4,6 +4,7 @@ import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { UpgradeWebSocket } from 'hono/ws';
 import { type FakeSocket, fakeRuntime, fakeTopics } from '../test/helpers/fake-runtime.ts';
+import { sleep, waitFor } from '../test/helpers/wait.ts';
 import {
   type AgentHubOptions,
   type BrokerFactory,
@@ -13,7 +14,6 @@ import {
   memoryBroker,
 } from './index.ts';
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0, snapshot: false };
 const connected = async (runtime: ReturnType<typeof fakeRuntime>, agentId: string) => {
   const socket = await runtime.connect(agentId);
@@ -115,7 +115,10 @@ describe('fan-out cost', () => {
     }) as typeof stringify;
     try {
       for (let n = 0; n < 5; n++) await hub.publishTask('crowd', task(n));
-      await sleep(60);
+      // The window's batch reached every socket, counted on the raw frames (parsing them calls
+      // JSON.stringify). Real time: with this test on the fake clock, the file sometimes never
+      // exited under load (a timer left live; the next test swaps the timer functions itself).
+      await waitFor(() => sockets.every((socket) => socket.sent.length === 3), 3000, 'the batch on every socket', 1);
     } finally {
       JSON.stringify = stringify;
     }
@@ -197,19 +200,21 @@ describe('heartbeat', () => {
     const socket = await connected(runtime, 'agent-late');
     const lazy = await connected(runtime, 'agent-late');
     try {
-      while (!socket.sent.some(isPing)) await sleep(2);
+      await waitFor(() => socket.sent.some(isPing), 3000, 'the first ping', 2);
       // Blocked past the next sweep; the pong is "read" only after the overdue sweep has run.
       blockFor(180);
       setTimeout(() => socket.receive('{"type":"pong"}'), 0);
+      // Real time, briefly: the overdue sweep and then the pong run; what follows asserts the
+      // sweep closed nobody, which no event can announce.
       await sleep(5);
       assert.equal(socket.closed, undefined, 'the client that answered is kept');
       assert.ok(entries.some((entry) => entry.event === 'heartbeat_sweep_skipped'));
       // The next sweep judges again: the client that answered stays, one that never answers goes.
       const pings = socket.sent.filter(isPing).length;
-      while (socket.sent.filter(isPing).length === pings) await sleep(2);
+      await waitFor(() => socket.sent.filter(isPing).length > pings, 3000, 'the next ping', 2);
       socket.receive('{"type":"pong"}');
-      while (!lazy.closed) await sleep(5);
-      assert.equal(lazy.closed.code, 4000);
+      await waitFor(() => lazy.closed !== undefined, 3000, 'the silent client closed', 5);
+      assert.equal(lazy.closed?.code, 4000);
       assert.equal(socket.closed, undefined);
       assert.equal(hub.stats().errors_by_kind.heartbeat_timeout, 1);
     } finally {
@@ -384,7 +389,7 @@ describe('a broker that answers asynchronously', () => {
     socket.receive('not json');
     assert.deepEqual(socket.sent, [], 'nothing before the broker answered');
     release();
-    await sleep(5);
+    await waitFor(() => socket.frames().length >= 4, 3000, 'the four answers after the broker', 1);
     assert.deepEqual(
       socket.frames().map((frame) => frame.type),
       ['connection_established', 'batch_update', 'pong', 'error'],

@@ -1,6 +1,7 @@
 import type { Env, Hono } from 'hono';
 import type { UpgradeWebSocket, WSContext, WSEvents, WSMessageReceive } from 'hono/ws';
 import * as v from 'valibot';
+import { type AgentHandle, type AgentHandleOptions, createAgentHandle } from './agent-handle.ts';
 import { type AgentState, applyUpdate, createAgentState } from './agent-state.ts';
 import { type Broker, type Joined, memoryBroker, type UnsubscribeReceipt } from './broker.ts';
 import { CLOSE_REASONS, CloseCode } from './close-codes.ts';
@@ -77,6 +78,15 @@ export interface AgentHub<E extends Env = any> {
    *   error when it could not take it (never throws synchronously).
    */
   publishTask(agentId: string, update: TaskUpdateInput): Promise<void>;
+  /**
+   * A handle on one agent for code that reports step by step (and for the engine bridges):
+   * `hub.agent(id).task(taskId).progress(40)`, then `.complete(result)` or `.fail(error)`; see
+   * `AgentHandle`. Cheap: holds no resource, nothing is kept for it in the hub.
+   *
+   * @throws {InvalidUpdateError} When the agent id is invalid.
+   * @throws {TypeError} When an option is invalid.
+   */
+  agent(agentId: string, options?: AgentHandleOptions): AgentHandle;
   /**
    * This instance's counters. `GET /ws/stats` serves them and, when the broker spans several
    * instances (Redis), adds the cluster-wide figures as `cluster`.
@@ -1075,7 +1085,7 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
 
   const { broker: _broker, logger: _logger, authorize, ...publicOptions } = config;
 
-  return {
+  const hub: AgentHub<E> = {
     options: Object.freeze(publicOptions),
     routes(runtime: RuntimeBinding | UpgradeWebSocket<any, any>, routesOptions?: RoutesOptions): Hono<E> {
       const [upgradeWebSocket, details] =
@@ -1102,6 +1112,8 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
     },
     publishStatus: (agentId, update) => publishFields(agentId, 'status_update', StatusUpdateFieldsSchema, update),
     publishTask: (agentId, update) => publishFields(agentId, 'task_update', TaskUpdateFieldsSchema, update),
+    agent: (agentId, handleOptions) =>
+      createAgentHandle(hub, agentId, handleOptions, (operation, error) => internalError(operation, error, agentId)),
     stats,
     metrics,
     async close() {
@@ -1125,4 +1137,5 @@ export function createAgentHub<E extends Env = any>(options: AgentHubOptions<E> 
       log('info', 'hub_closed', { total_connections: counters.total_connections });
     },
   };
+  return hub;
 }

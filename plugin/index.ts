@@ -8,6 +8,14 @@
  * @module
  */
 export type {
+  AgentHandle,
+  AgentHandleOptions,
+  ExecutionStatusInput,
+  TaskHandle,
+  TaskState,
+} from './agent-handle.ts';
+export { TASK_HANDLE_STATUSES } from './agent-handle.ts';
+export type {
   AgentListing,
   AgentPage,
   Broker,
@@ -26,6 +34,8 @@ export type {
 export { memoryBroker } from './broker.ts';
 export type { CloseCodeInfo } from './close-codes.ts';
 export { CLOSE_CODES, CLOSE_REASONS, CloseCode } from './close-codes.ts';
+export type { DisplayableOptions } from './displayable.ts';
+export { CIRCULAR_MARKER, DEFAULT_MAX_RESULT_BYTES, MIN_MAX_RESULT_BYTES, toDisplayable } from './displayable.ts';
 export { InvalidUpdateError } from './errors.ts';
 export type { AgentHub } from './hub.ts';
 export { createAgentHub, QUEUE_HANDOVER_MS } from './hub.ts';

@@ -7,9 +7,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HTTPException } from 'hono/http-exception';
 import { Registry } from 'prom-client';
+import { fakeClock } from '../test/helpers/clock.ts';
 import { type FakeSocket, fakeRuntime } from '../test/helpers/fake-runtime.ts';
 import { parsePrometheus } from '../test/helpers/prometheus.ts';
 import { validateHttpBody } from '../test/helpers/server.ts';
+import { sleep } from '../test/helpers/wait.ts';
 import {
   type AgentHubOptions,
   type AgentsPage,
@@ -22,7 +24,6 @@ import {
 } from './index.ts';
 
 const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0, snapshot: false, batchInterval: 0 };
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 const list = async (runtime: ReturnType<typeof fakeRuntime>, query = ''): Promise<AgentsPage> => {
   const response = await runtime.app.request(`/agents/ws/agents${query}`);
@@ -140,16 +141,17 @@ describe('GET /ws/agents and /ws/metrics are guarded', () => {
 });
 
 describe('GET /ws/metrics', () => {
-  it('serves every stats figure in the Prometheus text format 0.0.4, errors by kind, and the histograms', async () => {
+  it('serves every stats figure in the Prometheus text format 0.0.4, errors by kind, and the histograms', async (t) => {
+    const clock = fakeClock(t);
     const hub = createAgentHub({ ...quiet, batchInterval: 20 });
     const runtime = fakeRuntime(hub);
     const socket = (await runtime.connect('m-1')) as FakeSocket;
-    await sleep(0);
+    await clock.advance(0);
     // One alone, then three in one window: one batch of 3.
     for (let t = 0; t < 4; t++) await hub.publishTask('m-1', { task_id: `t${t}`, status: 'running', progress: 0 });
     await hub.publishTask('m-offline', { task_id: 'x', status: 'running', progress: 0 });
     socket.receive('{not json');
-    await sleep(60);
+    await clock.advance(60);
     const response = await runtime.app.request('/agents/ws/metrics');
     assert.equal(response.status, 200);
     assert.equal(response.headers.get('content-type'), PROMETHEUS_CONTENT_TYPE);

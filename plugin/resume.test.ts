@@ -5,10 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { fakeClock } from '../test/helpers/clock.ts';
 import { type FakeSocket, fakeRuntime } from '../test/helpers/fake-runtime.ts';
+import { sleep } from '../test/helpers/wait.ts';
 import { type AgentHubOptions, type BrokerFactory, createAgentHub, memoryBroker } from './index.ts';
 
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const quiet: AgentHubOptions = { logger: false, heartbeatInterval: 0 };
 type Runtime = ReturnType<typeof fakeRuntime>;
 const open = async (runtime: Runtime, agentId: string, query = '') => {
@@ -55,13 +56,14 @@ describe('sequence numbers', () => {
 });
 
 describe('resume', () => {
-  it('two tabs: one reloads while the other stays; it gets exactly what it missed, once, in order', async () => {
+  it('two tabs: one reloads while the other stays; it gets exactly what it missed, once, in order', async (t) => {
+    const clock = fakeClock(t);
     const hub = createAgentHub({ ...quiet, batchInterval: 20 });
     const runtime = fakeRuntime(hub);
     const stays = await open(runtime, 'a');
     const reloads = await open(runtime, 'a');
     for (let n = 1; n <= 5; n++) await hub.publishTask('a', task(n));
-    await sleep(40);
+    await clock.advance(40);
     const { epoch } = first(reloads, 'connection_established') as Frame;
     const last = seqs(reloads).at(-1);
     assert.equal(last, 5);
@@ -70,7 +72,7 @@ describe('resume', () => {
     // A window is open with updates in it while the tab comes back.
     const back = await open(runtime, 'a', `?since=${last}&epoch=${epoch}`);
     for (let n = 26; n <= 30; n++) await hub.publishTask('a', task(n));
-    await sleep(60);
+    await clock.advance(60);
     const hello = first(back, 'connection_established') as Frame;
     assert.equal(hello.recovered, true);
     const resumed = back.frames().find((frame: Frame) => frame.type === 'batch_update' && frame.source === 'resume');
@@ -140,7 +142,8 @@ describe('resume', () => {
     await hub.close();
   });
 
-  it('resumes through a broker that answers asynchronously, pausing the channel meanwhile', async () => {
+  it('resumes through a broker that answers asynchronously, pausing the channel meanwhile', async (t) => {
+    const clock = fakeClock(t);
     const factory: BrokerFactory = (context) => {
       const inner = memoryBroker()(context);
       return {
@@ -162,7 +165,7 @@ describe('resume', () => {
     const back = await open(runtime, 'a', `?since=1&epoch=${epoch}`);
     // Published while the history is read: held, then sent to everyone after the resume.
     for (let n = 6; n <= 9; n++) await hub.publishTask('a', task(n));
-    await sleep(80);
+    await clock.advance(80);
     assert.equal(first(back, 'connection_established')?.recovered, true);
     assert.deepEqual(seqs(back), range(2, 9));
     assert.deepEqual(seqs(stays), range(1, 9));

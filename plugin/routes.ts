@@ -3,7 +3,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { UpgradeWebSocket, WSContext, WSEvents } from 'hono/ws';
 import * as v from 'valibot';
-import { InvalidUpdateError } from './errors.ts';
+import { describeIssues, InvalidUpdateError, issuesAt } from './errors.ts';
 import type { ResumePoint } from './hub.ts';
 import type { LogEntry } from './logger.ts';
 import { type MetricFamily, PROMETHEUS_CONTENT_TYPE, renderPrometheus } from './metrics.ts';
@@ -266,17 +266,8 @@ export function createRoutes(
   const invalidUpdate = (c: Context, agentId: string, issues: readonly v.BaseIssue<unknown>[], index?: number) => {
     hub.countError('ingest_rejected');
     hub.log('warn', 'ingest_rejected', { agent_id: agentId, status: 400, error: 'invalid_update' });
-    const list = issues.map((issue) => {
-      const path = v.getDotPath(issue);
-      return {
-        path: index === undefined ? path : [index, path].filter((part) => part !== null).join('.'),
-        message: issue.message,
-      };
-    });
-    return c.json(
-      { error: 'invalid_update', message: v.summarize(issues as [v.BaseIssue<unknown>]), issues: list },
-      400,
-    );
+    const list = issuesAt(issues, index);
+    return c.json({ error: 'invalid_update', message: describeIssues(list), issues: list }, 400);
   };
 
   const parseAgentId = (c: Context): string | undefined => {

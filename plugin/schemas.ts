@@ -34,20 +34,6 @@ type DocumentedWithExamples<TSchema extends v.GenericSchema> = v.SchemaWithPipe<
   ]
 >;
 
-/** The type of a string schema of 1 to `SHORT_TEXT` characters. */
-type ShortText = v.SchemaWithPipe<
-  readonly [
-    v.StringSchema<undefined>,
-    v.MinLengthAction<string, 1, undefined>,
-    v.MaxLengthAction<string, typeof SHORT_TEXT, undefined>,
-  ]
->;
-
-/** The type of a string schema of at most `LONG_TEXT` characters. */
-type LongText = v.SchemaWithPipe<
-  readonly [v.StringSchema<undefined>, v.MaxLengthAction<string, typeof LONG_TEXT, undefined>]
->;
-
 /** The stream position every update carries. */
 type UpdateStreamFields = {
   readonly seq: v.SchemaWithPipe<readonly [typeof SeqSchema, v.MinValueAction<number, 1, undefined>]>;
@@ -178,23 +164,104 @@ const SHORT_TEXT = 256;
 const LONG_TEXT = 8192;
 
 /**
+ * A refusal message built from the issue: every refusal of an update field names the field, what
+ * it must be and what it got, so a publisher fixes the right field at the first try.
+ */
+type Message = (issue: v.BaseIssue<unknown>) => string;
+
+/** What each update field must be, in the words of every refusal of it. */
+const FIELD_RULES = {
+  type: '"status_update" or "task_update"',
+  status: `a string of 1 to ${SHORT_TEXT} characters`,
+  execution_status: 'an object with `state` and optionally `task_id`, `progress`, `message`',
+  state: `a string of 1 to ${SHORT_TEXT} characters`,
+  task_id: `a string of 1 to ${SHORT_TEXT} characters`,
+  progress: 'a number from 0 to 100',
+  message: `a string of at most ${LONG_TEXT} characters`,
+  error: `a string of at most ${LONG_TEXT} characters`,
+  result: 'any JSON value',
+} as const;
+
+/** A field of an update. */
+type UpdateField = keyof typeof FIELD_RULES;
+
+/** Fields the server writes into every update; a publisher never sends them. */
+const SERVER_FIELDS: ReadonlySet<string> = new Set(['agent_id', 'timestamp', 'seq', 'epoch']);
+
+/** What a refused value was: its length for a length rule, else the value. */
+const receivedOf = (issue: v.BaseIssue<unknown>): string =>
+  issue.type === 'min_length' || issue.type === 'max_length' ? `${issue.received} characters` : issue.received;
+
+/** The message of every rule of `field`: `progress must be a number from 0 to 100, received "40"`. */
+const mustBe =
+  (field: UpdateField): Message =>
+  (issue) =>
+    `${field} must be ${FIELD_RULES[field]}, received ${receivedOf(issue)}`;
+
+/**
+ * The message of a strict object of update fields (`what`: "a task_update"): a missing field
+ * with what it must be, an unknown one with the fields there are, a non-object as such.
+ */
+const objectRefusal =
+  (what: string, fields: readonly string[]): Message =>
+  (issue) => {
+    const key = issue.path?.[0]?.key;
+    if (typeof key !== 'string') return `${what} must be an object, received ${issue.received}`;
+    if (issue.expected !== 'never') return `${key} is required in ${what}: ${FIELD_RULES[key as UpdateField]}`;
+    if (SERVER_FIELDS.has(key)) {
+      return `${key} is not a field of ${what}: the server sets agent_id, timestamp, seq and epoch (the agent is the one the URL or the publish call names)`;
+    }
+    return `${key} is not a field of ${what}, which has ${fields.join(', ')}`;
+  };
+
+/** The type of a string schema of 1 to `SHORT_TEXT` characters. */
+type ShortText = v.SchemaWithPipe<
+  readonly [
+    v.StringSchema<Message>,
+    v.MinLengthAction<string, 1, Message>,
+    v.MaxLengthAction<string, typeof SHORT_TEXT, Message>,
+  ]
+>;
+
+/** The type of a string schema of at most `LONG_TEXT` characters. */
+type LongText = v.SchemaWithPipe<
+  readonly [v.StringSchema<Message>, v.MaxLengthAction<string, typeof LONG_TEXT, Message>]
+>;
+
+/** A string of 1 to `SHORT_TEXT` characters, refused in the words of `field`. */
+const shortText = (field: UpdateField): ShortText =>
+  v.pipe(v.string(mustBe(field)), v.minLength(1, mustBe(field)), v.maxLength(SHORT_TEXT, mustBe(field)));
+
+/** A string of at most `LONG_TEXT` characters, refused in the words of `field`. */
+const longText = (field: UpdateField): LongText =>
+  v.pipe(v.string(mustBe(field)), v.maxLength(LONG_TEXT, mustBe(field)));
+
+/**
  * Progress schema: a finite percentage from 0 to 100.
  */
 const ProgressSchema: v.SchemaWithPipe<
   readonly [
-    v.NumberSchema<undefined>,
-    v.FiniteAction<number, undefined>,
-    v.MinValueAction<number, 0, undefined>,
-    v.MaxValueAction<number, 100, undefined>,
+    v.NumberSchema<Message>,
+    v.FiniteAction<number, Message>,
+    v.MinValueAction<number, 0, Message>,
+    v.MaxValueAction<number, 100, Message>,
     v.DescriptionAction<number, string>,
   ]
 > = v.pipe(
-  v.number(),
-  v.finite(),
-  v.minValue(0),
-  v.maxValue(100),
+  v.number(mustBe('progress')),
+  v.finite(mustBe('progress')),
+  v.minValue(0, mustBe('progress')),
+  v.maxValue(100, mustBe('progress')),
   v.description('Completion in percent, from 0 to 100.'),
 );
+
+/** The fields of `execution_status`. */
+const EXECUTION_STATUS_ENTRIES = {
+  state: shortText('state'),
+  task_id: v.optional(shortText('task_id')),
+  progress: v.optional(ProgressSchema),
+  message: v.optional(longText('message')),
+};
 
 /**
  * Execution status schema: what the agent is doing right now.
@@ -207,18 +274,19 @@ export const ExecutionStatusSchema: Documented<
       readonly progress: v.OptionalSchema<typeof ProgressSchema, undefined>;
       readonly message: v.OptionalSchema<LongText, undefined>;
     },
-    undefined
+    Message
   >
 > = v.pipe(
-  v.strictObject({
-    state: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
-    task_id: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT))),
-    progress: v.optional(ProgressSchema),
-    message: v.optional(v.pipe(v.string(), v.maxLength(LONG_TEXT))),
-  }),
+  v.strictObject(EXECUTION_STATUS_ENTRIES, objectRefusal('execution_status', Object.keys(EXECUTION_STATUS_ENTRIES))),
   v.title('Execution status'),
   v.description('What the agent is executing right now: a state, and optionally the task, its progress and a message.'),
 );
+
+/** The fields of a status update a publisher provides. */
+const STATUS_UPDATE_ENTRIES = {
+  status: shortText('status'),
+  execution_status: v.optional(ExecutionStatusSchema),
+};
 
 /**
  * Status update fields schema: the part of a `status_update` a publisher provides.
@@ -228,11 +296,18 @@ export const StatusUpdateFieldsSchema: v.StrictObjectSchema<
     readonly status: ShortText;
     readonly execution_status: v.OptionalSchema<typeof ExecutionStatusSchema, undefined>;
   },
-  undefined
-> = v.strictObject({
-  status: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
-  execution_status: v.optional(ExecutionStatusSchema),
-});
+  Message
+> = v.strictObject(STATUS_UPDATE_ENTRIES, objectRefusal('a status_update', Object.keys(STATUS_UPDATE_ENTRIES)));
+
+/** The fields of a task update a publisher provides. */
+const TASK_UPDATE_ENTRIES = {
+  task_id: shortText('task_id'),
+  status: shortText('status'),
+  progress: ProgressSchema,
+  message: v.optional(longText('message')),
+  result: v.optional(v.unknown()),
+  error: v.optional(longText('error')),
+};
 
 /**
  * Task update fields schema: the part of a `task_update` a publisher provides.
@@ -246,15 +321,8 @@ export const TaskUpdateFieldsSchema: v.StrictObjectSchema<
     readonly result: v.OptionalSchema<v.UnknownSchema, undefined>;
     readonly error: v.OptionalSchema<LongText, undefined>;
   },
-  undefined
-> = v.strictObject({
-  task_id: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
-  status: v.pipe(v.string(), v.minLength(1), v.maxLength(SHORT_TEXT)),
-  progress: ProgressSchema,
-  message: v.optional(v.pipe(v.string(), v.maxLength(LONG_TEXT))),
-  result: v.optional(v.unknown()),
-  error: v.optional(v.pipe(v.string(), v.maxLength(LONG_TEXT))),
-});
+  Message
+> = v.strictObject(TASK_UPDATE_ENTRIES, objectRefusal('a task_update', Object.keys(TASK_UPDATE_ENTRIES)));
 
 /**
  * Connection established message schema (server → client, always the first frame).
@@ -698,6 +766,10 @@ export const ServerMessageSchema: v.VariantSchema<
 export const ClientMessageSchema: v.VariantSchema<'type', [typeof PongSchema, typeof PingSchema], undefined> =
   v.variant('type', [PongSchema, PingSchema]);
 
+/** The literal `type` of an ingest item, refused in the words of the `type` field. */
+const typeLiteral = <TType extends 'status_update' | 'task_update'>(type: TType): v.LiteralSchema<TType, Message> =>
+  v.literal(type, mustBe('type'));
+
 /**
  * Ingest item schema: one update posted to `POST /agents/:agent_id/updates`.
  */
@@ -706,27 +778,64 @@ export const IngestItemSchema: Documented<
     'type',
     [
       v.StrictObjectSchema<
-        { readonly type: v.LiteralSchema<'status_update', undefined> } & (typeof StatusUpdateFieldsSchema)['entries'],
-        undefined
+        { readonly type: v.LiteralSchema<'status_update', Message> } & (typeof StatusUpdateFieldsSchema)['entries'],
+        Message
       >,
       v.StrictObjectSchema<
-        { readonly type: v.LiteralSchema<'task_update', undefined> } & (typeof TaskUpdateFieldsSchema)['entries'],
-        undefined
+        { readonly type: v.LiteralSchema<'task_update', Message> } & (typeof TaskUpdateFieldsSchema)['entries'],
+        Message
       >,
     ],
-    undefined
+    Message
   >
 > = v.pipe(
-  v.variant('type', [
-    v.strictObject({ type: v.literal('status_update'), ...StatusUpdateFieldsSchema.entries }),
-    v.strictObject({ type: v.literal('task_update'), ...TaskUpdateFieldsSchema.entries }),
-  ]),
+  // `variant` picks the branch by `type`, so a refusal names the field of that branch.
+  v.variant(
+    'type',
+    [
+      v.strictObject(
+        { type: typeLiteral('status_update'), ...STATUS_UPDATE_ENTRIES },
+        objectRefusal('a status_update', ['type', ...Object.keys(STATUS_UPDATE_ENTRIES)]),
+      ),
+      v.strictObject(
+        { type: typeLiteral('task_update'), ...TASK_UPDATE_ENTRIES },
+        objectRefusal('a task_update', ['type', ...Object.keys(TASK_UPDATE_ENTRIES)]),
+      ),
+    ],
+    (issue) =>
+      issue.path
+        ? `type must be ${FIELD_RULES.type}, received ${issue.received}`
+        : `an update must be an object, received ${issue.received}`,
+  ),
   v.title('Ingest item'),
   v.description('One update: the fields of a `status_update` or `task_update` without `agent_id` and `timestamp`.'),
 );
 
 /** Most updates one ingest request may carry. */
 export const MAX_INGEST_ITEMS = 1000;
+
+/**
+ * `v.union([single, array])` that checks an array against `array` alone and any other object
+ * against `single` alone. valibot's union reports only "Expected (Object | Array)" when no option
+ * accepted the input's type, which is what a strict object with one wrong field looks like; by
+ * kind, the refusal is the option's own and names the field. The spec sees a plain union.
+ */
+function unionByKind<TSingle extends v.GenericSchema, TArray extends v.GenericSchema>(
+  single: TSingle,
+  array: TArray,
+  message: Message,
+): v.UnionSchema<[TSingle, TArray], Message> {
+  const union = v.union([single, array], message);
+  const runUnion = union['~run'].bind(union);
+  return Object.assign(union, {
+    '~run': ((dataset, config) => {
+      const input = dataset.value;
+      if (Array.isArray(input)) return array['~run']({ value: input }, config);
+      if (input !== null && typeof input === 'object') return single['~run']({ value: input }, config);
+      return runUnion(dataset, config);
+    }) as (typeof union)['~run'],
+  });
+}
 
 /**
  * Ingest body schema: one update or a non-empty array of them.
@@ -737,16 +846,25 @@ export const IngestBodySchema: DocumentedWithExamples<
       typeof IngestItemSchema,
       v.SchemaWithPipe<
         readonly [
-          v.ArraySchema<typeof IngestItemSchema, undefined>,
-          v.MinLengthAction<IngestItem[], 1, undefined>,
-          v.MaxLengthAction<IngestItem[], typeof MAX_INGEST_ITEMS, undefined>,
+          v.ArraySchema<typeof IngestItemSchema, Message>,
+          v.MinLengthAction<IngestItem[], 1, Message>,
+          v.MaxLengthAction<IngestItem[], typeof MAX_INGEST_ITEMS, Message>,
         ]
       >,
     ],
-    undefined
+    Message
   >
 > = v.pipe(
-  v.union([IngestItemSchema, v.pipe(v.array(IngestItemSchema), v.minLength(1), v.maxLength(MAX_INGEST_ITEMS))]),
+  unionByKind(
+    IngestItemSchema,
+    v.pipe(
+      v.array(IngestItemSchema, mustHoldUpdates),
+      v.minLength(1, mustHoldUpdates),
+      v.maxLength(MAX_INGEST_ITEMS, mustHoldUpdates),
+    ),
+    (issue) =>
+      `the body must be an update (an object with \`type\`) or an array of 1 to ${MAX_INGEST_ITEMS} of them, received ${issue.received}`,
+  ),
   v.title('Ingest body'),
   v.description(
     `One update, or an array of 1 to ${MAX_INGEST_ITEMS}, published in order. The server adds \`agent_id\` and \`timestamp\`.`,
@@ -759,6 +877,11 @@ export const IngestBodySchema: DocumentedWithExamples<
     ],
   ]),
 );
+
+/** The message of a batch of the wrong size. */
+function mustHoldUpdates(issue: v.BaseIssue<unknown>): string {
+  return `a batch must hold 1 to ${MAX_INGEST_ITEMS} updates, received ${issue.received}`;
+}
 
 /**
  * Ingest accepted schema: the 202 body of `POST /agents/:agent_id/updates`.
@@ -864,8 +987,8 @@ export const HttpErrorSchema: DocumentedWithExamples<
   v.examples([
     {
       error: 'invalid_update',
-      message: 'Invalid value: Expected <=100 but received 140',
-      issues: [{ path: 'progress', message: 'Invalid value: Expected <=100 but received 140' }],
+      message: 'progress must be a number from 0 to 100, received 140',
+      issues: [{ path: 'progress', message: 'progress must be a number from 0 to 100, received 140' }],
     },
   ]),
 );

@@ -157,7 +157,10 @@ describe('client policy', () => {
 });
 
 const drivers: Driver[] = [
-  processDriver('node (ws)', (arg) => [process.execPath, ['--import', 'tsx', RUNNER, arg]], { canSetOrigin: true }),
+  processDriver('node (ws)', (arg) => [process.execPath, ['--import', 'tsx', RUNNER, arg]], {
+    canSetOrigin: true,
+    readsRefusal: true,
+  }),
   processDriver('deno', (arg) => [
     runtimeBinary('deno'),
     ['run', '--allow-net', '--allow-env', '--allow-read', '--cached-only', RUNNER, arg],

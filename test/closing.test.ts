@@ -11,12 +11,10 @@ import { after, before, describe, it } from 'node:test';
 import type { ServerMessage, TaskUpdate } from '../plugin/index.ts';
 import { TestClient } from './helpers/client.ts';
 import { validateServerFrame } from './helpers/contract.ts';
+import { newAgentId } from './helpers/ids.ts';
 import { RawSocket } from './helpers/raw-socket.ts';
-import { bun, eventually, ingest, node, type ServerHandle, startServer, stats, task } from './helpers/server.ts';
-
-let sequence = 0;
-const agent = (label: string) => `${label}-${process.pid}-${++sequence}`;
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+import { bun, ingest, node, type ServerHandle, startServer, stats, task } from './helpers/server.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
 
 /** Well under `ws`'s 30 s close timeout, after which the socket would be gone anyway. */
 const PROMPTLY = 10_000;
@@ -87,13 +85,13 @@ for (const runtime of [node, bun])
     });
 
     it('stops counting a watcher as soon as its close frame is read, before anything is sent to its agent', async () => {
-      const id = agent('close-idle');
+      const id = newAgentId('close-idle');
       const closing = await openWatcher(id);
       const before = await stats(server);
       closing.sendClose(1000);
       assert.equal((await closing.closeFrame)?.code, 1000);
       assert.equal(closing.socket.destroyed, false, 'our side of TCP is still open');
-      await eventually(
+      await waitFor(
         async () => {
           const now = await stats(server);
           return (
@@ -107,7 +105,7 @@ for (const runtime of [node, bun])
     });
 
     it('a watcher that sent a close frame (TCP still open) stops counting: its agent’s other watcher gets every later update', async () => {
-      const id = agent('close-other');
+      const id = newAgentId('close-other');
       const closing = await openWatcher(id);
       const other = await open(id);
       const before = await stats(server);
@@ -118,11 +116,12 @@ for (const runtime of [node, bun])
       assert.equal(closing.socket.destroyed, false, 'our side of TCP is still open');
       for (let n = 1; n <= 20; n++) assert.equal((await ingest(server, id, task(n))).status, 202);
 
-      await eventually(() => liveIds(other.frames).length >= 20, 5000, '20 updates at the other watcher');
+      await waitFor(() => liveIds(other.frames).length >= 20, 5000, '20 updates at the other watcher');
+      // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
       await sleep(150);
       assert.deepEqual(liveIds(other.frames), range(1, 20));
       assert.deepEqual(rawIds(closing), [], 'nothing reached the closing watcher');
-      await eventually(
+      await waitFor(
         async () => (await stats(server)).active_connections === before.active_connections - 1,
         PROMPTLY,
         'active_connections drops while TCP is still open',
@@ -133,7 +132,7 @@ for (const runtime of [node, bun])
     });
 
     it('a lone watcher that sent a close frame (TCP still open): later updates are queued for the next client', async () => {
-      const id = agent('close-alone');
+      const id = newAgentId('close-alone');
       const closing = await openWatcher(id);
       const before = await stats(server);
 
@@ -157,7 +156,7 @@ for (const runtime of [node, bun])
         'each of the 20 updates put in the offline queue counts in messages_queued',
       );
       await next.close();
-      await eventually(
+      await waitFor(
         async () => (await stats(server)).active_connections === before.active_connections - 1,
         PROMPTLY,
         'active_connections drops while TCP is still open',
@@ -166,8 +165,8 @@ for (const runtime of [node, bun])
     });
 
     it('mass close: 20 watchers of each of two agents close at once while updates flow', async () => {
-      const kept = agent('mass-kept');
-      const emptied = agent('mass-emptied');
+      const kept = newAgentId('mass-kept');
+      const emptied = newAgentId('mass-emptied');
       const stay = await open(kept);
       const leavingKept: RawSocket[] = [];
       const leavingEmptied: RawSocket[] = [];
@@ -205,7 +204,8 @@ for (const runtime of [node, bun])
       const last = published;
 
       // The staying watcher got every update, once, in order.
-      await eventually(() => liveIds(stay.frames).length >= last, 5000, 'every update at the staying watcher');
+      await waitFor(() => liveIds(stay.frames).length >= last, 5000, 'every update at the staying watcher');
+      // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
       await sleep(150);
       assert.deepEqual(liveIds(stay.frames), range(1, last));
 
@@ -221,7 +221,7 @@ for (const runtime of [node, bun])
         );
       }
 
-      await eventually(
+      await waitFor(
         async () => (await stats(server)).active_connections === before.active_connections - 40,
         PROMPTLY,
         'the 40 closing watchers stop counting while their TCP is still open',

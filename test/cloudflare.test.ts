@@ -113,7 +113,12 @@ describe('cloudflare: routes in the Worker', () => {
     assert.equal(((await notJson.json()) as { error: string }).error, 'invalid_json');
     const invalid = await ingest('ingest-bad', { type: 'status_update', status: 42 });
     assert.equal(invalid.status, 400);
-    assert.equal(((await invalid.json()) as { error: string }).error, 'invalid_update');
+    const refusal = (await invalid.json()) as { error: string; issues: { path: string }[] };
+    assert.equal(refusal.error, 'invalid_update');
+    assert.deepEqual(
+      refusal.issues.map((issue) => issue.path),
+      ['status'],
+    );
     let deep: unknown = 1;
     for (let level = 0; level < 40; level++) deep = [deep];
     const tooDeep = await ingest('ingest-bad', {

@@ -9,10 +9,10 @@ import { after, before, describe, it } from 'node:test';
 import { QUEUE_HANDOVER_MS } from '../plugin/hub.ts';
 import type { ServerMessage, TaskUpdate } from '../plugin/index.ts';
 import { TestClient } from './helpers/client.ts';
+import { newAgentId } from './helpers/ids.ts';
 import { parsePrometheus } from './helpers/prometheus.ts';
 import {
   agents,
-  eventually,
   ingest,
   metrics,
   type Runtime,
@@ -23,6 +23,7 @@ import {
   statsWith,
   task,
 } from './helpers/server.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
 
 /** Where a runtime differs; every flag carries its reason. */
 export interface Capabilities {
@@ -34,11 +35,6 @@ export interface Capabilities {
    */
   refusalHeaderSkip?: string;
 }
-
-let sequence = 0;
-/** A fresh agent id per test, so tests never see each other's updates. */
-const agent = (label: string) => `${label}-${process.pid}-${++sequence}`;
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 const BATCH = 80;
 
@@ -68,7 +64,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('sends connection_established first, with agent id, connection id and ISO timestamp', async () => {
-      const id = agent('hello');
+      const id = newAgentId('hello');
       const client = await open(id);
       const first = await client.next('connection_established');
       assert.equal(client.frames[0], first);
@@ -79,9 +75,9 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('fans out to every connection of the agent and to no other agent', async () => {
-      const id = agent('fanout');
+      const id = newAgentId('fanout');
       const watchers = await Promise.all([open(id), open(id), open(id)]);
-      const other = await open(agent('other'));
+      const other = await open(newAgentId('other'));
       await Promise.all([...watchers, other].map((client) => client.next('connection_established')));
       assert.equal((await ingest(server, id, task(1))).status, 202);
       for (const client of watchers) {
@@ -96,7 +92,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('sends a lone update at once, then batches what arrives inside the window, in order', async () => {
-      const id = agent('batch');
+      const id = newAgentId('batch');
       const client = await open(id);
       await client.next('connection_established');
       await ingest(
@@ -115,14 +111,16 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
         [2, 3, 4, 5, 6].map((n) => ['task_update', `task-${n}`]),
       );
       for (const entry of batch.updates) assert.equal(entry.content.type, entry.type);
-      // One update inside a window goes out as itself, not as a batch of one.
+      // One update inside a window goes out as itself, not as a batch of one. First the window
+      // the batch opened must close empty, which the server does not announce: waited out.
       await sleep(BATCH * 3);
       await ingest(server, id, [task(7), task(8)]);
       assert.equal(((await client.next()) as { task_id: string }).task_id, 'task-7');
       const eighth = await client.next();
       assert.equal(eighth.type, 'task_update');
       assert.equal((eighth as { task_id: string }).task_id, 'task-8');
-      // Traffic over: after the window closes quietly, the next update is immediate again.
+      // Traffic over: after the window closes quietly (unannounced, so waited out), the next
+      // update is immediate again.
       await sleep(BATCH * 3);
       const before = Date.now();
       await ingest(server, id, task(9));
@@ -131,7 +129,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('queues updates while the agent has no connection, keeps the newest maxQueueSize, replays once', async () => {
-      const id = agent('queue');
+      const id = newAgentId('queue');
       const before = await stats(server);
       for (let n = 1; n <= 8; n++) assert.equal((await ingest(server, id, task(n))).status, 202);
       const afterPublish = await stats(server);
@@ -145,6 +143,8 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
       const client = await open(id);
       assert.equal((await client.next()).type, 'connection_established');
       const replay = await client.next();
+      // The server opened the handover when it joined, before it sent this.
+      const handoverOpenedBefore = performance.now();
       assert.equal(replay.type, 'batch_update');
       assert.equal(replay.source, 'queue');
       assert.deepEqual(
@@ -156,13 +156,14 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
       assert.equal(((await client.next('task_update')) as { task_id: string }).task_id, 'task-9');
 
       // After the handover (connections within QUEUE_HANDOVER_MS get the same queue), no more.
-      await sleep(QUEUE_HANDOVER_MS + 100);
+      // A deadline inside the server process, which announces nothing: waited out in real time.
+      await sleep(handoverOpenedBefore + QUEUE_HANDOVER_MS + 100 - performance.now());
       const second = await open(id);
       await second.next('connection_established');
       await second.expectSilence(BATCH * 3);
       await client.close();
       await second.close();
-      await eventually(
+      await waitFor(
         async () => (await stats(server)).agents_connected === afterPublish.agents_connected,
         3000,
         'agent offline',
@@ -173,13 +174,13 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('keeps order across a live batch, going offline and the queue replay', async () => {
-      const id = agent('order');
+      const id = newAgentId('order');
       const { active_connections: idle } = await stats(server);
       const client = await open(id);
       await client.next('connection_established');
       await ingest(server, id, [task(1), task(2), task(3)]);
       await client.close();
-      await eventually(async () => (await stats(server)).active_connections === idle, 3000, 'server saw the close');
+      await waitFor(async () => (await stats(server)).active_connections === idle, 3000, 'server saw the close');
       await ingest(server, id, [task(4), task(5)]);
       const back = await open(id);
       await back.next('connection_established');
@@ -189,7 +190,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
         if (frame.type === 'batch_update')
           for (const entry of frame.updates) seen.push((entry.content as TaskUpdate).task_id);
       };
-      await eventually(() => {
+      await waitFor(() => {
         seen.length = 0;
         for (const frame of [...client.frames, ...back.frames]) collect(frame);
         return seen.length >= 5;
@@ -200,20 +201,20 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('reports stats and cleans up failed sockets', async () => {
-      const id = agent('stats');
+      const id = newAgentId('stats');
       const before = await stats(server);
       for (const field of ['total_connections', 'active_connections', 'messages_sent', 'errors'] as const) {
         assert.equal(typeof before[field], 'number', field);
       }
       const client = await open(id);
       await client.next('connection_established');
-      await eventually(async () => (await stats(server)).active_connections === before.active_connections + 1);
+      await waitFor(async () => (await stats(server)).active_connections === before.active_connections + 1);
       const during = await stats(server);
       assert.equal(during.total_connections, before.total_connections + 1);
       assert.ok(during.messages_sent > before.messages_sent);
       assert.ok(during.agents_connected >= 1);
       await client.terminate();
-      await eventually(
+      await waitFor(
         async () => (await stats(server)).active_connections === before.active_connections,
         5000,
         'cleanup',
@@ -226,8 +227,8 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('lists agents: connected with their connections, status and open tasks, queued ones, page by page', async () => {
-      const watched = agent('listed');
-      const queued = agent('listed-queued');
+      const watched = newAgentId('listed');
+      const queued = newAgentId('listed-queued');
       const first = await open(watched);
       const second = await open(watched);
       await first.next('connection_established');
@@ -274,7 +275,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('serves the stats as Prometheus metrics (text 0.0.4), the same figures', async () => {
-      const id = agent('metrics');
+      const id = newAgentId('metrics');
       const client = await open(id);
       await client.next('connection_established');
       await ingest(server, id, [task(1), task(2), task(3)]);
@@ -300,7 +301,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('answers bad frames with error frames, counts them, and keeps the connection', async () => {
-      const client = await open(agent('bad'));
+      const client = await open(newAgentId('bad'));
       await client.next('connection_established');
       const before = await stats(server);
       const cases: [string | Buffer, string, boolean?][] = [
@@ -325,12 +326,12 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('closes with 1009 on a frame over maxMessageSize', async () => {
-      const client = await open(agent('big'));
+      const client = await open(newAgentId('big'));
       await client.next('connection_established');
       const before = await stats(server);
       client.sendRaw(JSON.stringify({ type: 'pong', pad: 'x'.repeat(3000) }));
       assert.equal((await client.closed).code, 1009);
-      await eventually(async () => (await stats(server)).errors > before.errors);
+      await waitFor(async () => (await stats(server)).errors > before.errors);
     });
 
     it('refuses bad agent ids with 400 JSON and plain GETs with 426', async () => {
@@ -343,7 +344,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
         assert.equal(plain.status, 400);
         assert.equal(JSON.parse(plain.text).error, 'invalid_agent_id');
       }
-      const plain = await request(`${server.http}/agents/${agent('plain')}/ws`);
+      const plain = await request(`${server.http}/agents/${newAgentId('plain')}/ws`);
       assert.equal(plain.status, 426);
       assert.equal(plain.headers.upgrade, 'websocket');
       assert.equal(JSON.parse(plain.text).error, 'upgrade_required');
@@ -361,7 +362,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
         assert.match(String(answer.body.message), /maxUpdateDepth/);
       };
       // Offline: the updates queued around it are all replayed (MAX_QUEUE_SIZE is 5 here).
-      const offline = agent('deep-offline');
+      const offline = newAgentId('deep-offline');
       for (let n = 1; n <= 5; n++) await ingest(server, offline, task(n));
       await refused(offline);
       const late = await open(offline);
@@ -372,7 +373,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
         ['task-1', 'task-2', 'task-3', 'task-4', 'task-5'],
       );
       // Live, then inside the window the first update opened.
-      const live = agent('deep-live');
+      const live = newAgentId('deep-live');
       const client = await open(live);
       await client.next('connection_established');
       await refused(live);
@@ -391,7 +392,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     });
 
     it('ingests single updates and arrays, and rejects bad requests with 400, 413 and 415', async () => {
-      const id = agent('ingest');
+      const id = newAgentId('ingest');
       const client = await open(id);
       await client.next('connection_established');
       const status = await ingest(server, id, {
@@ -431,15 +432,22 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     after(() => server?.stop());
 
     it('pings every interval, keeps clients that answer, closes silent ones with 4000', async () => {
-      const live = await TestClient.connect(`${server.ws}/agents/${agent('hb')}/ws`);
-      const silent = await TestClient.connect(`${server.ws}/agents/${agent('hb')}/ws`, { autoPong: false });
+      const live = await TestClient.connect(`${server.ws}/agents/${newAgentId('hb')}/ws`);
+      const silent = await TestClient.connect(`${server.ws}/agents/${newAgentId('hb')}/ws`, { autoPong: false });
       const before = await stats(server);
       const ping = await live.next('ping', 2000);
       assert.ok(ping.timestamp);
       const closed = await silent.closed;
       assert.equal(closed.code, 4000);
       assert.equal(closed.reason, 'heartbeat timeout');
-      await sleep(450);
+      // Two more sweeps, each judging the pong to the ping before it: the client that answers stays.
+      const pings = () => live.frames.filter((frame) => frame.type === 'ping').length;
+      const pingsAtClose = pings();
+      await waitFor(
+        () => pings() >= pingsAtClose + 2 || live.socket.readyState !== live.socket.OPEN,
+        3000,
+        'two sweeps after the close',
+      );
       assert.equal(live.socket.readyState, live.socket.OPEN, 'a client that answers stays');
       assert.ok(live.frames.filter((frame) => frame.type === 'ping').length >= 3);
       const afterSweep = await stats(server);
@@ -454,7 +462,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     it('sends every update on its own when BATCH_INTERVAL_MS=0', async () => {
       const server = await startServer(runtime, { SNAPSHOT: 'off', BATCH_INTERVAL_MS: '0' });
       try {
-        const id = agent('nobatch');
+        const id = newAgentId('nobatch');
         const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
         await client.next('connection_established');
         await ingest(
@@ -473,7 +481,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
     it('with AUTH_TOKEN guards every route: 401 without or with a wrong token, before any upgrade', async () => {
       const server = await startServer(runtime, { SNAPSHOT: 'off', AUTH_TOKEN: 's3cret' });
       try {
-        const id = agent('auth');
+        const id = newAgentId('auth');
         const bearer = { authorization: 'Bearer s3cret' };
         await assert.rejects(TestClient.connect(`${server.ws}/agents/${id}/ws`), { status: 401 });
         await assert.rejects(TestClient.connect(`${server.ws}/agents/${id}/ws?token=wrong`), { status: 401 });
@@ -508,7 +516,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
         ALLOWED_ORIGINS: 'https://dashboard.example, null',
       });
       try {
-        const id = agent('origin');
+        const id = newAgentId('origin');
         for (const origin of ['https://evil.example', 'http://127.0.0.1:1']) {
           await assert.rejects(TestClient.connect(`${server.ws}/agents/${id}/ws`, { headers: { origin } }), {
             status: 403,
@@ -527,7 +535,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
 
     it('on SIGTERM flushes pending batches, closes sockets with 1001 and exits 0', async () => {
       const server = await startServer(runtime, { SNAPSHOT: 'off', BATCH_INTERVAL_MS: '5000' });
-      const id = agent('shutdown');
+      const id = newAgentId('shutdown');
       const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
       await client.next('connection_established');
       await ingest(server, id, [task(1), task(2), task(3)]);

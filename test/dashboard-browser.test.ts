@@ -17,6 +17,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { GENERATED, generateDashboardModule } from '../scripts/build-dashboard.ts';
 import { CHROMIUM_PATH, launchChromiumContext } from '../scripts/chromium.ts';
 import { bun, deno, node, ROOT, type Runtime, request, type ServerHandle, startServer } from './helpers/server.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const TOKEN = 'dashboard-secret';
 
@@ -52,13 +53,7 @@ describe('the dashboard in Chromium', {
   };
   const counter = async (page: Page, name: string) =>
     Number(await page.locator(`[data-counter="${name}"]`).textContent());
-  const until = async (what: string, check: () => Promise<boolean>, timeout = 15_000) => {
-    const deadline = Date.now() + timeout;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`${what}: not within ${timeout} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  };
+  const until = (what: string, check: () => Promise<boolean>, timeout = 15_000) => waitFor(check, timeout, what, 100);
 
   for (const runtime of [node, deno, bun] as Runtime[]) {
     it(`shows agents, tasks and counters live on ${runtime.name}`, async (t) => {

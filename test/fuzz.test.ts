@@ -18,8 +18,10 @@ import { after, before, describe, it } from 'node:test';
 import type { ServerMessage, TaskUpdate } from '../plugin/index.ts';
 import { TestClient } from './helpers/client.ts';
 import { validateServerFrame } from './helpers/contract.ts';
+import { newAgentId } from './helpers/ids.ts';
 import { closePayload, encodeFrame, type FrameSpec, Opcode, RawSocket } from './helpers/raw-socket.ts';
-import { eventually, ingest, node, type ServerHandle, startServer, stats, task } from './helpers/server.ts';
+import { ingest, node, type ServerHandle, startServer, stats, task } from './helpers/server.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
 
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) >>> 0 : Math.floor(Math.random() * 2 ** 32);
 const FRAMES = Number(process.env.FUZZ_FRAMES ?? 12_000);
@@ -37,10 +39,6 @@ const MAX = 16_384;
 const WS_MAX = 4 * MAX;
 /** Updates published to the watched agent over the run. */
 const UPDATES = 300;
-
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-let sequence = 0;
-const agent = (label: string) => `${label}-${process.pid}-${++sequence}`;
 
 // ---- seeded PRNG -------------------------------------------------------------------------
 
@@ -695,7 +693,7 @@ describe('fuzzing the receive path (node)', { concurrency: false }, () => {
 
   it(`answers ${FRAMES} malformed frames exactly as documented, and a watcher loses nothing (seed ${SEED})`, async (t) => {
     t.diagnostic(`seed ${SEED}`);
-    const watched = agent('watched');
+    const watched = newAgentId('watched');
     const watcher = await TestClient.connect(`${server.ws}/agents/${watched}/ws`);
     await watcher.next('connection_established');
     const base = await stats(server);
@@ -708,7 +706,7 @@ describe('fuzzing the receive path (node)', { concurrency: false }, () => {
 
     const worker = async (index: number) => {
       const rng = new Rng(workerSeed(index));
-      const agentId = agent(`fuzz${index}`);
+      const agentId = newAgentId(`fuzz${index}`);
       const quota = Math.ceil(FRAMES / WORKERS);
       let malformed = 0;
       let caseNo = 0;
@@ -835,7 +833,8 @@ describe('fuzzing the receive path (node)', { concurrency: false }, () => {
     assert.deepEqual(printed, [], 'the server printed no error');
 
     // The watcher got every update, exactly once, in order.
-    await eventually(() => receivedTaskIds(watcher.frames).length >= UPDATES, 10_000, 'all updates at the watcher');
+    await waitFor(() => receivedTaskIds(watcher.frames).length >= UPDATES, 10_000, 'all updates at the watcher');
+    // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
     await sleep(200);
     assert.deepEqual(
       receivedTaskIds(watcher.frames),
@@ -845,7 +844,7 @@ describe('fuzzing the receive path (node)', { concurrency: false }, () => {
     assert.equal(watcher.socket.readyState, watcher.socket.OPEN);
 
     // Every counter grew by exactly what was sent, class by class.
-    await eventually(
+    await waitFor(
       async () => (await stats(server)).active_connections === base.active_connections,
       10_000,
       'fuzz connections gone',
@@ -885,20 +884,20 @@ describe('inbound frame budget (node)', { concurrency: false }, () => {
   after(() => server?.stop());
 
   it('closes a flooding client with 1008 and counts it once, while other clients keep their own budget', async (t) => {
-    const watched = agent('steady');
+    const watched = newAgentId('steady');
     const watcher = await TestClient.connect(`${server.ws}/agents/${watched}/ws`);
     await watcher.next('connection_established');
     const base = await stats(server);
 
     // Within the burst: 30 pings at once are all answered, and the connection stays.
-    const bursty = await openRaw(server, agent('bursty'));
+    const bursty = await openRaw(server, newAgentId('bursty'));
     bursty.write(
       Buffer.concat(Array.from({ length: 30 }, () => encodeFrame({ opcode: Opcode.TEXT, payload: '{"type":"ping"}' }))),
     );
     for (let n = 0; n < 30; n++) assert.equal((await bursty.nextJson()).type, 'pong', `pong ${n + 1} of 30`);
 
     // The flood: 400 pings in one write, on another agent.
-    const flooder = await openRaw(server, agent('flood'));
+    const flooder = await openRaw(server, newAgentId('flood'));
     const updates: Promise<unknown>[] = [];
     for (let n = 1; n <= 10; n++) updates.push(ingest(server, watched, task(n)));
     flooder.write(
@@ -929,10 +928,11 @@ describe('inbound frame budget (node)', { concurrency: false }, () => {
     for (let n = 0; n < 5; n++) {
       watcher.send({ type: 'ping' });
       await watcher.next('pong');
+      // Paced as a polite client: the point is a rate under the budget.
       await sleep(200);
     }
     const updatesSeen = () => receivedTaskIds(watcher.frames.filter((frame) => frame.type !== 'pong'));
-    await eventually(() => updatesSeen().length >= 20, 5000, 'updates at the watcher');
+    await waitFor(() => updatesSeen().length >= 20, 5000, 'updates at the watcher');
     assert.deepEqual(updatesSeen().sort(), Array.from({ length: 20 }, (_, k) => `task-${k + 1}`).sort());
     assert.equal(watcher.socket.readyState, watcher.socket.OPEN);
     assert.deepEqual(watcher.problems, []);
@@ -944,7 +944,7 @@ describe('inbound frame budget (node)', { concurrency: false }, () => {
     await bursty.closeFrame;
     await bursty.end();
 
-    await eventually(
+    await waitFor(
       async () => (await stats(server)).active_connections === base.active_connections,
       10_000,
       'flooder and bursty gone',

@@ -16,19 +16,11 @@ import { applyUpdate, createAgentState, snapshotTasks } from '../plugin/agent-st
 import type { AgentUpdate, HubStats, ServerMessage, Snapshot, TaskUpdate } from '../plugin/index.ts';
 import { conformance } from './conformance.ts';
 import { TestClient } from './helpers/client.ts';
+import { newAgentId } from './helpers/ids.ts';
 import { parsePrometheus } from './helpers/prometheus.ts';
 import { type RedisServer, redisSkipReason, startRedis } from './helpers/redis.ts';
-import {
-  agents,
-  eventually,
-  ingest,
-  metrics,
-  node,
-  type ServerHandle,
-  startServer,
-  stats,
-  task,
-} from './helpers/server.ts';
+import { agents, ingest, metrics, node, type ServerHandle, startServer, stats, task } from './helpers/server.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
 import { resumeSuite } from './resume-suite.ts';
 
 const skip = redisSkipReason();
@@ -36,11 +28,11 @@ if (skip) console.log(`# skipping the Redis tests: ${skip}`);
 
 const BATCH = 80;
 const PRESENCE_TTL = 1500;
+/** A script that counts the members of a presence set (KEYS[1]) not yet expired by Redis's clock. */
+const PRESENT_NOW = `local t = redis.call('TIME')
+return redis.call('ZCOUNT', KEYS[1], '(' .. (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)), '+inf')`;
 /** The Redis broker's default `commandTimeout`, which the demo uses (it reads no env for it). */
 const COMMAND_TIMEOUT = 5000;
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-let sequence = 0;
-const agent = (label: string) => `${label}-${process.pid}-${++sequence}`;
 
 let redis: RedisServer | undefined;
 /** Filled once Redis runs; startServer reads it when each server starts. */
@@ -102,13 +94,14 @@ const deliveredToAll = async (
   order: readonly string[],
   accepted: ReadonlySet<string>,
 ) => {
-  await eventually(
+  await waitFor(
     () => watchers.every((watcher) => [...accepted].every((taskId) => taskIds(watcher.frames).includes(taskId))),
     10_000,
     'every accepted update on both instances',
   ).catch(() => {
     // The assertions below say what is missing.
   });
+  // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
   await sleep(BATCH * 3);
   watchers.forEach((watcher, index) => {
     assertDelivered(watcher, order, accepted, `client on ${index === 0 ? 'A' : 'B'}`);
@@ -152,7 +145,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
   });
 
   it('1. delivers an update published on A (ingest or API) to every client on B, once, in order, batched', async () => {
-    const id = agent('fanout');
+    const id = newAgentId('fanout');
     const onB = [await open(b, id), await open(b, id)];
     const onA = await open(a, id);
     assert.equal(
@@ -181,7 +174,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     extraServers.push(c);
     try {
       const watcher = await open(b, 'demo-agent-1');
-      await eventually(() => taskIds(watcher.frames).length >= 4, 10_000, 'updates of demo-agent-1 on B');
+      await waitFor(() => taskIds(watcher.frames).length >= 4, 10_000, 'updates of demo-agent-1 on B');
       const progress = new Map<string, number[]>();
       for (const frame of watcher.frames) {
         const updates = frame.type === 'batch_update' ? frame.updates.map((entry) => entry.content) : [frame];
@@ -206,10 +199,10 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
   });
 
   it('2. queues for an agent with no connection anywhere, keeps the newest maxQueueSize, replays once', async () => {
-    const id = agent('queue');
+    const id = newAgentId('queue');
     // The counters are instance-wide: let earlier tests' clients finish leaving first (a leave
     // hands undelivered updates back to the queue, counted in messages_queued).
-    await eventually(async () => (await stats(a)).cluster?.agents_connected === 0, 5000, 'earlier agents offline');
+    await waitFor(async () => (await stats(a)).cluster?.agents_connected === 0, 5000, 'earlier agents offline');
     await sleep(PRESENCE_TTL / 3);
     const [beforeA, beforeB] = await Promise.all([stats(a), stats(b)]);
     // Published alternately on both instances, one after the other: one queue, in publish order.
@@ -228,7 +221,8 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
 
     // Two clients arrive at once, one per instance: exactly one gets the queue.
     const [onA, onB] = await Promise.all([open(a, id), open(b, id)]);
-    await eventually(() => [onA, onB].some((client) => client.frames.some((f) => f.type === 'batch_update')));
+    await waitFor(() => [onA, onB].some((client) => client.frames.some((f) => f.type === 'batch_update')));
+    // No second replay may follow, on either instance: real time.
     await sleep(BATCH * 3);
     const replays = [onA, onB].flatMap((client) => client.drain());
     assert.equal(replays.length, 1, `one replay in all: ${JSON.stringify(replays)}`);
@@ -240,19 +234,20 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
 
     // Once everyone left, a later client (on either instance) gets nothing again.
     await closeAll();
-    await eventually(async () => (await stats(a)).cluster?.agents_connected === 0, 5000, 'agent offline');
+    await waitFor(async () => (await stats(a)).cluster?.agents_connected === 0, 5000, 'agent offline');
     const later = [await open(a, id), await open(b, id)];
     for (const client of later) await client.expectSilence(BATCH * 4);
     await closeAll();
   });
 
   it('3. delivers live, not queued, to an agent whose only client is on A when B publishes', async () => {
-    const id = agent('live');
+    const id = newAgentId('live');
     const onA = await open(a, id);
     const queuedBefore = await queuedOn(a, b);
     const clusterBefore = (await stats(b)).cluster?.queued_messages;
     for (let n = 1; n <= 3; n++) {
       assert.equal((await ingest(b, id, task(n))).status, 202);
+      // Each alone: the window it opened closes empty first (unannounced, so waited out).
       await sleep(BATCH * 2);
     }
     const frames = [await onA.next(), await onA.next(), await onA.next()];
@@ -270,10 +265,10 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
   it('4. an instance killed with SIGKILL: its agents count as offline within the presence timeout, updates queue', async () => {
     const killed = await startServer(node, env());
     extraServers.push(killed);
-    const id = agent('killed');
+    const id = newAgentId('killed');
     const doomed = await TestClient.connect(`${killed.ws}/agents/${id}/ws`);
     await doomed.next('connection_established');
-    await eventually(async () => (await stats(b)).cluster?.instances === 3, 5000, 'three instances');
+    await waitFor(async () => (await stats(b)).cluster?.instances === 3, 5000, 'three instances');
 
     killed.process.kill('SIGKILL');
     const killedAt = Date.now();
@@ -289,7 +284,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
       else await sleep(50);
     }
     const queuedAfterMs = Date.now() - killedAt;
-    await eventually(async () => (await stats(b)).cluster?.instances === 2, PRESENCE_TTL + 5000, 'instance expired');
+    await waitFor(async () => (await stats(b)).cluster?.instances === 2, PRESENCE_TTL + 5000, 'instance expired');
     const expiredAfterMs = Date.now() - killedAt;
     console.log(`# SIGKILL: first update queued after ${queuedAfterMs} ms, instance gone after ${expiredAfterMs} ms`);
     for (let n = published.length + 1; published.length < firstQueued + 3; n++) {
@@ -308,7 +303,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
   it('4b. a frozen instance (SIGSTOP) stops counting after the presence timeout', async () => {
     const frozen = await startServer(node, env());
     extraServers.push(frozen);
-    const id = agent('frozen');
+    const id = newAgentId('frozen');
     const client = await TestClient.connect(`${frozen.ws}/agents/${id}/ws`);
     await client.next('connection_established');
     // Its sockets stay open, so only the presence timeout can tell it is gone.
@@ -329,15 +324,15 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
   });
 
   it('6. stats on any instance: cluster-wide totals and live instances, plus its own figures', async () => {
-    await eventually(async () => (await stats(a)).cluster?.instances === 2, PRESENCE_TTL + 5000, 'two instances');
-    const shared = agent('stats-shared');
-    const onlyB = agent('stats-b');
+    await waitFor(async () => (await stats(a)).cluster?.instances === 2, PRESENCE_TTL + 5000, 'two instances');
+    const shared = newAgentId('stats-shared');
+    const onlyB = newAgentId('stats-b');
     await Promise.all([open(a, shared), open(a, shared), open(b, shared), open(b, onlyB)]);
-    const unwatched = agent('stats-queued');
+    const unwatched = newAgentId('stats-queued');
     const queuedBefore = (await stats(a)).cluster?.queued_messages ?? 0;
     await ingest(b, unwatched, [task(1), task(2), task(3)]);
     // Another instance's connection count is as fresh as its last heartbeat (presenceTtl / 3).
-    await eventually(
+    await waitFor(
       async () => {
         const [sa, sb] = await Promise.all([stats(a), stats(b)]);
         return sa.cluster?.active_connections === 4 && sb.cluster?.active_connections === 4;
@@ -363,8 +358,8 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
   });
 
   it("6b. the agents listing is cluster-wide: an agent watched on B and one queued from B appear in A's listing", async () => {
-    const watched = agent('list-b');
-    const queued = agent('list-queued');
+    const watched = newAgentId('list-b');
+    const queued = newAgentId('list-queued');
     const onB = await open(b, watched);
     await ingest(a, watched, [task(1), task(2, { status: 'failed' }), { type: 'status_update', status: 'busy' }]);
     await ingest(b, queued, [task(5), task(6)]);
@@ -417,15 +412,15 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     assert.ok(redis);
     const withDemo = await startServer(node, { ...env(), DEMO_AGENTS: '1' });
     extraServers.push(withDemo);
-    const id = agent('outage');
+    const id = newAgentId('outage');
     const watcher = await open(b, id);
     const [beforeA, beforeB] = await Promise.all([stats(a), stats(b)]);
 
     await redis.stop();
     const downAt = Date.now();
-    await eventually(async () => (await ingest(a, id, task(1))).status === 503, 5000, 'ingest answers 503');
+    await waitFor(async () => (await ingest(a, id, task(1))).status === 503, 5000, 'ingest answers 503');
     // A new client cannot join while Redis is away: refused loudly (1011), not left hanging.
-    const refused = await TestClient.connect(`${a.ws}/agents/${agent('refused')}/ws`);
+    const refused = await TestClient.connect(`${a.ws}/agents/${newAgentId('refused')}/ws`);
     assert.equal((await refused.closed).code, 1011);
     while (Date.now() - downAt < 3000) {
       assert.equal((await ingest(a, id, task(2))).status, 503);
@@ -445,27 +440,28 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     const upAt = Date.now();
     // Publishing works again, and reaches the client on B, without restarting anything.
     let n = 10;
-    await eventually(async () => (await ingest(a, id, task(++n))).status === 202, 15_000, 'ingest accepted again');
+    await waitFor(async () => (await ingest(a, id, task(++n))).status === 202, 15_000, 'ingest accepted again');
     const first = `task-${n}`;
-    await eventually(() => taskIds(watcher.frames).includes(first), 15_000, 'delivery resumed');
+    await waitFor(() => taskIds(watcher.frames).includes(first), 15_000, 'delivery resumed');
     console.log(`# Redis outage: publishing again ${Date.now() - upAt} ms after Redis came back`);
+    // Let what is still in flight land before the frames are cleared: nothing announces the last.
     await sleep(BATCH * 3);
     watcher.frames.length = 0;
     watcher.drain();
     await ingest(a, id, [task(101), task(102), task(103)]);
-    await eventually(() => taskIds(watcher.frames).length >= 3);
+    await waitFor(() => taskIds(watcher.frames).length >= 3);
     assert.deepEqual(taskIds(watcher.frames), ['task-101', 'task-102', 'task-103']);
 
     const [afterA, afterB] = await Promise.all([stats(a), stats(b)]);
     assert.equal(afterA.instance_id, beforeA.instance_id, 'A was not restarted');
     assert.equal(afterB.instance_id, beforeB.instance_id, 'B was not restarted');
-    await eventually(async () => (await stats(b)).cluster?.instances === 3, 5000, 'all instances registered again');
+    await waitFor(async () => (await stats(b)).cluster?.instances === 3, 5000, 'all instances registered again');
     await closeAll();
   });
 
   it('5b. Redis frozen (SIGSTOP) past commandTimeout: ingest answers 503 within it, then at once; all recovers after SIGCONT', async () => {
     assert.ok(redis);
-    const id = agent('stalled');
+    const id = newAgentId('stalled');
     const watchers = [await open(a, id), await open(b, id)];
     const order: string[] = [];
     const accepted = new Set<string>();
@@ -494,7 +490,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
       second = await publish(3);
       assert.equal(second.status, 503);
       assert.ok(second.ms < COMMAND_TIMEOUT + 4000, `answered within commandTimeout + margin, took ${second.ms} ms`);
-      const refused = await TestClient.connect(`${a.ws}/agents/${agent('refused')}/ws`);
+      const refused = await TestClient.connect(`${a.ws}/agents/${newAgentId('refused')}/ws`);
       assert.equal((await refused.closed).code, 1011, 'a new client is refused, not left hanging');
     } finally {
       clearTimeout(safety);
@@ -505,7 +501,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     );
     const thawedAt = Date.now();
     let n = 10;
-    await eventually(async () => (await publish(++n)).status === 202, 15_000, 'ingest accepted again');
+    await waitFor(async () => (await publish(++n)).status === 202, 15_000, 'ingest accepted again');
     console.log(`# Redis thawed: publishing again ${Date.now() - thawedAt} ms after SIGCONT`);
     for (let k = 0; k < 5; k++) assert.equal((await publish(++n)).status, 202);
     await deliveredToAll(watchers, order, accepted);
@@ -520,7 +516,7 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
     const [c, d] = await Promise.all([0, 1].map(() => startServer(node, { ...env(), MAX_QUEUE_SIZE: '100' })));
     assert.ok(c && d);
     extraServers.push(c, d);
-    const id = agent('thaw');
+    const id = newAgentId('thaw');
     const watchers = [await open(c, id), await open(d, id)];
     const dropped = (all: readonly HubStats[]) => all.reduce((n, s) => n + s.messages_dropped, 0);
     const before = await Promise.all([stats(c), stats(d)]);
@@ -568,26 +564,33 @@ describe('Redis broker: several instances behave as one hub', { skip, concurrenc
   it('7b. a queue that filled while a frozen instance still listened reaches it too when a client joins elsewhere', async () => {
     const c = await startServer(node, env());
     extraServers.push(c);
-    const id = agent('join-shared');
+    const id = newAgentId('join-shared');
     const onC = await TestClient.connect(`${c.ws}/agents/${id}/ws`);
     await onC.next('connection_established');
     const queuedBefore = await queuedOn(a);
     c.process.kill('SIGSTOP');
     let onB: TestClient;
     try {
-      // C's last refresh was before the freeze: by now its presence has lapsed, while its
-      // subscription, an open connection, still listens.
-      await sleep(PRESENCE_TTL + 1000);
+      // C's last refresh was before the freeze: wait until its presence has lapsed by Redis's
+      // clock (no member of the agent's presence scored later than now), while its subscription,
+      // an open connection, still listens.
+      await waitFor(
+        () => redis?.cli(0, 'EVAL', PRESENT_NOW, '1', `haw:presence:${id}`) === '0',
+        PRESENCE_TTL + 5000,
+        'the frozen instance’s presence lapsed',
+        50,
+      );
       for (let n = 1; n <= 3; n++) assert.equal((await ingest(a, id, task(n))).status, 202);
       assert.equal((await queuedOn(a)) - queuedBefore, 3, 'queued: no instance counts as present');
       // B's client joins: the queue goes out on the channel, to B and to the frozen C alike.
       onB = await open(b, id);
       for (let n = 4; n <= 5; n++) assert.equal((await ingest(a, id, task(n))).status, 202);
-      await eventually(() => taskIds(onB.frames).length >= 5, 5000, 'updates on B');
+      await waitFor(() => taskIds(onB.frames).length >= 5, 5000, 'updates on B');
     } finally {
       c.process.kill('SIGCONT');
     }
-    await eventually(() => taskIds(onC.frames).length >= 5, 10_000, 'updates on C once it woke');
+    await waitFor(() => taskIds(onC.frames).length >= 5, 10_000, 'updates on C once it woke');
+    // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
     await sleep(BATCH * 3);
     const all = ['task-1', 'task-2', 'task-3', 'task-4', 'task-5'];
     assert.deepEqual(taskIds(onB.frames), all, 'client on B: each once, in order');
@@ -644,7 +647,7 @@ describe('Redis broker: queues bounded in bytes and in time, across the cluster'
   it('2b. MAX_QUEUE_BYTES: the oldest are dropped first, an update larger than it alone at once; the next client gets what fits', async () => {
     const MAX = 1200;
     const [x] = (await start({ MAX_QUEUE_BYTES: String(MAX) })) as [ServerHandle];
-    const id = agent('bytes');
+    const id = newAgentId('bytes');
     // About 450 bytes each: two fit, not three.
     for (let n = 1; n <= 6; n++) assert.equal((await ingest(x, id, padded(n, 300))).status, 202);
     // Larger than MAX alone: dropped at once, and it pushes nothing else out.
@@ -674,7 +677,7 @@ describe('Redis broker: queues bounded in bytes and in time, across the cluster'
 
   it('2c. MAX_TOTAL_QUEUE_BYTES across instances: whole queues dropped, the one waiting longest first', async () => {
     const [x, y] = (await start({ MAX_TOTAL_QUEUE_BYTES: '5000' }, 2)) as [ServerHandle, ServerHandle];
-    const [q1, q2, q3] = [agent('total-1'), agent('total-2'), agent('total-3')];
+    const [q1, q2, q3] = [newAgentId('total-1'), newAgentId('total-2'), newAgentId('total-3')];
     // About 1150 bytes each: four fit in 5000 bytes, five do not. q1 is created first but added
     // to last before q3, so q2 is the queue waiting longest when q3 overflows the total.
     for (const [server, id, n] of [
@@ -706,7 +709,7 @@ describe('Redis broker: queues bounded in bytes and in time, across the cluster'
   it('2d. QUEUE_TTL_MS: a queue nobody takes is dropped whole that long after its newest update', async () => {
     const TTL = 3000;
     const [x] = (await start({ QUEUE_TTL_MS: String(TTL) })) as [ServerHandle];
-    const id = agent('ttl');
+    const id = newAgentId('ttl');
     const startedAt = Date.now();
     assert.equal((await ingest(x, id, task(1))).status, 202);
     await sleep(TTL - 1000);
@@ -719,7 +722,7 @@ describe('Redis broker: queues bounded in bytes and in time, across the cluster'
     } else {
       console.log('# QUEUE_TTL_MS: the machine was too slow to check the queue before it expired');
     }
-    await eventually(
+    await waitFor(
       async () => (await stats(x)).cluster?.queued_messages === 0,
       TTL + 5000,
       'the queue expired and the cluster-wide count is back to 0',
@@ -797,7 +800,7 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
 
   it('a. seq is allocated in Redis: +1 per update whichever instance publishes, one epoch, the same stream on every instance', async () => {
     const [x, y] = (await start()) as [ServerHandle, ServerHandle];
-    const id = agent('seq');
+    const id = newAgentId('seq');
     const { client: onX, hello } = await connect(x, id);
     const { client: onY } = await connect(y, id);
     assert.equal(hello.seq, 0);
@@ -817,7 +820,8 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
         range(31, 40).map((n) => task(n)),
       ),
     ]);
-    await eventually(() => seqsOf(onX).length >= 40 && seqsOf(onY).length >= 40, 10_000, '40 updates on both');
+    await waitFor(() => seqsOf(onX).length >= 40 && seqsOf(onY).length >= 40, 10_000, '40 updates on both');
+    // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
     await sleep(BATCH * 3);
     for (const client of [onX, onY]) {
       assert.deepEqual(seqsOf(client), range(1, 40), 'seq 1..40, each once, in order');
@@ -846,11 +850,11 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
 
   it('b. a client on A that reconnects to B after A is SIGKILLed resumes: recovered, none lost, none twice', async () => {
     const [a, b] = (await start()) as [ServerHandle, ServerHandle];
-    const id = agent('sigkill');
+    const id = newAgentId('sigkill');
     const { client: first, hello } = await connect(a, id);
     // Published on B, delivered live to the client on A.
     for (let n = 1; n <= 5; n++) await accepted(b, id, task(n));
-    await eventually(() => seqsOf(first).at(-1) === 5, 5000, 'seq 5 on A');
+    await waitFor(() => seqsOf(first).at(-1) === 5, 5000, 'seq 5 on A');
     a.process.kill('SIGKILL');
     await first.closed;
     // Published on B while the client is away: singles, a batch, a status.
@@ -868,7 +872,8 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
     ]);
     assert.equal(again.recovered, true, 'recovered');
     assert.equal(again.epoch, hello.epoch, 'the same epoch');
-    await eventually(() => seqsOf(back).at(-1) === 25, 5000, 'seq 25 on B');
+    await waitFor(() => seqsOf(back).at(-1) === 25, 5000, 'seq 25 on B');
+    // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
     await sleep(BATCH * 3);
     assert.deepEqual([...seqsOf(first), ...seqsOf(back)], range(1, 25), 'none lost, none twice, in order');
     const frames = shape(back);
@@ -882,21 +887,21 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
   it('c. Redis restarted without persistence: a resuming client gets recovered false, a new epoch and the snapshot of what came after', async () => {
     assert.ok(redis);
     const [x, y] = (await start()) as [ServerHandle, ServerHandle];
-    const id = agent('lost');
+    const id = newAgentId('lost');
     const { client: tab, hello } = await connect(x, id);
     // Stays connected across the restart, on the other instance.
     const { client: stays } = await connect(y, id);
     await accepted(x, id, [task(1), task(2, { status: 'completed', progress: 100 }), status('busy')]);
-    await eventually(() => seqsOf(tab).at(-1) === 3 && seqsOf(stays).at(-1) === 3, 5000, 'seq 3 on both');
+    await waitFor(() => seqsOf(tab).at(-1) === 3 && seqsOf(stays).at(-1) === 3, 5000, 'seq 3 on both');
     await tab.close();
 
     await redis.stop();
     await redis.start();
     // The instances reconnect by themselves; the first update accepted starts a new stream. It
     // reaches the client that stayed live, or from the queue once Y's subscription is back.
-    await eventually(async () => (await ingest(y, id, status('back'))).status === 202, 15_000, 'ingest accepted');
+    await waitFor(async () => (await ingest(y, id, status('back'))).status === 202, 15_000, 'ingest accepted');
     const isNew = (update: AgentUpdate) => update.epoch !== hello.epoch;
-    await eventually(() => updatesOf(stays).some(isNew), 10_000, 'the new stream on the client that stayed');
+    await waitFor(() => updatesOf(stays).some(isNew), 10_000, 'the new stream on the client that stayed');
     await accepted(y, id, [task(7, { progress: 70 }), task(8, { status: 'completed', progress: 100, result: 'ok' })]);
 
     const { client: back, hello: again } = await connect(x, id, `?since=3&epoch=${hello.epoch}`);
@@ -920,11 +925,7 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
     assert.deepEqual(shape(back), ['connection_established', 'snapshot'], 'no replay, no queue');
 
     // The client that stayed got the new stream live, from seq 1 of the new epoch.
-    await eventually(
-      () => updatesOf(stays).at(-1)?.seq === 3,
-      5000,
-      'seq 3 of the new epoch on the client that stayed',
-    );
+    await waitFor(() => updatesOf(stays).at(-1)?.seq === 3, 5000, 'seq 3 of the new epoch on the client that stayed');
     assert.deepEqual(
       updatesOf(stays).map((update) => [update.seq, update.epoch]),
       [...[1, 2, 3].map((n) => [n, hello.epoch]), ...[1, 2, 3].map((n) => [n, again.epoch])],
@@ -941,7 +942,7 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
 
   it('d. a dashboard joining on B mid-task sees the snapshot of what was published on A', async () => {
     const [a, b] = (await start()) as [ServerHandle, ServerHandle];
-    const id = agent('midtask');
+    const id = newAgentId('midtask');
     const { client: onA } = await connect(a, id);
     await accepted(a, id, [
       status('busy', { execution_status: { state: 'executing', task_id: 'task-2', progress: 10 } }),
@@ -961,7 +962,7 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
     );
     await accepted(a, id, [status('busy', { execution_status: { state: 'executing', task_id: 'task-3' } }), task(4)]);
     const last = 7 + 25 + 2;
-    await eventually(() => seqsOf(onA).at(-1) === last, 5000, `seq ${last} on A`);
+    await waitFor(() => seqsOf(onA).at(-1) === last, 5000, `seq ${last} on A`);
 
     // What the in-memory rules (plugin/agent-state.ts) make of the stream A delivered.
     const expected = createAgentState();
@@ -989,14 +990,14 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
     assert.ok(redis);
     const db = ++database;
     const [x, y] = (await start({ HISTORY_SIZE: '5' }, 2, db)) as [ServerHandle, ServerHandle];
-    const id = agent('history');
+    const id = newAgentId('history');
     const { client: watcher, hello } = await connect(x, id);
     await accepted(
       x,
       id,
       range(1, 10).map((n) => task(n)),
     );
-    await eventually(() => seqsOf(watcher).at(-1) === 10, 5000, 'seq 10');
+    await waitFor(() => seqsOf(watcher).at(-1) === 10, 5000, 'seq 10');
     assert.equal(redis.cli(db, 'LLEN', `haw:history:${id}`), '5', 'five entries held');
     const { client: tooOld, hello: refused } = await connect(y, id, `?since=4&epoch=${hello.epoch}`);
     assert.equal(refused.recovered, false, 'needs 5..10, holds 6..10');
@@ -1015,17 +1016,17 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
     const db = ++database;
     const TTL = 2000;
     const [x] = (await start({ STREAM_TTL_MS: String(TTL) }, 1, db)) as [ServerHandle];
-    const id = agent('ttl');
+    const id = newAgentId('ttl');
     const { client: watcher, hello } = await connect(x, id);
     await accepted(x, id, [task(1), status('busy')]);
-    await eventually(() => seqsOf(watcher).at(-1) === 2, 5000, 'seq 2');
+    await waitFor(() => seqsOf(watcher).at(-1) === 2, 5000, 'seq 2');
     // Watched for longer than the TTL: kept (the heartbeat refreshes it).
     await sleep(TTL + 1000);
     assert.equal(redis.cli(db, 'HGET', `haw:agent:${id}`, 'epoch'), hello.epoch, 'kept while watched');
     await watcher.close();
     const leftAt = Date.now();
     const keys = ['agent', 'open', 'ended', 'history'].map((kind) => `haw:${kind}:${id}`);
-    await eventually(() => redis?.cli(db, 'EXISTS', ...keys) === '0', TTL + 5000, 'the stream deleted');
+    await waitFor(() => redis?.cli(db, 'EXISTS', ...keys) === '0', TTL + 5000, 'the stream deleted');
     console.log(`# STREAM_TTL_MS ${TTL}: stream gone ${Date.now() - leftAt} ms after its last watcher left`);
     assert.equal(redis.cli(db, 'GET', 'haw:history-bytes'), '0', 'the history total is exact again');
     assert.equal(redis.cli(db, 'ZCARD', 'haw:streams'), '0');
@@ -1041,12 +1042,12 @@ describe('Redis broker: one stream per agent in Redis (seq, epoch, history, snap
     assert.ok(redis);
     const db = ++database;
     const [x] = (await start({}, 1, db)) as [ServerHandle];
-    const id = agent('memory');
+    const id = newAgentId('memory');
     const { client: watcher } = await connect(x, id);
     // ~200 bytes of wire JSON each, over 10 tasks.
     const update = (n: number) => task(n % 10, { message: `step ${n} `.padEnd(14, '.') });
     for (let n = 0; n < 1000; n += 100) await accepted(x, id, range(n + 1, n + 100).map(update));
-    await eventually(() => seqsOf(watcher).at(-1) === 1000, 10_000, 'seq 1000');
+    await waitFor(() => seqsOf(watcher).at(-1) === 1000, 10_000, 'seq 1000');
     const json = updatesOf(watcher).map((u) => Buffer.byteLength(JSON.stringify(u)));
     const bytes = json.reduce((sum, size) => sum + size, 0);
     const usage = (kind: string) => Number(redis?.cli(db, 'MEMORY', 'USAGE', `haw:${kind}:${id}`, 'SAMPLES', '0'));
@@ -1103,7 +1104,7 @@ describe('Redis broker in process: history bounds and the broker contract', { sk
         assert.match(update.epoch, /^[a-z0-9]{12}$/);
         return update;
       };
-      const [p, q, r] = ['p', 'q', 'r'].map((label) => agent(label)) as [string, string, string];
+      const [p, q, r] = ['p', 'q', 'r'].map((label) => newAgentId(label)) as [string, string, string];
       const first = await publish(p, 1);
       for (let n = 2; n <= 4; n++) await publish(p, n);
       const { epoch } = first;
@@ -1117,7 +1118,7 @@ describe('Redis broker in process: history bounds and the broker contract', { sk
       assert.deepEqual(await broker.history(p, 4, epoch), [], 'nothing missed');
       assert.equal(await broker.history(p, 5, epoch), undefined, 'a seq from the future');
       assert.equal(await broker.history(p, 3, 'otherepoch00'), undefined, 'another epoch');
-      assert.equal(await broker.history(agent('never'), 0, epoch), undefined, 'an agent Redis does not hold');
+      assert.equal(await broker.history(newAgentId('never'), 0, epoch), undefined, 'an agent Redis does not hold');
       const others = new Map<string, string>();
       for (const id of [q, r]) for (let n = 1; n <= 4; n++) others.set(id, (await publish(id, n)).epoch);
       // r's second update passed the total: p's history went whole (published to least recently).

@@ -9,12 +9,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { AgentUpdate, ServerMessage, Snapshot, StatusUpdate, TaskUpdate } from '../plugin/index.ts';
 import { TestClient } from './helpers/client.ts';
-import { eventually, ingest, type Runtime, type ServerHandle, startServer, task } from './helpers/server.ts';
+import { newAgentId } from './helpers/ids.ts';
+import { ingest, type Runtime, type ServerHandle, startServer, task } from './helpers/server.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
 
-let sequence = 0;
-/** A fresh agent id per test, so tests never see each other's updates. */
-const agent = (label: string) => `${label}-${process.pid}-${++sequence}`;
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 /** A whole number from `min` to `max`, both included. */
 const between = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
@@ -218,13 +216,13 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
     });
 
     it('two tabs: one reloads while the other stays; it gets exactly the 20 it missed, once, in order', async () => {
-      const id = agent('tabs');
+      const id = newAgentId('tabs');
       const stays = tab(id);
       const reloads = tab(id);
       await stays.open();
       await reloads.open();
       for (let n = 1; n <= 5; n++) assert.equal((await ingest(server, id, task(n))).status, 202);
-      await eventually(() => reloads.position === 5 && stays.position === 5, 5000, 'both tabs at seq 5');
+      await waitFor(() => reloads.position === 5 && stays.position === 5, 5000, 'both tabs at seq 5');
       await reloads.drop('close');
 
       // 20 updates while it is away: singles and a batch, statuses and tasks.
@@ -247,7 +245,8 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
       assert.equal(hello.recovered, true);
       assert.equal(hello.epoch, reloads.epoch);
       const back = reloads.current;
-      await eventually(() => reloads.position === 30 && stays.position === 30, 5000, 'both tabs at seq 30');
+      await waitFor(() => reloads.position === 30 && stays.position === 30, 5000, 'both tabs at seq 30');
+      // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
       await sleep(150);
 
       const frames = back.frames.filter((frame) => frame.type !== 'ping');
@@ -271,11 +270,11 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
     });
 
     it('nothing missed: recovered, a snapshot and no batch', async () => {
-      const id = agent('uptodate');
+      const id = newAgentId('uptodate');
       const watcher = tab(id);
       await watcher.open();
       await ingest(server, id, [task(1), task(2)]);
-      await eventually(() => watcher.position === 2, 5000, 'seq 2');
+      await waitFor(() => watcher.position === 2, 5000, 'seq 2');
       await watcher.drop('terminate');
       const hello = await watcher.open();
       assert.equal(hello.recovered, true);
@@ -286,7 +285,7 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
     });
 
     it(`reconnect storm: ${stormClients} clients over 20 agents drop and resume while ~500 updates/s flow; no gap, no repeat`, async (context) => {
-      const agents = Array.from({ length: 20 }, () => agent('storm'));
+      const agents = Array.from({ length: 20 }, () => newAgentId('storm'));
       // Unevenly: 4 agents with one tab (each drop takes the agent offline: its updates are
       // queued and the tab resumes on a fresh subscription), 4 with three, the rest share the others.
       const owners = [
@@ -330,11 +329,12 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
       assert.ok(drops >= stormTabs.length, `every client dropped at least once on average (${drops})`);
 
       // Quiet: every tab catches up with the last update of its agent.
-      await eventually(
+      await waitFor(
         () => stormTabs.every((t) => t.position === flow.published.get(t.agentId)),
         10_000,
         'every tab at its agent’s last seq',
       );
+      // Nothing more may arrive (no repeat, nothing late): a window in which nothing must happen, so real time.
       await sleep(200);
       for (const t of stormTabs) {
         const last = flow.published.get(t.agentId) as number;
@@ -359,11 +359,11 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
     });
 
     it('a wrong epoch, a seq from the future, a malformed resume point', async () => {
-      const id = agent('epoch');
+      const id = newAgentId('epoch');
       const watcher = tab(id);
       const hello = await watcher.open();
       await ingest(server, id, [task(1), task(2), task(3)]);
-      await eventually(() => watcher.position === 3, 5000, 'seq 3');
+      await waitFor(() => watcher.position === 3, 5000, 'seq 3');
       for (const query of ['?since=2&epoch=notTheEpoch', `?since=9&epoch=${hello.epoch}`]) {
         const client = await open(id, query);
         const back = await client.next('connection_established');
@@ -381,7 +381,7 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
     });
 
     it('a dashboard joining mid-task sees the current status, running tasks with their latest progress, the completed one with its result', async () => {
-      const id = agent('midtask');
+      const id = newAgentId('midtask');
       // Published while nobody watches: the first joiner's snapshot comes from the broker...
       await ingest(server, id, [
         status('busy', { execution_status: { state: 'executing', task_id: 'task-2', progress: 10 } }),
@@ -431,7 +431,7 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
     });
 
     it('five watchers joining an offline agent together all get the same snapshot and the same queue', async () => {
-      const id = agent('five');
+      const id = newAgentId('five');
       await ingest(server, id, [task(1), status('busy'), task(2), task(1, { progress: 50 })]);
       for (let n = 3; n <= 5; n++) await ingest(server, id, task(n));
       const watchers = await Promise.all(Array.from({ length: 5 }, () => open(id)));
@@ -465,7 +465,7 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
       const server = await startServer(runtime, { HISTORY_SIZE: '5', BATCH_INTERVAL_MS: '50' });
       const all: TestClient[] = [];
       try {
-        const id = agent('overflow');
+        const id = newAgentId('overflow');
         const connect = async (query = '') => {
           const client = await TestClient.connect(`${server.ws}/agents/${id}/ws${query}`);
           all.push(client);
@@ -476,7 +476,7 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
         const leaves = await connect();
         const { epoch } = await leaves.next('connection_established');
         await ingest(server, id, [task(1, { progress: 10 }), task(2, { progress: 10 })]);
-        await eventually(() => seqsOf(leaves).at(-1) === 2, 5000, 'seq 2');
+        await waitFor(() => seqsOf(leaves).at(-1) === 2, 5000, 'seq 2');
         await leaves.close();
         await ingest(server, id, [
           task(1, { progress: 60 }),
@@ -487,7 +487,7 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
           task(3, { status: 'completed', progress: 100, result: ['a', 'b'] }),
           task(4, { progress: 15 }),
         ]);
-        await eventually(() => seqsOf(stays).at(-1) === 9, 5000, 'seq 9');
+        await waitFor(() => seqsOf(stays).at(-1) === 9, 5000, 'seq 9');
         // Missed 3..9 (7 updates), the server holds 5..9.
         const back = await connect(`?since=2&epoch=${epoch}`);
         const hello = await back.next('connection_established');
@@ -529,12 +529,12 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
       const server = await startServer(runtime, { HISTORY_SIZE: '5', BATCH_INTERVAL_MS: '50' });
       const all: TestClient[] = [];
       try {
-        const id = agent('overflow-offline');
+        const id = newAgentId('overflow-offline');
         const only = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
         all.push(only);
         const { epoch } = await only.next('connection_established');
         await ingest(server, id, task(1, { progress: 10 }));
-        await eventually(() => seqsOf(only).at(-1) === 1, 5000, 'seq 1');
+        await waitFor(() => seqsOf(only).at(-1) === 1, 5000, 'seq 1');
         await only.close();
         await ingest(
           server,
@@ -571,12 +571,12 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
       const server = await startServer(runtime, { HISTORY_SIZE: '5', MAX_QUEUE_SIZE: '5', BATCH_INTERVAL_MS: '50' });
       const all: TestClient[] = [];
       try {
-        const id = agent('overflow-offline');
+        const id = newAgentId('overflow-offline');
         const only = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
         all.push(only);
         const { epoch } = await only.next('connection_established');
         await ingest(server, id, task(1, { progress: 10 }));
-        await eventually(() => seqsOf(only).at(-1) === 1, 5000, 'seq 1');
+        await waitFor(() => seqsOf(only).at(-1) === 1, 5000, 'seq 1');
         await only.close();
         await ingest(
           server,
@@ -610,12 +610,12 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
       let server = await startServer(runtime, { BATCH_INTERVAL_MS: '50' });
       const all: TestClient[] = [];
       try {
-        const id = agent('restart');
+        const id = newAgentId('restart');
         const before = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
         all.push(before);
         const old = await before.next('connection_established');
         await ingest(server, id, [task(1), task(2), task(3), task(4)]);
-        await eventually(() => seqsOf(before).at(-1) === 4, 5000, 'seq 4');
+        await waitFor(() => seqsOf(before).at(-1) === 4, 5000, 'seq 4');
         assert.equal(await server.stop(), 0);
         await before.closed;
 
@@ -642,7 +642,7 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
     it('SNAPSHOT=off: no snapshot, the queue right after connection_established', async () => {
       const server = await startServer(runtime, { SNAPSHOT: 'off', BATCH_INTERVAL_MS: '50' });
       try {
-        const id = agent('nosnapshot');
+        const id = newAgentId('nosnapshot');
         await ingest(server, id, [task(1), task(2)]);
         const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
         const hello = await client.next('connection_established');

@@ -16,10 +16,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { AgentUpdate, ServerMessage, TaskUpdate } from '../plugin/index.ts';
 import { TestClient } from './helpers/client.ts';
-import { eventually, ingest, ROOT, type Runtime, type ServerHandle, startServer, task } from './helpers/server.ts';
-
-let sequence = 0;
-const agent = (label: string) => `${label}-${process.pid}-${++sequence}`;
+import { newAgentId } from './helpers/ids.ts';
+import { ingest, ROOT, type Runtime, type ServerHandle, startServer, task } from './helpers/server.ts';
+import { waitFor } from './helpers/wait.ts';
 
 /** The directories of this process's database files: `removeDbFiles` removes them. */
 const directories: string[] = [];
@@ -117,8 +116,8 @@ export function sqliteSuite(runtime: Runtime): void {
         MAX_QUEUE_BYTES: '100000000',
       };
       let server = await startServer(runtime, env);
-      const queued = agent('unwatched');
-      const watched = agent('watched');
+      const queued = newAgentId('unwatched');
+      const watched = newAgentId('watched');
       const clients: TestClient[] = [];
       try {
         const watcher = await TestClient.connect(`${server.ws}/agents/${watched}/ws`);
@@ -148,11 +147,7 @@ export function sqliteSuite(runtime: Runtime): void {
           }
         };
         const publishers = Array.from({ length: 8 }, (_, lane) => publisher(lane));
-        await eventually(
-          () => [...acked.values()].every((ids) => ids.size >= 100),
-          30_000,
-          '100 acknowledged per agent',
-        );
+        await waitFor(() => [...acked.values()].every((ids) => ids.size >= 100), 30_000, '100 acknowledged per agent');
         await kill(server);
         killed = true;
         await Promise.all(publishers);
@@ -224,14 +219,14 @@ export function sqliteSuite(runtime: Runtime): void {
       const path = freshDbPath();
       const env = { DB_PATH: path, BATCH_INTERVAL_MS: '20' };
       let server = await startServer(runtime, env);
-      const id = agent('restart');
+      const id = newAgentId('restart');
       const clients: TestClient[] = [];
       try {
         const before = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
         clients.push(before);
         const old = await before.next('connection_established');
         await ingest(server, id, [task(1), task(2, { status: 'completed' }), task(3), task(4)]);
-        await eventually(() => updatesOf(before).at(-1)?.seq === 4, 5000, 'seq 4');
+        await waitFor(() => updatesOf(before).at(-1)?.seq === 4, 5000, 'seq 4');
         assert.equal(await server.stop(), 0);
         await before.closed;
 
@@ -278,7 +273,7 @@ export function sqliteSuite(runtime: Runtime): void {
         MAX_TOTAL_QUEUE_BYTES: '500000',
       });
       try {
-        const agents = Array.from({ length: 50 }, () => agent('bounded'));
+        const agents = Array.from({ length: 50 }, () => newAgentId('bounded'));
         let n = 0;
         const round = async () => {
           for (let step = 0; step < 20; step++) {
@@ -312,7 +307,7 @@ export function sqliteSuite(runtime: Runtime): void {
     it('a second hub on the same file is refused; after SIGKILL the next start succeeds and keeps everything', async () => {
       const path = freshDbPath();
       const first = await startServer(runtime, { DB_PATH: path });
-      const id = agent('locked');
+      const id = newAgentId('locked');
       let again: ServerHandle | undefined;
       try {
         assert.equal((await ingest(first, id, [task(1), task(2)])).status, 202);
@@ -350,7 +345,7 @@ export function sqliteSuite(runtime: Runtime): void {
       // A real store with pages overwritten in the middle.
       const damaged = freshDbPath();
       const server = await startServer(runtime, { DB_PATH: damaged });
-      const id = agent('damaged');
+      const id = newAgentId('damaged');
       for (let n = 0; n < 20; n++) {
         await ingest(
           server,

@@ -35,10 +35,10 @@ import {
   head,
   inBatches,
   type RawAnswer,
-  sleep,
   WS_KEY,
 } from './helpers/raw-http.ts';
-import { eventually, node, type Runtime, type ServerHandle, startServer } from './helpers/server.ts';
+import { node, type Runtime, type ServerHandle, startServer } from './helpers/server.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
 
 const h2c = { Connection: 'Upgrade, HTTP2-Settings', Upgrade: 'h2c', 'HTTP2-Settings': 'AAMAAABkAARAAAAAAAIAAAAA' };
 const wsHeaders = {
@@ -214,7 +214,7 @@ describe('the Node demo answers and closes every request on the upgrade path', {
     // 200 clients connect at once (the server holds one descriptor each), then each sends its
     // request and stays: it never closes its side, so only the server can release the socket.
     const stayers: Socket[] = await inBatches([...Array(200).keys()], 50, () => connect(server.port));
-    await eventually(() => fdCount(pid) >= baseline + 200, 5000, 'the server holding the 200 connections');
+    await waitFor(() => fdCount(pid) >= baseline + 200, 5000, 'the server holding the 200 connections');
     const during = fdCount(pid);
     const answers = await Promise.all(
       stayers.map((socket, n) => {
@@ -296,8 +296,8 @@ describe('the Node demo under ulimit -n 256 serves again once a flood ends', () 
     assert.equal(server.process.exitCode, null, `the server is still running:\n${server.output()}`);
     assert.equal(timedOut, 0, 'the server closed every connection it accepted');
     assert.ok(after <= baseline + 3, `fds back to the baseline: ${after}, baseline ${baseline}`);
-    await eventually(() => statsWork(server.port), 5000, 'stats answering');
-    await eventually(() => webSocketWorks(`${server.ws}/agents/after-ulimit-flood/ws`), 5000, 'WebSocket connects');
+    await waitFor(() => statsWork(server.port), 5000, 'stats answering');
+    await waitFor(() => webSocketWorks(`${server.ws}/agents/after-ulimit-flood/ws`), 5000, 'WebSocket connects');
   });
 });
 
@@ -383,9 +383,10 @@ describe('guardUpgrades', () => {
       const plain = await exchange(port, head('GET /throws HTTP/1.1', h2c), 3000);
       assert.equal(plain.closedBy, 'server');
       assert.equal(plain.body, 'plain', 'a non-websocket upgrade never reaches the listeners');
+      // An unhandled rejection would be reported within a turn or two: a short quiet window.
       await sleep(50);
       assert.deepEqual(rejections, []);
-      await eventually(async () => (await connections(server)) === 0, 3000, 'no connection left');
+      await waitFor(async () => (await connections(server)) === 0, 3000, 'no connection left');
     } finally {
       process.off('unhandledRejection', onRejection);
       server.close();
@@ -411,7 +412,7 @@ describe('guardUpgrades', () => {
         socket.destroy();
       });
       assert.equal(vanishing.length, 20);
-      await eventually(async () => (await connections(running.server)) === 0, 5000, 'every connection released');
+      await waitFor(async () => (await connections(running.server)) === 0, 5000, 'every connection released');
     } finally {
       await running.close();
     }
@@ -526,6 +527,7 @@ describe('serveNode cuts slow clients within its timeouts', { concurrency: false
         socket.once('message', resolve);
         socket.once('error', reject);
       });
+      // Past every HTTP timeout, which the socket must outlive: nothing must happen, so real time.
       await sleep(REQUEST + CHECK * 5);
       assert.equal(socket.readyState, WebSocket.OPEN);
       const pong = new Promise((resolve) =>

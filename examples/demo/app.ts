@@ -8,7 +8,7 @@ import { type Context, Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { timingSafeEqual } from 'hono/utils/buffer';
 import type { RedisBrokerOptions } from '../../adapters/redis.ts';
-import { dashboard } from '../../dashboard/index.ts';
+import { dashboard, tokenRequired } from '../../dashboard/index.ts';
 import { type AgentHub, type AgentHubOptions, createAgentHub, SERVE_DEFAULTS } from '../../plugin/index.ts';
 
 /** The Node server's timeouts, in milliseconds (see `serveNode`); unset ones keep its defaults. */
@@ -137,10 +137,13 @@ export interface Demo {
 export function createDemo(settings: DemoSettings, mount: (hub: AgentHub) => Hono): Demo {
   const { authToken } = settings;
   /** `?token=` or `Authorization: Bearer`; browsers cannot set headers on a WebSocket. */
-  const checkToken = async (c: Context): Promise<void> => {
-    if (!authToken) return;
+  const tokenValid = async (c: Context): Promise<boolean> => {
+    if (!authToken) return true;
     const given = c.req.query('token') ?? c.req.header('authorization')?.replace(/^Bearer\s+/i, '');
-    if (given === undefined || !(await timingSafeEqual(given, authToken))) {
+    return given !== undefined && (await timingSafeEqual(given, authToken));
+  };
+  const checkToken = async (c: Context): Promise<void> => {
+    if (!(await tokenValid(c))) {
       const res = new Response(null, { status: 401, headers: { 'WWW-Authenticate': 'Bearer' } });
       throw new HTTPException(401, { message: 'a valid token is required', res });
     }
@@ -157,13 +160,12 @@ export function createDemo(settings: DemoSettings, mount: (hub: AgentHub) => Hon
   });
   const app = new Hono();
   // The dashboard at `/`, behind the same token as the hub's routes: open it as `/?token=...`,
-  // and the page passes the token on to its WebSockets and fetches.
-  app.use('/', async (c, next) => {
-    await checkToken(c);
-    await next();
-  });
+  // and the page passes the token on to its WebSockets and fetches. Without it, a browser is
+  // told so on a page of its own.
+  const title = 'hono-agent-ws demo';
+  app.use('/', async (c, next) => ((await tokenValid(c)) ? next() : tokenRequired(c, { title })));
   const simulated = Array.from({ length: settings.demoAgents }, (_, n) => `demo-agent-${n + 1}`);
-  app.route('/', dashboard(hub, { base: '/agents', title: 'hono-agent-ws demo', agents: simulated }));
+  app.route('/', dashboard(hub, { base: '/agents', title, agents: simulated }));
   app.route('/agents', mount(hub));
   const stop = simulateAgents(hub, settings.demoAgents);
   return { app, hub, stop };

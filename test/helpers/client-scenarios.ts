@@ -8,7 +8,9 @@ import { it } from 'node:test';
 import type { ConnectOptions } from '../../client/index.ts';
 import { CLOSE_TASK, type Report } from './client-harness.ts';
 import { startFront } from './front.ts';
+import { newAgentId } from './ids.ts';
 import { ingest, node, request, type ServerHandle, startServer, statsWith, task } from './server.ts';
+import { sleep, waitFor } from './wait.ts';
 
 /** One client being run. */
 export interface Run {
@@ -29,11 +31,10 @@ export interface Driver {
   readonly canSetOrigin?: boolean;
   /** No status in the error of a refused handshake: the client has to probe with fetch. */
   readonly probes?: boolean;
+  /** The WebSocket hands over a refused upgrade's response (`ws`): no probe for its error code. */
+  readonly readsRefusal?: boolean;
 }
 
-let sequence = 0;
-const agent = (label: string) => `client-${label}-${process.pid}-${++sequence}`;
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 type UpdateView = { type: string; seq: number; epoch: string; task_id?: string };
@@ -62,7 +63,7 @@ export function clientScenarios(driver: Driver): void {
     const server = await startServer(node, { BATCH_INTERVAL_MS: '300', HEARTBEAT_INTERVAL_MS: '1000' });
     let run: Run | undefined;
     try {
-      const id = agent('batches');
+      const id = newAgentId('client-batches');
       assert.equal((await ingest(server, id, [task(1), task(2), task(3)])).status, 202);
       // With validation: every frame checked against the server's valibot schemas (a lazy chunk).
       run = await driver.start(`${server.ws}/agents/${id}/ws`, { validate: true });
@@ -96,7 +97,7 @@ export function clientScenarios(driver: Driver): void {
       assert.ok(kinds.indexOf('snapshot') < kinds.indexOf('update'), 'the snapshot comes first');
       assert.deepEqual(
         run.reports.filter((report) => report.event === 'state').map((report) => report.args[0]),
-        ['open'],
+        ['connecting', 'open'],
       );
       await closeThroughServer(server, id, run);
       const typed = run.reports.find((report) => report.event === 'closed_by_harness')!.args[0];
@@ -104,7 +105,7 @@ export function clientScenarios(driver: Driver): void {
       assert.deepEqual(run.reports.find((report) => report.event === 'iterator_end')!.args[0], range(1, 9));
       assert.deepEqual(
         run.reports.filter((report) => report.event === 'state').map((report) => report.args[0]),
-        ['open', 'closed'],
+        ['connecting', 'open', 'closed'],
       );
     } finally {
       await run?.dispose();
@@ -118,7 +119,7 @@ export function clientScenarios(driver: Driver): void {
     let second: ServerHandle | undefined;
     let run: Run | undefined;
     try {
-      const id = agent('restart');
+      const id = newAgentId('client-restart');
       run = await driver.start(`${first.ws}/agents/${id}/ws`, { reconnect: { initialDelayMs: 100, maxDelayMs: 400 } });
       const hello = (await run.waitFor((report) => report.event === 'open', 'open')).args[0] as { epoch: string };
       await ingest(first, id, task(1));
@@ -129,7 +130,11 @@ export function clientScenarios(driver: Driver): void {
         (report) => report.event === 'close' && (report.args[0] as { willReconnect: boolean }).willReconnect,
         'a close that will reconnect',
       );
-      await sleep(300); // a few attempts against nothing
+      // A few attempts against nothing: two more closes after the one above, each a failed attempt.
+      await run.waitFor(
+        () => run!.reports.filter((report) => report.event === 'close').length >= 3,
+        'two failed attempts against nothing',
+      );
       second = await startServer(node, { ...env, PORT: String(first.port) });
       const again = (await run.waitFor((report) => report.event === 'open', 'open again', 15_000, run.reports.length))
         .args[0] as { epoch: string; recovered: boolean; reconnects: number };
@@ -154,7 +159,7 @@ export function clientScenarios(driver: Driver): void {
     const server = await startServer(node, { HEARTBEAT_INTERVAL_MS: '300', BATCH_INTERVAL_MS: '0' });
     let run: Run | undefined;
     try {
-      const id = agent('silent');
+      const id = newAgentId('client-silent');
       run = await driver.start(`${server.ws}/agents/${id}/ws`, {
         connectTimeoutMs: 1000,
         reconnect: { initialDelayMs: 100, maxDelayMs: 200 },
@@ -197,7 +202,7 @@ export function clientScenarios(driver: Driver): void {
     let run: Run | undefined;
     let publishing = true;
     let published = 0;
-    const id = agent('drop');
+    const id = newAgentId('client-drop');
     const publisher = (async () => {
       while (publishing) {
         const n = published + 1;
@@ -209,18 +214,34 @@ export function clientScenarios(driver: Driver): void {
     try {
       run = await driver.start(`${front.ws}/agents/${id}/ws`, { reconnect: { initialDelayMs: 200, maxDelayMs: 400 } });
       await run.waitFor((report) => report.event === 'open', 'open');
-      await sleep(300);
+      const live = run;
+      const closes = () => live.reports.filter((report) => report.event === 'close').length;
+      await run.waitFor(() => updatesOf(live).length >= 5, 'five updates before the drop');
       front.refuse(true);
       front.cut();
       await run.waitFor((report) => report.event === 'close', 'the drop');
-      await sleep(600);
+      const atDrop = published;
+      // Kept out until an attempt was refused and updates were published meanwhile.
+      await waitFor(
+        () => closes() >= 2 && published >= atDrop + 5,
+        10_000,
+        'a refused attempt and five updates published during the drop',
+      );
       front.refuse(false);
-      await run.waitFor(
+      const reopened = await run.waitFor(
         (report) => report.event === 'open' && (report.args[0] as { recovered: boolean }).recovered,
         'a recovered resume',
         10_000,
       );
-      await sleep(300);
+      const afterResume = run.reports.indexOf(reopened);
+      await run.waitFor(
+        () =>
+          live.reports
+            .slice(afterResume)
+            .filter((report) => report.event === 'update' && (report.args[1] as { source: string }).source !== 'resume')
+            .length >= 5,
+        'five live updates after the resume',
+      );
       publishing = false;
       await publisher;
       await run.waitFor(isUpdate(published), `the last update (${published})`);
@@ -242,7 +263,7 @@ export function clientScenarios(driver: Driver): void {
     const server = await startServer(node, { AUTH_TOKEN: 'secret' });
     let run: Run | undefined;
     try {
-      const id = agent('refused');
+      const id = newAgentId('client-refused');
       if (driver.probes) {
         const plain = await request(`${server.http}/agents/${id}/ws?token=wrong`);
         if (plain.status === 426) {
@@ -264,12 +285,14 @@ export function clientScenarios(driver: Driver): void {
         { kind: 'handshake_refused', status: 401 },
         { kind: (fatal.args[0] as any).kind, status: (fatal.args[0] as any).status },
       );
-      // The browser learnt it from the probe, which also reads X-Agent-WS-Error.
-      if (driver.probes) assert.equal((fatal.args[0] as { code?: string }).code, 'unauthorized');
+      // `ws` hands over the response; everywhere else the probe reads X-Agent-WS-Error.
+      assert.equal((fatal.args[0] as { code?: string }).code, 'unauthorized');
       await run.finished();
-      await sleep(500);
-      // One refused attempt; in a browser, one probe besides.
-      assert.equal((await unauthorized()) - before, driver.probes ? 2 : 1);
+      // Nothing may follow: a client that retried would do so within 50 ms (maxDelayMs), so a
+      // window of four retry delays is enough to see it.
+      await sleep(200);
+      // One refused attempt; one probe besides where the WebSocket hides the response.
+      assert.equal((await unauthorized()) - before, driver.readsRefusal ? 1 : 2);
       const stats = await statsWith(server, { authorization: 'Bearer secret' });
       assert.equal(stats.total_connections, 0);
       assert.ok(run.reports.some((report) => report.event === 'iterator_end'));
@@ -284,12 +307,13 @@ export function clientScenarios(driver: Driver): void {
       const server = await startServer(node);
       let run: Run | undefined;
       try {
-        run = await driver.start(`${server.ws}/agents/${agent('origin')}/ws`, {
+        run = await driver.start(`${server.ws}/agents/${newAgentId('client-origin')}/ws`, {
           origin: 'https://evil.example',
           reconnect: { initialDelayMs: 20, maxDelayMs: 50 },
         });
         const fatal = await run.waitFor((report) => report.event === 'fatal', 'fatal');
         assert.equal((fatal.args[0] as { status: number }).status, 403);
+        assert.equal((fatal.args[0] as { code?: string }).code, 'origin_forbidden');
         await run.finished();
         const stats = await statsWith(server, {});
         assert.equal(stats.errors_by_kind.origin_forbidden, 1);
@@ -305,7 +329,7 @@ export function clientScenarios(driver: Driver): void {
     const front = await startFront(() => 1);
     const port = front.port;
     await front.close();
-    const run = await driver.start(`ws://127.0.0.1:${port}/agents/${agent('nowhere')}/ws`, {
+    const run = await driver.start(`ws://127.0.0.1:${port}/agents/${newAgentId('client-nowhere')}/ws`, {
       reconnect: { initialDelayMs: 10_000, maxDelayMs: 10_000 },
       closeOn: 'reconnecting',
     });
@@ -314,7 +338,7 @@ export function clientScenarios(driver: Driver): void {
       await run.finished(5000);
       assert.ok(Date.now() - started < 5000);
       const states = run.reports.filter((report) => report.event === 'state').map((report) => report.args[0]);
-      assert.deepEqual(states, ['reconnecting', 'closed']);
+      assert.deepEqual(states, ['connecting', 'reconnecting', 'closed']);
     } finally {
       await run.dispose();
     }
@@ -324,7 +348,7 @@ export function clientScenarios(driver: Driver): void {
     const front = await startFront(() => 1);
     const port = front.port;
     await front.close();
-    const run = await driver.start(`ws://127.0.0.1:${port}/agents/${agent('retries')}/ws`, {
+    const run = await driver.start(`ws://127.0.0.1:${port}/agents/${newAgentId('client-retries')}/ws`, {
       reconnect: { initialDelayMs: 20, maxDelayMs: 40, maxRetries: 3 },
     });
     try {

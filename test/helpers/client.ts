@@ -5,6 +5,7 @@
 import WebSocket from 'ws';
 import type { ServerMessage } from '../../plugin/index.ts';
 import { validateClientFrame, validateServerFrame } from './contract.ts';
+import { sleep } from './wait.ts';
 
 type FrameOf<T extends ServerMessage['type']> = Extract<ServerMessage, { type: T }>;
 
@@ -122,9 +123,12 @@ export class TestClient {
     return this.#unread.splice(0).filter((frame) => frame.type !== 'ping');
   }
 
-  /** Waits `ms` and asserts no frame other than ping arrived. */
+  /**
+   * Waits `ms` and asserts no frame other than ping arrived: a window in which something must NOT
+   * happen, so it takes real time; keep it as short as what it rules out allows.
+   */
   async expectSilence(ms: number): Promise<void> {
-    await new Promise((done) => setTimeout(done, ms));
+    await sleep(ms);
     const extra = this.drain();
     if (extra.length > 0) throw new Error(`expected no frames, got ${JSON.stringify(extra)}`);
   }

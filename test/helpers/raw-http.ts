@@ -14,8 +14,11 @@ export interface RawAnswer {
   status: number;
   /** The first response's body (after the blank line). */
   body: string;
-  /** `server` when the server ended or reset the connection, `timeout` when we gave up. */
-  closedBy: 'server' | 'timeout';
+  /**
+   * `server` when the server ended or reset the connection, `timeout` when we gave up,
+   * `answered` when we closed it ourselves once a whole answer was in (`sendAll` on keep-alive).
+   */
+  closedBy: 'server' | 'timeout' | 'answered';
   /** Ms from the first byte written to the connection's end. */
   ms: number;
 }
@@ -25,6 +28,16 @@ function parse(text: string): { status: number; body: string } {
   const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0);
   const split = text.indexOf('\r\n\r\n');
   return { status, body: split < 0 ? '' : text.slice(split + 4) };
+}
+
+/** Whether `text` holds a whole first answer: its declared length, or chunks up to the last. */
+function isWhole(text: string): boolean {
+  const split = text.indexOf('\r\n\r\n');
+  if (split < 0) return false;
+  const headers = text.slice(0, split);
+  const length = /^content-length:\s*(\d+)/im.exec(headers);
+  if (length) return text.length - split - 4 >= Number(length[1]);
+  return /^transfer-encoding:\s*chunked/im.test(headers) && text.endsWith('\r\n0\r\n\r\n');
 }
 
 /** Opens a TCP connection to 127.0.0.1:port. */
@@ -43,12 +56,18 @@ export function connect(port: number): Promise<net.Socket> {
  * socket) after `timeout` ms. The socket stays open on our side until then: a client that
  * "stays".
  */
-export function answerOf(socket: net.Socket, timeout = 5000, started = Date.now()): Promise<RawAnswer> {
+export function answerOf(
+  socket: net.Socket,
+  timeout = 5000,
+  started = Date.now(),
+  untilAnswered = false,
+): Promise<RawAnswer> {
   return new Promise((resolve) => {
     let text = '';
     socket.setEncoding('latin1');
     socket.on('data', (chunk: string) => {
       text += chunk;
+      if (untilAnswered && isWhole(text)) finish('answered');
     });
     socket.on('error', () => {});
     const finish = (closedBy: RawAnswer['closedBy']) => {
@@ -104,4 +123,45 @@ export async function inBatches<T, R>(items: T[], width: number, task: (item: T)
   return results;
 }
 
-export const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));
+/** The suite's `sleep` (test/helpers/wait.ts), still exported here for the files that import it from this module. */
+export { sleep } from './wait.ts';
+
+/** What `sendAll` saw: the answer, and how much of the body went out before the end. */
+export interface SentAnswer extends RawAnswer {
+  /** Bytes of the body written before the connection ended. */
+  sent: number;
+}
+
+/**
+ * Writes `head`, then `body` (a buffer written whole, or a size to send in 64 KiB chunks for as
+ * long as the server reads them: a client that never stops), while collecting what the server
+ * answers. Settles once a whole answer is in or the server ends the connection, or after
+ * `timeout` ms; the socket is destroyed then.
+ */
+export async function sendAll(
+  port: number,
+  head: string,
+  body: Buffer | number,
+  timeout = 30_000,
+): Promise<SentAnswer> {
+  const socket = await connect(port);
+  const started = Date.now();
+  const answer = answerOf(socket, timeout, started, true);
+  let sent = 0;
+  socket.write(head, 'latin1');
+  if (Buffer.isBuffer(body)) {
+    socket.write(body, (error) => {
+      if (!error) sent = body.length;
+    });
+  } else {
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    const pump = () => {
+      while (!socket.destroyed && sent < body) {
+        sent += chunk.length;
+        if (!socket.write(chunk)) return void socket.once('drain', pump);
+      }
+    };
+    pump();
+  }
+  return { ...(await answer), sent };
+}

@@ -92,30 +92,57 @@ export async function startServer(runtime: Runtime, env: Record<string, string> 
   };
 }
 
+/** Ms `request()` waits for a whole answer before it gives up (and rejects). */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
 /**
  * One HTTP request on a fresh connection (no pooling: a 413 makes the server drop the socket,
- * which a pooled client would otherwise reuse).
+ * which a pooled client would otherwise reuse). Always settles: it resolves with the answer, or
+ * with as much of it as arrived when the server cut the connection after its status line (a
+ * refusal while the body was still being written), and rejects when no answer came at all (the
+ * error says so, with the URL), or none within `timeout` ms.
  */
 export function request(
   url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  options: { method?: string; headers?: Record<string, string>; body?: string; timeout?: number } = {},
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
+  const method = options.method ?? 'GET';
+  const timeout = options.timeout ?? REQUEST_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      { method: options.method ?? 'GET', headers: options.headers, agent: false },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk) => {
-          text += chunk;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
-      },
+    let answered: http.IncomingMessage | undefined;
+    let text = '';
+    let settled = false;
+    const settle = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (answered) resolve({ status: answered.statusCode ?? 0, headers: answered.headers, text });
+      else reject(error ?? new Error(`${method} ${url}: the connection closed without an answer`));
+      req.destroy();
+    };
+    const req = http.request(url, { method, headers: options.headers, agent: false }, (res) => {
+      answered = res;
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        text += chunk;
+      });
+      res.on('end', () => settle());
+      // Cut mid-answer: what arrived is the answer.
+      res.on('close', () => settle());
+      res.on('error', () => settle());
+    });
+    const timer = setTimeout(
+      () => settle(new Error(`${method} ${url}: no whole answer within ${timeout} ms`)),
+      timeout,
     );
     req.on('error', (error: NodeJS.ErrnoException) => {
-      // The server may answer (413) and close before the whole body is written.
-      if (error.code !== 'EPIPE' && error.code !== 'ECONNRESET') reject(error);
+      // The server may answer (413) and close before the whole body is written: the answer, if
+      // it arrived, still settles the request through the response's events; without one, this
+      // is the failure.
+      if (answered === undefined) settle(new Error(`${method} ${url}: ${error.code ?? error.message}, no answer`));
+    });
+    req.on('close', () => {
+      if (answered === undefined) settle();
     });
     req.end(options.body);
   });
@@ -184,15 +211,8 @@ export const task = (n: number, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-/** Polls `check` until it returns true or `timeout` passes. */
-export async function eventually(
-  check: () => boolean | Promise<boolean>,
-  timeout = 3000,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what} not reached within ${timeout} ms`);
-    await new Promise((done) => setTimeout(done, 20));
-  }
-}
+/**
+ * `waitFor` under its old name, for test files written before `test/helpers/wait.ts`; new code
+ * imports `waitFor` from there.
+ */
+export { waitFor as eventually } from './wait.ts';
