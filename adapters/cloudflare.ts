@@ -5,7 +5,7 @@ import * as v from 'valibot';
 import { type AgentState, applyUpdate, createAgentState } from '../plugin/agent-state.ts';
 import { CLOSE_REASONS, CloseCode } from '../plugin/close-codes.ts';
 import { createUpdateEncoder, nestsDeeperThan } from '../plugin/encode.ts';
-import { describeIssues, type IssueAt, issuesAt } from '../plugin/errors.ts';
+import { describeIssues, InvalidUpdateError, type IssueAt, issuesAt } from '../plugin/errors.ts';
 import { classifyFrame } from '../plugin/inbound.ts';
 import type { AuthorizeHook } from '../plugin/options.ts';
 import {
@@ -15,6 +15,10 @@ import {
   type ErrorCode,
   type HttpErrorCode,
   IngestBodySchema,
+  StatusUpdateFieldsSchema,
+  type StatusUpdateInput,
+  TaskUpdateFieldsSchema,
+  type TaskUpdateInput,
   type UnsequencedUpdate,
 } from '../plugin/schemas.ts';
 
@@ -527,6 +531,82 @@ const wholeNumber = (name: string, value: number): number => {
 const sendError = (socket: WorkersWebSocket, code: ErrorCode, message: string) =>
   socket.send(JSON.stringify({ type: 'error', code, message, timestamp: new Date().toISOString() }));
 
+/** Hands validated, stamped updates to the agent's object, which numbers and sends them. */
+const publishTo = (namespace: AgentObjectNamespace, agentId: string, updates: readonly object[]): Promise<Response> =>
+  namespace.get(namespace.idFromName(agentId)).fetch(
+    new Request(`${OBJECT_ORIGIN}/publish`, {
+      method: 'POST',
+      headers: { [AGENT_HEADER]: agentId, 'Content-Type': 'application/json' },
+      body: JSON.stringify(updates),
+    }),
+  );
+
+/**
+ * Publishes to agents' objects from Worker code (a queue consumer, a cron, a route of the app).
+ */
+export interface CloudflarePublisher {
+  /**
+   * Publishes a status update; `type`, `agent_id` and `timestamp` are added.
+   *
+   * @returns A promise that resolves once the agent's object numbered and sent it, and rejects
+   *   with `InvalidUpdateError` when the agent id or the update is invalid, or with an `Error`
+   *   when the object did not take it.
+   */
+  publishStatus(agentId: string, update: StatusUpdateInput): Promise<void>;
+  /**
+   * Publishes a task update; `type`, `agent_id` and `timestamp` are added.
+   *
+   * @returns As `publishStatus`; a `result` nesting deeper than `maxUpdateDepth` is invalid.
+   */
+  publishTask(agentId: string, update: TaskUpdateInput): Promise<void>;
+}
+
+/**
+ * Creates the publisher of a Durable Object namespace of `AgentChannelObject`:
+ * `cloudflarePublisher(env.AGENT_WS).publishStatus('agent-1', { status: 'running' })`.
+ *
+ * @param namespace The namespace binding.
+ * @param options `maxUpdateDepth` (default 32, as the hub's).
+ *
+ * @returns The publisher.
+ */
+export function cloudflarePublisher(
+  namespace: AgentObjectNamespace,
+  options: { maxUpdateDepth?: number } = {},
+): CloudflarePublisher {
+  const maxUpdateDepth = wholeNumber('maxUpdateDepth', options.maxUpdateDepth ?? 32);
+  const publish = async (
+    agentId: string,
+    type: 'status_update' | 'task_update',
+    schema: typeof StatusUpdateFieldsSchema | typeof TaskUpdateFieldsSchema,
+    update: unknown,
+  ): Promise<void> => {
+    const what = type === 'status_update' ? 'status update' : 'task update';
+    const id = v.safeParse(AgentIdSchema, agentId);
+    if (!id.success) throw new InvalidUpdateError('agent id', id.issues);
+    const fields = v.safeParse(schema, update);
+    if (!fields.success) throw new InvalidUpdateError(what, fields.issues);
+    const output = fields.output as { result?: unknown };
+    if (output.result !== undefined && nestsDeeperThan(output.result, maxUpdateDepth)) {
+      const deep = v.safeParse(
+        v.object({
+          result: v.custom(() => false, `result nests deeper than ${maxUpdateDepth} levels (maxUpdateDepth)`),
+        }),
+        output,
+      );
+      throw new InvalidUpdateError(what, deep.issues as [v.BaseIssue<unknown>, ...v.BaseIssue<unknown>[]]);
+    }
+    const response = await publishTo(namespace, agentId, [
+      { type, agent_id: agentId, ...fields.output, timestamp: new Date().toISOString() },
+    ]);
+    if (response.status !== 202) throw new Error(`the agent's object refused the update: HTTP ${response.status}`);
+  };
+  return {
+    publishStatus: (agentId, update) => publish(agentId, 'status_update', StatusUpdateFieldsSchema, update),
+    publishTask: (agentId, update) => publish(agentId, 'task_update', TaskUpdateFieldsSchema, update),
+  };
+}
+
 /**
  * Options of `cloudflareRoutes`.
  */
@@ -569,10 +649,10 @@ export function cloudflareRoutes(options: CloudflareRoutesOptions = {}): Hono {
   const invalidUpdate = (c: Context, issues: IssueAt[]) =>
     refuse(c, 400, 'invalid_update', describeIssues(issues), issues);
 
-  const objectOf = (c: Context, agentId: string) => {
+  const namespaceOf = (c: Context): AgentObjectNamespace => {
     const namespace = (c.env as Record<string, AgentObjectNamespace | undefined> | undefined)?.[bindingName];
     if (!namespace) throw new Error(`no Durable Object binding named ${bindingName}`);
-    return namespace.get(namespace.idFromName(agentId));
+    return namespace;
   };
 
   /** The agent id of the path, or the refusal. */
@@ -616,7 +696,8 @@ export function cloudflareRoutes(options: CloudflareRoutesOptions = {}): Hono {
     const headers = new Headers(c.req.raw.headers);
     headers.set(AGENT_HEADER, agentId);
     const query = resume ? `?since=${resume.since}&epoch=${resume.epoch}` : '';
-    return objectOf(c, agentId).fetch(new Request(`${OBJECT_ORIGIN}/ws${query}`, { headers }));
+    const namespace = namespaceOf(c);
+    return namespace.get(namespace.idFromName(agentId)).fetch(new Request(`${OBJECT_ORIGIN}/ws${query}`, { headers }));
   });
 
   if (options.ingest) {
@@ -651,13 +732,7 @@ export function cloudflareRoutes(options: CloudflareRoutesOptions = {}): Hono {
       }
       const timestamp = new Date().toISOString();
       const updates = items.map(({ type, ...fields }) => ({ type, agent_id: agentId, ...fields, timestamp }));
-      return objectOf(c, agentId).fetch(
-        new Request(`${OBJECT_ORIGIN}/publish`, {
-          method: 'POST',
-          headers: { [AGENT_HEADER]: agentId, 'Content-Type': 'application/json' },
-          body: JSON.stringify(updates),
-        }),
-      );
+      return publishTo(namespaceOf(c), agentId, updates);
     });
   }
 

@@ -5,6 +5,7 @@
  * are all hibernatable after some seconds without an event.
  */
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -40,6 +41,34 @@ async function ingest(agentId: string, body: unknown, raw?: string, mount = '/ag
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: raw ?? JSON.stringify(body),
+  });
+}
+
+/**
+ * A POST on a connection of its own, closed after: the server may answer before it read the
+ * body (413) and close, which would break the next request of a shared keep-alive pool.
+ */
+function postAlone(path: string, body: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    let answered = false;
+    const request = httpRequest(
+      `${http}${path}`,
+      { method: 'POST', agent: false, headers: { 'Content-Type': 'application/json', Connection: 'close' } },
+      (response) => {
+        answered = true;
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => {
+          text += chunk;
+        });
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text }));
+      },
+    );
+    // Writing the rest of a refused body may fail once the server closed: the answer is what counts.
+    request.on('error', (error) => {
+      if (!answered) reject(error);
+    });
+    request.end(body);
   });
 }
 
@@ -130,13 +159,12 @@ describe('cloudflare: routes in the Worker', () => {
     });
     assert.equal(tooDeep.status, 400);
     assert.match(((await tooDeep.json()) as { message: string }).message, /maxUpdateDepth/);
-    const tooBig = await ingest(
-      'ingest-bad',
-      undefined,
+    const tooBig = await postAlone(
+      '/agents/ingest-bad/updates',
       JSON.stringify({ type: 'status_update', status: 'x'.repeat(2_000_000) }),
     );
     assert.equal(tooBig.status, 413);
-    assert.equal(((await tooBig.json()) as { error: string }).error, 'payload_too_large');
+    assert.equal((JSON.parse(tooBig.body) as { error: string }).error, 'payload_too_large');
     const notJsonType = await fetch(`${http}/agents/ingest-bad/updates`, {
       method: 'POST',
       headers: { 'Content-Type': 'text/plain' },
@@ -330,6 +358,33 @@ describe('cloudflare: an agent’s Durable Object', () => {
           return true;
         },
       );
+    }
+  });
+
+  test('publishTask from Worker code reaches the agent’s sockets; invalid updates reject with InvalidUpdateError', async () => {
+    const client = await TestClient.connect(`${ws}/agents/from-code/ws`);
+    try {
+      await client.next('snapshot');
+      const post = (agentId: string, body: unknown) =>
+        fetch(`${http}/app/${agentId}/task`, { method: 'POST', body: JSON.stringify(body) });
+      assert.equal((await post('from-code', { task_id: 'a', status: 'running', progress: 50 })).status, 204);
+      const update = await client.next('task_update');
+      assert.deepEqual([update.task_id, update.progress, update.seq, update.agent_id], ['a', 50, 1, 'from-code']);
+      const bad = await post('from-code', { task_id: 'a', status: 'running', progress: 140 });
+      assert.equal(bad.status, 400);
+      assert.match(((await bad.json()) as { invalid: string }).invalid, /^invalid task update: .*progress/);
+      let deep: unknown = 1;
+      for (let level = 0; level < 40; level++) deep = { deeper: deep };
+      const tooDeep = await post('from-code', { task_id: 'a', status: 'done', progress: 100, result: deep });
+      assert.equal(tooDeep.status, 400);
+      assert.match(((await tooDeep.json()) as { invalid: string }).invalid, /maxUpdateDepth/);
+      const badId = await post('bad%20id', { task_id: 'a', status: 'running', progress: 1 });
+      assert.equal(badId.status, 400);
+      assert.match(((await badId.json()) as { invalid: string }).invalid, /^invalid agent id/);
+      await client.expectSilence(200);
+      assert.deepEqual(client.problems, []);
+    } finally {
+      await client.close();
     }
   });
 
