@@ -6,7 +6,7 @@
  * `routesOptions`). `hono/bun` keeps a data object with a parsed `URL` per socket and builds a
  * fresh context (with a second `URL` and a frozen `readyState`) for every event; here a socket's
  * data is its one context, holding the events and the request URL as a string, parsed when
- * `url` is first read (bench/notes/bun-deno-memory.md).
+ * `url` is first read (docs/runtimes.md, "Memory per connection").
  *
  * @module
  */

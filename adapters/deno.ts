@@ -2,7 +2,7 @@
  * Deno binding: `Deno.serve` with an `upgradeWebSocket` of its own, built on hono's `hono/ws`
  * helpers: `hono/deno`'s keeps the Hono context and Deno's request alive per socket
  * and registers four `on…` closures; here a socket keeps one context (the socket alone) and one
- * listener object (bench/notes/bun-deno-memory.md).
+ * listener object (docs/runtimes.md, "Memory per connection").
  *
  * Nothing else to absorb here: Deno's sockets expose the standard `bufferedAmount` the hub reads
  * by default, and its abrupt close (an error event, then close code 0) is already what the hub

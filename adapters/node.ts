@@ -25,7 +25,7 @@ export { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger
  * `@hono/node-server`'s `upgradeWebSocket`, minus a per-connection leak of memory: its event
  * handlers are closures over the context they were given, which they keep for the socket's
  * lifetime, and with the request's Hono context go its `Request`, headers, URLs and the
- * `IncomingMessage` (about 5 KB per idle connection; bench/heap.ts, bench/notes/node-memory.md).
+ * `IncomingMessage` (docs/runtimes.md, "Memory per connection"; measured by bench/heap.ts).
  * So the events are made with the real context, and the handler is given a stand-in holding only
  * what it reads: the `Upgrade` header, the URL and the server's `env`, whose `IncomingMessage` is
  * dropped once the upgrade is answered (nothing reads it after).

@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: fan-out, latency, memory and HTTP load of the plugin against raw `ws`,
- * Socket.IO and Bun's native pub/sub, in one run. The "Benchmarks" section of README.md says what
+ * Socket.IO and Bun's native pub/sub, in one run. bench/README.md says what
  * each scenario measures and holds the latest full run's results.
  *
  * Flags (bench/lib/args.ts): `--quick` (seconds-long version of every scenario, for CI),

@@ -3,7 +3,7 @@
  * standard WebSocket API only. Batches are unpacked into their updates in order, pings are
  * answered, a silent connection is given up after 2 × `heartbeat_interval`, dropped connections
  * come back with exponential backoff and full jitter, and every reconnection resumes with
- * `?since=&epoch=` so no update is delivered twice. See the README's "Client" section.
+ * `?since=&epoch=` so no update is delivered twice. See docs/client.md.
  *
  * ```ts
  * import { connectAgent } from 'hono-agent-ws/client';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fakeClock } from '../test/helpers/clock.ts';
-import { type DropReason, type Joined, memoryBroker } from './broker.ts';
+import { type DropReason, type Joined, MEMORY_BOOKKEEPING, memoryBroker } from './broker.ts';
 import type { AgentUpdate, UnsequencedUpdate } from './schemas.ts';
 
 const update = (n: number): UnsequencedUpdate => ({
@@ -102,7 +102,9 @@ describe('memoryBroker', () => {
   });
 
   it('bounds all queues together, dropping whole queues that waited longest', () => {
-    const { broker, drops, reasons } = setup(100, undefined, { maxTotalQueueBytes: bytes * 4 });
+    // Four updates in three queues fit; the totals count the bookkeeping too.
+    const total = 4 * (bytes + MEMORY_BOOKKEEPING.entry) + 3 * (MEMORY_BOOKKEEPING.queue + 1);
+    const { broker, drops, reasons } = setup(100, undefined, { maxTotalQueueBytes: total });
     broker.publish('a', update(1));
     broker.publish('a', update(2));
     broker.publish('b', update(3));

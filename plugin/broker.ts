@@ -1,18 +1,32 @@
-import { type AgentState, applyUpdate, createAgentState, snapshotTasks } from './agent-state.ts';
+import {
+  type AgentState,
+  applyUpdate,
+  createAgentState,
+  type HeldUpdate,
+  shrinkState,
+  snapshotTasks,
+} from './agent-state.ts';
+import { heldBytes } from './encode.ts';
 import type { AgentUpdate, StatusUpdate, TaskUpdate, UnsequencedUpdate } from './schemas.ts';
-import type { HubStats } from './stats.ts';
+import type { EvictionKind, HubStats } from './stats.ts';
 
 /** A value, or a promise of it: in-memory brokers answer synchronously, networked ones do not. */
 export type MaybePromise<T> = T | Promise<T>;
 
 /**
  * What the hub tells a broker when it starts it.
+ *
+ * Every byte limit counts what the store really holds for an update, so the limits bound its
+ * memory: a broker that stores UTF-8 (Redis) counts the JSON's UTF-8 bytes (`sizeOf`) and its
+ * own bookkeeping; the in-memory broker counts the JSON string as the process holds it
+ * (`heldBytes`: twice its length when it has a character beyond U+00FF) plus its bookkeeping in
+ * the totals.
  */
 export interface BrokerContext {
   /** Most updates kept per agent while no instance has a connection for it. */
   readonly maxQueueSize: number;
   /**
-   * Most bytes (the updates' JSON, UTF-8) kept per agent's queue; the oldest updates are dropped
+   * Most bytes (the updates' JSON) kept per agent's queue; the oldest updates are dropped
    * first. An update larger than this on its own is dropped at once.
    */
   readonly maxQueueBytes: number;
@@ -32,18 +46,26 @@ export interface BrokerContext {
   /** Most bytes of each agent's history. */
   readonly maxHistoryBytes: number;
   /**
-   * Most bytes of history all agents together may hold (per process in memory; a networked
-   * broker may bound it by other means). Over it, the history of the agents published to least
-   * recently goes first; their `seq` and `epoch` stay, only older resumes fail.
+   * Most bytes of history all agents together may hold (per process in memory, cluster-wide in
+   * a networked broker). Over it, the history of the agents published to least recently goes
+   * first; their `seq` and `epoch` stay, only older resumes fail.
    */
   readonly maxTotalHistoryBytes: number;
   /**
-   * Most bytes (its updates' JSON) of each agent's snapshot state: its latest status and the
-   * latest update of each task it holds. Optional: a broker reads it with a default of its own
-   * when a hub passes none.
+   * Most bytes of each agent's state: its latest status and task updates (see `applyUpdate` in
+   * `agent-state.ts`) and its stream record (id, epoch, `seq`). Over it, the least recently
+   * updated entries go first, never the newest update; a task update over it on its own is kept
+   * without its `result` (`withoutResult`), and reported as a `result` eviction. Optional for
+   * contexts built before it existed; `createAgentHub` always sets it (absent: the in-memory and
+   * Redis brokers leave it unbounded, another broker may apply a default of its own).
    */
   readonly maxStateBytes?: number;
-  /** Most bytes of snapshot state all agents together may hold; optional as `maxStateBytes`. */
+  /**
+   * Most bytes of state all agents together may hold (per process in memory, cluster-wide in a
+   * networked broker). Over it, the agents touched least recently go first: one no instance
+   * watches is forgotten whole (it gets a new epoch if it comes back), one being watched keeps
+   * only its newest update. Reported as `state` evictions. Optional as `maxStateBytes` is.
+   */
   readonly maxTotalStateBytes?: number;
   /**
    * The JSON the hub serialised an update to at the door, before it was numbered: a networked
@@ -52,6 +74,23 @@ export interface BrokerContext {
   readonly bodyOf?: (update: UnsequencedUpdate) => string;
   /** The byte size the limits above count for an update: its JSON, UTF-8. */
   readonly sizeOf: (update: AgentUpdate) => number;
+  /**
+   * The numbered update's wire JSON, serialised once: a broker that keeps it as this string
+   * shares one copy with every frame, queue, history and state that has the update.
+   */
+  readonly jsonOf?: (update: AgentUpdate) => string;
+  /**
+   * Reads back an update a broker kept as its wire JSON, and remembers that string as its JSON:
+   * handing it to the hub then costs no second serialisation and no second copy.
+   */
+  readonly parse?: (json: string) => AgentUpdate;
+  /**
+   * Reports data the broker gave up to stay within its byte limits, so the hub counts it by
+   * kind (`evictions_by_kind`) and logs it (rate-limited): `count` agents (or, for `task`, state
+   * entries). Whole queues dropped over `maxTotalQueueBytes` are reported here as `queue` as well
+   * as through `onDropped`.
+   */
+  readonly onEvicted?: (agentId: string, kind: EvictionKind, count: number) => void;
   /**
    * Reports updates the broker dropped, so the hub counts them and logs them (rate-limited):
    * `count` (over `maxQueueSize`), `bytes` (over `maxQueueBytes`), `total_bytes` (over
@@ -255,25 +294,42 @@ export interface MemoryBrokerOptions {
   maxQueuedAgents?: number;
   /**
    * Most agents whose stream (epoch, seq, history, state) is kept; past it, the agent published
-   * to least recently is forgotten, and gets a new epoch if it comes back. Default 10000.
+   * to or watched least recently is forgotten, and gets a new epoch if it comes back (counted as
+   * a `state` eviction). `maxTotalStateBytes` bounds the same streams in bytes. Default 10000.
    */
   maxAgents?: number;
 }
 
 /**
- * One agent's stream: its numbering, history and state.
+ * One agent's stream: its numbering, history and state. The history holds the updates' wire
+ * JSON, the same strings the state and the queue hold.
  *
  * @internal
  */
 interface Stream {
   readonly epoch: string;
   seq: number;
-  history: AgentUpdate[];
-  sizes: number[];
+  history: string[];
+  costs: number[];
   head: number;
   bytes: number;
   readonly state: AgentState;
+  /** What it counts against `maxTotalStateBytes`: its state and its record. */
+  stateBytes: number;
 }
+
+/**
+ * What the in-memory broker's bookkeeping counts besides the updates' JSON, estimated for V8 on
+ * the generous side (test/memory.test.ts checks the heap after GC against it): `stream`, one stream's record besides its agent id
+ * (the stream, its state's maps, its history arrays, its epoch, its slot in the streams map),
+ * counted in its state; `queue`, one queue besides its agent id, and `entry`, each update a
+ * queue or history holds (its slots, the string's header), counted in the totals.
+ *
+ * @internal
+ */
+export const MEMORY_BOOKKEEPING: { readonly stream: number; readonly queue: number; readonly entry: number } =
+  Object.freeze({ stream: 640, queue: 320, entry: 48 });
+const { stream: STREAM_OVERHEAD, queue: QUEUE_OVERHEAD, entry: ENTRY_OVERHEAD } = MEMORY_BOOKKEEPING;
 
 /**
  * A new epoch: 12 random characters, so epochs of different streams and restarts never meet.
@@ -288,13 +344,13 @@ export function newEpoch(): string {
 }
 
 /**
- * One agent's offline queue: oldest first, with its byte size.
+ * One agent's offline queue: the updates' wire JSON, oldest first, with what each counts.
  *
  * @internal
  */
 interface Queue {
-  items: AgentUpdate[];
-  sizes: number[];
+  items: string[];
+  costs: number[];
   head: number;
   bytes: number;
   /** `Date.now()` of the newest update: `queueTtl` counts from here. */
@@ -313,7 +369,14 @@ const QUEUED: PublishReceipt = Object.freeze({ queued: true });
  *
  * Queues are kept in the order they were last added to, so the queue evicted first (over
  * `maxTotalQueueBytes` or `maxQueuedAgents`) is the one that waited longest, and expiry
- * (`queueTtl`) looks only at the front. Expired queues go when the broker is next used.
+ * (`queueTtl`) looks only at the front. Expired queues go when the broker is next used. Streams
+ * are kept in the order they were last published to or watched: over `maxTotalHistoryBytes`,
+ * `maxTotalStateBytes` or `maxAgents`, the front goes first.
+ *
+ * Every update is kept as its wire JSON, one string shared by the queue, the history and the
+ * state (a parsed update can take many times its JSON in memory), and every byte limit counts
+ * that string as the process holds it (`heldBytes`) plus the bookkeeping around it, so the limits
+ * bound the heap, not only the JSON.
  *
  * @param options The broker options.
  *
@@ -323,84 +386,174 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
   const maxQueuedAgents = options.maxQueuedAgents ?? 10_000;
   const maxAgents = options.maxAgents ?? 10_000;
   return (context) => {
-    const { maxQueueSize, maxQueueBytes, maxTotalQueueBytes, queueTtl, sizeOf, onDropped } = context;
+    const { maxQueueSize, maxQueueBytes, maxTotalQueueBytes, queueTtl, onDropped } = context;
     const { historySize, maxHistoryBytes, maxTotalHistoryBytes } = context;
+    // A hub older than the state bounds passes none: unbounded, as it was.
+    const maxStateBytes = context.maxStateBytes ?? Number.POSITIVE_INFINITY;
+    const maxTotalStateBytes = context.maxTotalStateBytes ?? Number.POSITIVE_INFINITY;
+    const jsonOf = context.jsonOf ?? ((update: AgentUpdate) => JSON.stringify(update));
+    const parse = context.parse ?? ((json: string) => JSON.parse(json) as AgentUpdate);
+    const evicted = (agentId: string, kind: EvictionKind, count: number) => {
+      if (count > 0) context.onEvicted?.(agentId, kind, count);
+    };
     const subscribers = new Map<string, (update: AgentUpdate) => void>();
     const queues = new Map<string, Queue>();
     let queued = 0;
     let queuedBytes = 0;
-    // In the order agents were last published to: the front is evicted first.
+    // In the order agents were last published to or watched: the front is evicted first.
     const streams = new Map<string, Stream>();
     let historyBytes = 0;
+    let stateBytes = 0;
 
-    const newStream = (): Stream => ({
-      epoch: newEpoch(),
-      seq: 0,
-      history: [],
-      sizes: [],
-      head: 0,
-      bytes: 0,
-      state: createAgentState(),
-    });
+    const newStream = (agentId: string): Stream => {
+      const record = STREAM_OVERHEAD + agentId.length;
+      stateBytes += record;
+      return {
+        epoch: newEpoch(),
+        seq: 0,
+        history: [],
+        costs: [],
+        head: 0,
+        bytes: 0,
+        state: createAgentState(),
+        stateBytes: record,
+      };
+    };
 
     const forgetHistory = (stream: Stream, keep: number) => {
       while (stream.history.length - stream.head > keep) {
-        const bytes = stream.sizes[stream.head] as number;
-        stream.history[stream.head] = undefined as unknown as AgentUpdate;
+        const bytes = stream.costs[stream.head] as number;
+        stream.history[stream.head] = '';
         stream.head++;
         stream.bytes -= bytes;
-        historyBytes -= bytes;
+        historyBytes -= bytes + ENTRY_OVERHEAD;
       }
       if (stream.head > 64 && stream.head * 2 > stream.history.length) {
         stream.history = stream.history.slice(stream.head);
-        stream.sizes = stream.sizes.slice(stream.head);
+        stream.costs = stream.costs.slice(stream.head);
+        stream.head = 0;
+      } else if (stream.head === stream.history.length && stream.head > 0) {
+        stream.history = [];
+        stream.costs = [];
         stream.head = 0;
       }
     };
 
-    /** Numbers the update, records it in history and state, within every bound. */
-    const record = (agentId: string, draft: UnsequencedUpdate): AgentUpdate => {
+    const forgetStream = (agentId: string, stream: Stream) => {
+      forgetHistory(stream, 0);
+      streams.delete(agentId);
+      stateBytes -= stream.stateBytes;
+    };
+
+    /**
+     * Gets every stream's state back under the total: the streams touched least recently first,
+     * `current` last. One nobody watches is forgotten whole; a watched one keeps its newest update.
+     */
+    const boundStates = (current: string) => {
+      const watched: [string, Stream][] = [];
+      for (const [agentId, stream] of streams) {
+        if (stateBytes <= maxTotalStateBytes) break;
+        if (agentId === current) continue;
+        if (subscribers.has(agentId)) {
+          const had = stream.state.bytes;
+          if (shrinkState(stream.state, 0) > 0) evicted(agentId, 'state', 1);
+          stream.stateBytes -= had - stream.state.bytes;
+          stateBytes -= had - stream.state.bytes;
+          watched.push([agentId, stream]);
+        } else {
+          forgetStream(agentId, stream);
+          evicted(agentId, 'state', 1);
+        }
+      }
+      // Cut to their newest update, watched streams go behind the others: the next call gets further.
+      for (const [agentId, stream] of watched) {
+        streams.delete(agentId);
+        streams.set(agentId, stream);
+      }
+      if (stateBytes <= maxTotalStateBytes) return;
+      const stream = streams.get(current);
+      if (stateBytes > maxTotalStateBytes && stream) {
+        const had = stream.state.bytes;
+        if (shrinkState(stream.state, 0) > 0) evicted(current, 'state', 1);
+        stream.stateBytes -= had - stream.state.bytes;
+        stateBytes -= had - stream.state.bytes;
+      }
+    };
+
+    /** The agent's stream, made if new, moved to the back (touched last). */
+    const streamOf = (agentId: string): Stream => {
       let stream = streams.get(agentId);
       if (stream) streams.delete(agentId);
       else {
-        stream = newStream();
         if (streams.size >= maxAgents) {
-          const [oldest, evicted] = streams.entries().next().value as [string, Stream];
-          forgetHistory(evicted, 0);
-          streams.delete(oldest);
+          // The stream touched least recently that no client watches (past maxAgents if all are).
+          const watched: [string, Stream][] = [];
+          for (const [oldest, gone] of streams) {
+            if (subscribers.has(oldest)) {
+              watched.push([oldest, gone]);
+              continue;
+            }
+            forgetStream(oldest, gone);
+            evicted(oldest, 'state', 1);
+            break;
+          }
+          for (const [agentId, kept] of watched) {
+            streams.delete(agentId);
+            streams.set(agentId, kept);
+          }
         }
+        stream = newStream(agentId);
       }
       streams.set(agentId, stream);
+      return stream;
+    };
+
+    /** Numbers the update, records it in history and state, within every bound. */
+    const record = (agentId: string, draft: UnsequencedUpdate): [AgentUpdate, string, number] => {
+      const stream = streamOf(agentId);
       const update = draft as AgentUpdate;
       update.seq = ++stream.seq;
       update.epoch = stream.epoch;
-      applyUpdate(stream.state, update);
+      const json = jsonOf(update);
+      const held = heldBytes(json);
+      const before = stream.state.bytes;
+      // The record counts against the agent's bytes too: the state has what is left.
+      const trim = applyUpdate(stream.state, update, json, maxStateBytes - (stream.stateBytes - before), held);
+      stream.stateBytes += stream.state.bytes - before;
+      stateBytes += stream.state.bytes - before;
+      evicted(agentId, 'task', trim.forgotten);
+      if (trim.omitted) evicted(agentId, 'result', 1);
+      if (stateBytes > maxTotalStateBytes) boundStates(agentId);
       if (historySize > 0) {
-        const bytes = sizeOf(update);
-        stream.history.push(update);
-        stream.sizes.push(bytes);
-        stream.bytes += bytes;
-        historyBytes += bytes;
+        stream.history.push(json);
+        stream.costs.push(held);
+        stream.bytes += held;
+        historyBytes += held + ENTRY_OVERHEAD;
         while (stream.history.length - stream.head > historySize || stream.bytes > maxHistoryBytes) {
           forgetHistory(stream, stream.history.length - stream.head - 1);
         }
-        for (const other of streams.values()) {
+        for (const [otherAgent, other] of streams) {
           if (historyBytes <= maxTotalHistoryBytes) break;
+          const had = other.history.length - other.head;
           forgetHistory(other, 0);
+          if (had > 0) evicted(otherAgent, 'history', 1);
         }
       }
-      return update;
+      return [update, json, held];
     };
 
     const position = (agentId: string): StreamPosition => {
-      let stream = streams.get(agentId);
-      if (!stream) {
-        // An agent never published to starts its epoch now, so a client that resumes from it
-        // later finds the same epoch.
-        stream = newStream();
-        streams.set(agentId, stream);
-      }
-      return { epoch: stream.epoch, seq: stream.seq, status: stream.state.status, tasks: snapshotTasks(stream.state) };
+      // An agent never published to starts its epoch now, so a client that resumes from it
+      // later finds the same epoch.
+      const stream = streamOf(agentId);
+      if (stateBytes > maxTotalStateBytes) boundStates(agentId);
+      const status = stream.state.status as HeldUpdate | null;
+      return {
+        epoch: stream.epoch,
+        seq: stream.seq,
+        status: status ? (parse(status.json) as StatusUpdate) : null,
+        tasks: snapshotTasks(stream.state, parse),
+      };
     };
 
     const size = (queue: Queue) => queue.items.length - queue.head;
@@ -408,14 +561,17 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
     const remove = (agentId: string, queue: Queue): AgentUpdate[] => {
       queues.delete(agentId);
       queued -= size(queue);
-      queuedBytes -= queue.bytes;
-      return queue.items.slice(queue.head);
+      queuedBytes -= queue.bytes + size(queue) * ENTRY_OVERHEAD + QUEUE_OVERHEAD + agentId.length;
+      return queue.items.slice(queue.head).map(parse);
     };
 
     const dropQueue = (agentId: string, queue: Queue, reason: DropReason) => {
       const count = size(queue);
-      remove(agentId, queue);
+      queues.delete(agentId);
+      queued -= count;
+      queuedBytes -= queue.bytes + count * ENTRY_OVERHEAD + QUEUE_OVERHEAD + agentId.length;
       if (count > 0) onDropped(agentId, count, reason);
+      if (reason === 'total_bytes') evicted(agentId, 'queue', 1);
     };
 
     /** Drops the oldest updates of one queue while it is over its limits. */
@@ -425,16 +581,17 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
       while (size(queue) > 0 && (size(queue) > maxQueueSize || queue.bytes > maxQueueBytes)) {
         if (size(queue) > maxQueueSize) byCount++;
         else byBytes++;
-        const bytes = queue.sizes[queue.head] as number;
+        const bytes = queue.costs[queue.head] as number;
+        queue.items[queue.head] = '';
         queue.head++;
         queue.bytes -= bytes;
         queued--;
-        queuedBytes -= bytes;
+        queuedBytes -= bytes + ENTRY_OVERHEAD;
       }
       // Compact once the dropped prefix dominates, so trimming stays amortised O(1).
       if (queue.head > 64 && queue.head * 2 > queue.items.length) {
         queue.items = queue.items.slice(queue.head);
-        queue.sizes = queue.sizes.slice(queue.head);
+        queue.costs = queue.costs.slice(queue.head);
         queue.head = 0;
       }
       if (byCount > 0) onDropped(agentId, byCount, 'count');
@@ -449,7 +606,8 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
       }
     };
 
-    const enqueue = (agentId: string, updates: readonly AgentUpdate[], front: boolean): void => {
+    /** Queues updates as their JSON and what each counts (`held`: `heldBytes` of it). */
+    const enqueue = (agentId: string, items: readonly string[], held: readonly number[], front: boolean): void => {
       const now = Date.now();
       expire(now);
       let queue = queues.get(agentId);
@@ -459,24 +617,24 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
           const [oldestAgent, oldestQueue] = queues.entries().next().value as [string, Queue];
           dropQueue(oldestAgent, oldestQueue, 'agents');
         }
-        queue = { items: [], sizes: [], head: 0, bytes: 0, touchedAt: now };
+        queue = { items: [], costs: [], head: 0, bytes: 0, touchedAt: now };
+        queuedBytes += QUEUE_OVERHEAD + agentId.length;
       }
       // Re-inserted: the map's order is the order queues were last added to.
       queues.set(agentId, queue);
       queue.touchedAt = now;
-      const sizes = updates.map(sizeOf);
-      const added = sizes.reduce((sum, bytes) => sum + bytes, 0);
+      const added = held.reduce((sum, bytes) => sum + bytes, 0);
       if (front) {
-        queue.items = [...updates, ...queue.items.slice(queue.head)];
-        queue.sizes = [...sizes, ...queue.sizes.slice(queue.head)];
+        queue.items = [...items, ...queue.items.slice(queue.head)];
+        queue.costs = [...held, ...queue.costs.slice(queue.head)];
         queue.head = 0;
       } else {
-        queue.items.push(...updates);
-        queue.sizes.push(...sizes);
+        queue.items.push(...items);
+        queue.costs.push(...held);
       }
       queue.bytes += added;
-      queued += updates.length;
-      queuedBytes += added;
+      queued += items.length;
+      queuedBytes += added + items.length * ENTRY_OVERHEAD;
       trim(agentId, queue);
       // Over the total: whole queues go, the one that waited longest first (this one last).
       for (const [otherAgent, other] of queues) {
@@ -484,7 +642,10 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
         if (other !== queue) dropQueue(otherAgent, other, 'total_bytes');
       }
       if (queuedBytes > maxTotalQueueBytes) dropQueue(agentId, queue, 'total_bytes');
-      else if (size(queue) === 0) remove(agentId, queue);
+      else if (size(queue) === 0) {
+        queues.delete(agentId);
+        queuedBytes -= QUEUE_OVERHEAD + agentId.length;
+      }
     };
 
     return {
@@ -500,22 +661,23 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
         const held = stream.history.length - stream.head;
         const first = stream.seq - held + 1;
         if (since + 1 < first) return undefined;
-        return stream.history.slice(stream.head + (since + 1 - first));
+        return stream.history.slice(stream.head + (since + 1 - first)).map(parse);
       },
       unsubscribe(agentId, undelivered) {
         subscribers.delete(agentId);
         if (undelivered.length === 0) return NOTHING_QUEUED;
-        enqueue(agentId, undelivered, true);
+        const items = undelivered.map(jsonOf);
+        enqueue(agentId, items, items.map(heldBytes), true);
         return { queued: undelivered.length };
       },
       publish(agentId, draft) {
-        const update = record(agentId, draft);
+        const [update, json, held] = record(agentId, draft);
         const deliver = subscribers.get(agentId);
         if (deliver) {
           deliver(update);
           return NOT_QUEUED;
         }
-        enqueue(agentId, [update], false);
+        enqueue(agentId, [json], [held], false);
         return QUEUED;
       },
       queuedCount() {
@@ -531,12 +693,19 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
           const stream = streams.get(agentId) as Stream;
           const open = [...stream.state.open.values()];
           const queue = queues.get(agentId);
+          const status = stream.state.status;
           return {
             agent_id: agentId,
             epoch: stream.epoch,
             seq: stream.seq,
-            status: stream.state.status,
-            open_tasks: maxTasks > 0 ? open.slice(-maxTasks).reverse() : [],
+            status: status ? (parse(status.json) as StatusUpdate) : null,
+            open_tasks:
+              maxTasks > 0
+                ? open
+                    .slice(-maxTasks)
+                    .reverse()
+                    .map((held) => parse(held.json) as TaskUpdate)
+                : [],
             open_tasks_total: open.length,
             queued: queue ? size(queue) : 0,
           };
@@ -550,6 +719,7 @@ export function memoryBroker(options: MemoryBrokerOptions = {}): BrokerFactory {
         queued = 0;
         queuedBytes = 0;
         historyBytes = 0;
+        stateBytes = 0;
       },
     };
   };

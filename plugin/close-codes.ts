@@ -1,6 +1,6 @@
 /**
  * Every close code the hub sends, with its reason text, what it means, and what a client should
- * do about it. One table: the hub, the spec generator, the README and the client read it.
+ * do about it. One table: the hub, the spec generator, the docs (npm run docs) and the client read it.
  *
  * Codes below 4000 are the standard ones (RFC 6455 §7.4.1); 4000–4999 are this protocol's own.
  */

@@ -56,6 +56,31 @@ export function utf8Length(text: string): number {
 }
 
 /**
+ * Bytes a string costs where it is kept: its UTF-8 length, or, when it has a character beyond
+ * U+00FF, twice its length in UTF-16 units if that is more (a JavaScript engine then holds every
+ * character in two bytes). What the byte limits count, so they bound what the process holds.
+ *
+ * @internal
+ */
+export function heldBytes(text: string): number {
+  let bytes = text.length;
+  const first = text.search(NON_ASCII);
+  if (first < 0) return bytes;
+  let wide = false;
+  for (let i = first; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) continue;
+    if (code > 0xff) wide = true;
+    if (code < 0x800) bytes += 1;
+    else if (code >= 0xd800 && code <= 0xdbff) {
+      i++;
+      bytes += 2;
+    } else bytes += 2;
+  }
+  return wide ? Math.max(bytes, 2 * text.length) : bytes;
+}
+
+/**
  * Serialises each update once, whatever number of frames, batches, queues and sockets it goes
  * to, and builds `batch_update` frames from the serialised updates by concatenation.
  *
@@ -71,6 +96,11 @@ export interface UpdateEncoder {
   json(update: AgentUpdate): string;
   /** Bytes of the update's JSON in UTF-8 (what queue limits count). */
   sizeOf(update: AgentUpdate): number;
+  /**
+   * Parses an update's wire JSON, as a store kept it, and remembers that string as its JSON: an
+   * update read back costs no second serialisation, and no second copy of its text.
+   */
+  adopt(json: string): AgentUpdate;
   /**
    * A `batch_update` frame of the updates; an update that cannot be serialised is left out and
    * reported to `onFailure`. `undefined` when none could be.
@@ -115,6 +145,11 @@ export function createUpdateEncoder(): UpdateEncoder {
     },
     json,
     sizeOf: (update) => utf8Length(json(update)),
+    adopt(text) {
+      const update = JSON.parse(text) as AgentUpdate;
+      wire.set(update, text);
+      return update;
+    },
     batch(agentId, updates, source, onFailure) {
       const entries: string[] = [];
       for (const update of updates) {

@@ -1,5 +1,5 @@
 import type { WSContext } from 'hono/ws';
-import type { SocketBinding } from './routes.ts';
+import type { SocketBinding } from './binding.ts';
 
 /**
  * One socket the fan-out writes to.
@@ -70,6 +70,13 @@ export interface FanOut<R extends Recipient> {
 }
 
 /**
+ * The native topic of an agent's frames, for a hub whose topics start with `prefix`.
+ *
+ * @internal
+ */
+export const agentTopic = (prefix: string, agentId: string): string => `${prefix}:${agentId}`;
+
+/**
  * Creates the fan-out of one hub.
  *
  * @internal
@@ -122,7 +129,7 @@ export function createFanOut<R extends Recipient>(context: FanOutContext<R>): Fa
     };
   };
 
-  const topicOf = (agentId: string) => `${topicPrefix}:${agentId}`;
+  const topicOf = (agentId: string) => agentTopic(topicPrefix, agentId);
 
   const broadcast = (audience: Audience<R>, frame: string): void => {
     const binding = audience.topicBinding;

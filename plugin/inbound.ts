@@ -1,8 +1,8 @@
 import type { WSMessageReceive } from 'hono/ws';
 import * as v from 'valibot';
 import { CloseCode } from './close-codes.ts';
+import type { ErrorKind } from './error-kinds.ts';
 import { ClientMessageSchema, type ErrorCode } from './schemas.ts';
-import type { ErrorKind } from './stats.ts';
 
 /**
  * What to do with one inbound frame.

@@ -7,6 +7,7 @@
  *
  * @module
  */
+
 export type {
   AgentHandle,
   AgentHandleOptions,
@@ -15,6 +16,7 @@ export type {
   TaskState,
 } from './agent-handle.ts';
 export { TASK_HANDLE_STATUSES } from './agent-handle.ts';
+export type { RoutesOptions, RuntimeBinding, TopicFanOut } from './binding.ts';
 export type {
   AgentListing,
   AgentPage,
@@ -59,9 +61,8 @@ export {
 } from './metrics.ts';
 export type { AgentHubOptions, AuthorizeHook, HubAction } from './options.ts';
 export { SERVE_DEFAULTS } from './options.ts';
-export type { RoutesOptions, RuntimeBinding, TopicFanOut } from './routes.ts';
 export * from './schemas.ts';
-export type { AgentSummary, AgentsPage, ErrorKind, HubStats } from './stats.ts';
+export type { AgentSummary, AgentsPage, ErrorKind, EvictionKind, HubStats } from './stats.ts';
 export {
   AGENT_TASKS_DEFAULT,
   AGENT_TASKS_MAX,
@@ -70,5 +71,6 @@ export {
   AgentSummarySchema,
   AgentsPageSchema,
   ERROR_KINDS,
+  EVICTION_KINDS,
   HubStatsSchema,
 } from './stats.ts';

@@ -9,6 +9,7 @@ export type LogEvent =
   | 'send_error'
   | 'bad_frame'
   | 'queue_drop'
+  | 'eviction'
   | 'upgrade_rejected'
   | 'request_rejected'
   | 'ingest_rejected'

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { ERROR_KINDS, type HubStats } from './stats.ts';
+import { CLUSTER_FIGURES, STATS_FIGURES, type StatsFigure } from './figures.ts';
+import type { HubStats } from './stats.ts';
 
 /** The content type of the Prometheus text format the metrics route serves. */
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -89,29 +90,6 @@ export interface HubFigures {
 
 const PREFIX = 'hono_agent_ws_';
 
-/** The names of every family, in output order; fixed, so a registry can take them up front. */
-export const METRIC_NAMES: readonly string[] = [
-  'info',
-  'start_time_seconds',
-  'connections_total',
-  'connections_active',
-  'agents_connected',
-  'messages_sent_total',
-  'messages_received_total',
-  'updates_published_total',
-  'batches_sent_total',
-  'messages_queued_total',
-  'queued_messages',
-  'messages_dropped_total',
-  'errors_total',
-  'batch_size_updates',
-  'send_delay_seconds',
-  'cluster_instances',
-  'cluster_connections_active',
-  'cluster_agents_connected',
-  'cluster_queued_messages',
-].map((name) => PREFIX + name);
-
 const histogramSamples = (name: string, histogram: Histogram): MetricSample[] => {
   const samples: MetricSample[] = [];
   let cumulative = 0;
@@ -125,96 +103,86 @@ const histogramSamples = (name: string, histogram: Histogram): MetricSample[] =>
   return samples;
 };
 
+/** A metric family's help: the figure's own, else its description. */
+const helpOf = (figure: StatsFigure): string => figure.help ?? figure.description;
+
+/** The samples of one stats figure. */
+const figureSamples = (figure: (typeof STATS_FIGURES)[number], stats: HubStats): MetricSample[] => {
+  switch (figure.value) {
+    case 'id':
+      return [{ labels: { instance_id: stats.instance_id }, value: 1 }];
+    case 'timestamp':
+      return [{ labels: {}, value: Date.parse(stats.started_at) / 1000 }];
+    case 'by_kind': {
+      const counts = stats[figure.name] as Readonly<Record<string, number>>;
+      return figure.kinds.map((kind) => ({ labels: { kind }, value: counts[kind] ?? 0 }));
+    }
+    case 'count':
+      return [{ labels: {}, value: stats[figure.name] }];
+  }
+};
+
+/** The identity first (`info`, `start_time_seconds`), then the figures in the stats' order. */
+const METRIC_FIGURES = [
+  ...STATS_FIGURES.filter((figure) => figure.value === 'id' || figure.value === 'timestamp'),
+  ...STATS_FIGURES.filter((figure) => figure.value === 'count' || figure.value === 'by_kind'),
+].filter((figure) => figure.metric !== undefined);
+
+/** The histograms the hub keeps (names without the `hono_agent_ws_` prefix), after the stats figures. */
+export const HISTOGRAMS = [
+  { name: 'batch_size_updates', help: 'Updates per batch_update frame built.' },
+  {
+    name: 'send_delay_seconds',
+    help: 'Seconds from an update accepted by publish to the frame carrying it written to its sockets (live frames, once per frame per agent, from the oldest update in the frame).',
+  },
+] as const;
+
 /**
  * The hub's figures as metric families, named after Prometheus conventions (base units,
- * `_total` on counters). The `cluster_*` families have no sample unless the stats carry
+ * `_total` on counters): one per figure of `STATS_FIGURES` and `CLUSTER_FIGURES` with a
+ * metric, and the histograms. The `cluster_*` families have no sample unless the stats carry
  * `cluster`.
  *
  * @internal
  */
 export function hubMetricFamilies({ stats, batchSize, sendDelay }: HubFigures): MetricFamily[] {
-  const one = (value: number): MetricSample[] => [{ labels: {}, value }];
-  const family = (
-    name: string,
-    type: MetricFamily['type'],
-    help: string,
-    values: MetricSample[],
-    aggregator: MetricFamily['aggregator'] = 'sum',
-  ): MetricFamily => ({ name: PREFIX + name, help, type, aggregator, values });
-  const cluster = stats.cluster;
-  const clusterValue = (value: number | undefined) => (cluster ? one(value ?? 0) : []);
-  return [
-    family('info', 'gauge', 'The hub instance; always 1.', [{ labels: { instance_id: stats.instance_id }, value: 1 }]),
-    family(
-      'start_time_seconds',
-      'gauge',
-      'When the hub started, in seconds since the Unix epoch.',
-      one(Date.parse(stats.started_at) / 1000),
-      'first',
-    ),
-    family('connections_total', 'counter', 'Connections accepted since the hub started.', one(stats.total_connections)),
-    family('connections_active', 'gauge', 'Connections open now.', one(stats.active_connections)),
-    family('agents_connected', 'gauge', 'Agents with at least one open connection now.', one(stats.agents_connected)),
-    family('messages_sent_total', 'counter', 'Frames written to sockets, one per socket.', one(stats.messages_sent)),
-    family('messages_received_total', 'counter', 'Frames received from clients.', one(stats.messages_received)),
-    family('updates_published_total', 'counter', 'Updates accepted for publishing.', one(stats.updates_published)),
-    family('batches_sent_total', 'counter', 'batch_update frames built, once per agent.', one(stats.batches_sent)),
-    family(
-      'messages_queued_total',
-      'counter',
-      'Updates put in an offline queue because their agent had no connection.',
-      one(stats.messages_queued),
-    ),
-    family('queued_messages', 'gauge', 'Updates waiting in offline queues now.', one(stats.queued_messages)),
-    family('messages_dropped_total', 'counter', 'Queued updates dropped.', one(stats.messages_dropped)),
-    family(
-      'errors_total',
-      'counter',
-      'Errors by kind (see the README).',
-      ERROR_KINDS.map((kind) => ({ labels: { kind }, value: stats.errors_by_kind[kind] })),
-    ),
-    family(
-      'batch_size_updates',
-      'histogram',
-      'Updates per batch_update frame built.',
-      histogramSamples(`${PREFIX}batch_size_updates`, batchSize),
-    ),
-    family(
-      'send_delay_seconds',
-      'histogram',
-      'Seconds from an update accepted by publish to the frame carrying it written to its sockets (live frames, once per frame per agent, from the oldest update in the frame).',
-      histogramSamples(`${PREFIX}send_delay_seconds`, sendDelay),
-    ),
-    family(
-      'cluster_instances',
-      'gauge',
-      'Live instances sharing the broker.',
-      clusterValue(cluster?.instances),
-      'first',
-    ),
-    family(
-      'cluster_connections_active',
-      'gauge',
-      'Connections open now on all live instances.',
-      clusterValue(cluster?.active_connections),
-      'first',
-    ),
-    family(
-      'cluster_agents_connected',
-      'gauge',
-      'Agents with a connection on any live instance.',
-      clusterValue(cluster?.agents_connected),
-      'first',
-    ),
-    family(
-      'cluster_queued_messages',
-      'gauge',
-      'Updates waiting in offline queues, cluster-wide.',
-      clusterValue(cluster?.queued_messages),
-      'first',
-    ),
-  ];
+  const families: MetricFamily[] = [];
+  for (const figure of METRIC_FIGURES) {
+    families.push({
+      name: PREFIX + figure.metric,
+      help: helpOf(figure),
+      type: figure.type,
+      // Each worker's start time is its own: prom-client's cluster aggregation takes one.
+      aggregator: figure.value === 'timestamp' ? 'first' : 'sum',
+      values: figureSamples(figure, stats),
+    });
+  }
+  const histograms = [batchSize, sendDelay];
+  HISTOGRAMS.forEach(({ name, help }, i) => {
+    const values = histogramSamples(PREFIX + name, histograms[i] as Histogram);
+    families.push({ name: PREFIX + name, help, type: 'histogram', aggregator: 'sum', values });
+  });
+  const { cluster } = stats;
+  for (const figure of CLUSTER_FIGURES) {
+    // The same figure on every worker: prom-client's cluster aggregation takes one.
+    const values = cluster ? [{ labels: {}, value: cluster[figure.name] ?? 0 }] : [];
+    families.push({
+      name: PREFIX + figure.metric,
+      help: helpOf(figure),
+      type: figure.type,
+      aggregator: 'first',
+      values,
+    });
+  }
+  return families;
 }
+
+/** The names of every family, in output order; fixed, so a registry can take them up front. */
+export const METRIC_NAMES: readonly string[] = [
+  ...METRIC_FIGURES.map((figure) => figure.metric),
+  ...HISTOGRAMS.map((histogram) => histogram.name),
+  ...CLUSTER_FIGURES.map((figure) => figure.metric),
+].map((name) => PREFIX + name);
 
 const escapeHelp = (text: string) => text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 const escapeLabel = (text: string) => text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
@@ -327,20 +295,25 @@ export function registerHubMetrics(hub: MetricSource, registry: MetricRegistry):
 }
 
 /** Stats with nothing in them: only the families' names, help and types are read from it. */
-const placeholderStats: HubStats = {
-  instance_id: '',
-  total_connections: 0,
-  active_connections: 0,
-  agents_connected: 0,
-  messages_sent: 0,
-  messages_received: 0,
-  updates_published: 0,
-  batches_sent: 0,
-  messages_queued: 0,
-  queued_messages: 0,
-  messages_dropped: 0,
-  errors: 0,
-  errors_by_kind: Object.fromEntries(ERROR_KINDS.map((kind) => [kind, 0])) as HubStats['errors_by_kind'],
-  started_at: new Date(0).toISOString(),
-  uptime_seconds: 0,
-};
+const placeholderStats = Object.fromEntries(
+  STATS_FIGURES.map((figure) => [
+    figure.name,
+    figure.value === 'count'
+      ? 0
+      : figure.value === 'timestamp'
+        ? new Date(0).toISOString()
+        : figure.value === 'id'
+          ? ''
+          : Object.fromEntries((figure.kinds ?? []).map((kind) => [kind, 0])),
+  ]),
+) as HubStats;
+
+/**
+ * Every metric family's name, type and help, in output order: what a registry or a docs table
+ * needs, without a hub.
+ */
+export const METRIC_DESCRIPTIONS: readonly Pick<MetricFamily, 'name' | 'type' | 'help'>[] = hubMetricFamilies({
+  stats: placeholderStats,
+  batchSize: createHistogram(BATCH_SIZE_BUCKETS),
+  sendDelay: createHistogram(SEND_DELAY_BUCKETS),
+}).map(({ name, type, help }) => ({ name, type, help }));

@@ -28,6 +28,12 @@ const wholeNumber = (min: number, max: number = Number.MAX_SAFE_INTEGER): WholeN
 /** A whole number of milliseconds, `min` or more, at most about 24 days (the timer limit). */
 const milliseconds = (min = 0): WholeNumber => wholeNumber(min, 2 ** 31 - 1);
 
+/**
+ * Smallest `maxStateBytes`: one update with every text field at its longest, and its `result`
+ * left out, fits.
+ */
+const MIN_STATE_BYTES = 32 * 1024;
+
 /** The options that are numbers: milliseconds, bytes, counts, rates. */
 type NumericOption =
   | 'heartbeatInterval'
@@ -45,6 +51,8 @@ type NumericOption =
   | 'historySize'
   | 'maxHistoryBytes'
   | 'maxTotalHistoryBytes'
+  | 'maxStateBytes'
+  | 'maxTotalStateBytes'
   | 'logInterval';
 
 /** The function-valued options, checked only for being functions. */
@@ -94,6 +102,8 @@ export const HubOptionsSchema: v.StrictObjectSchema<
   historySize: v.optional(wholeNumber(0, 1_000_000), 1000),
   maxHistoryBytes: v.optional(wholeNumber(0), 512 * 1024),
   maxTotalHistoryBytes: v.optional(wholeNumber(0), 64 * 1024 * 1024),
+  maxStateBytes: v.optional(wholeNumber(MIN_STATE_BYTES), 1024 * 1024),
+  maxTotalStateBytes: v.optional(wholeNumber(0), 64 * 1024 * 1024),
   snapshot: v.optional(v.boolean(), true),
   logInterval: v.optional(milliseconds(1), 10_000),
   logger: v.optional(
@@ -157,9 +167,17 @@ export interface AgentHubOptions<E extends Env = any> {
   maxBufferedAmount?: number;
   /** Largest ingest request body in bytes; a larger one gets 413. Default 1 MiB. */
   maxIngestBytes?: number;
-  /** Most bytes (the updates' JSON) queued per agent while it has no connection; the oldest are dropped. Default 1 MiB. */
+  /**
+   * Most bytes queued per agent while it has no connection; the oldest are dropped. Every byte
+   * limit counts an update's JSON in UTF-8 (in memory: twice its length when it has a character
+   * beyond U+00FF, as the process then holds it) plus its bookkeeping (a few dozen bytes; see
+   * `BrokerContext`). Default 1 MiB.
+   */
   maxQueueBytes?: number;
-  /** Most bytes all offline queues together may hold; whole queues are dropped, oldest first. Default 64 MiB. */
+  /**
+   * Most bytes all offline queues together may hold (per process in memory, cluster-wide in
+   * Redis); over it, whole queues are dropped, the one that waited longest first. Default 64 MiB.
+   */
   maxTotalQueueBytes?: number;
   /** How long a queue waits for a client of its agent, from its newest update; then it is dropped. 0 keeps it. Default 1 hour. */
   queueTtl?: number;
@@ -179,8 +197,25 @@ export interface AgentHubOptions<E extends Env = any> {
   historySize?: number;
   /** Bytes of each agent's history; the oldest go first. Default 512 KiB. */
   maxHistoryBytes?: number;
-  /** Bytes of history of all agents together (in memory); the least recently published agents lose theirs first. Default 64 MiB. */
+  /** Bytes of history of all agents together; the least recently published agents lose theirs first. Default 64 MiB. */
   maxTotalHistoryBytes?: number;
+  /**
+   * Bytes of each agent's state: its latest status and the latest update of its open and recent
+   * ended tasks (what a snapshot shows), and, in the broker, its stream record (id, epoch, `seq`).
+   * Over it, the agent's least recently updated entries go first (ended tasks, then open ones,
+   * then the status), never its newest update. A task update over it on its own is kept without
+   * its `result`: snapshots show that task with `result_omitted: true` (the live update, queue and
+   * history carry it whole). At least 32 KiB. Default 1 MiB.
+   */
+  maxStateBytes?: number;
+  /**
+   * Bytes of the state of all agents together: in the broker (per process in memory, in Redis
+   * across the cluster), and separately in each instance for the agents it has connections for.
+   * Over it, the agents touched (published to or watched) least recently go first: one nobody
+   * watches is forgotten whole (a new epoch if it comes back), one being watched keeps only its
+   * newest update. Default 64 MiB.
+   */
+  maxTotalStateBytes?: number;
   /** Sends each new connection a `snapshot` of the agent's state after `connection_established`. Default true. */
   snapshot?: boolean;
   /** Repeated warnings (bad frames, queue drops) are logged at most once per this interval, with a count. Default 10000. */

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { ERROR_CODES, ERROR_KIND_DESCRIPTIONS, HTTP_ERROR_CODES, HTTP_ERRORS } from './error-kinds.ts';
 
 /*
  * Every message on the wire is described here, once. TypeScript types are inferred from these
@@ -429,6 +430,10 @@ export const TaskUpdateSchema: DocumentedWithExamples<
       readonly type: v.LiteralSchema<'task_update', undefined>;
       readonly agent_id: typeof AgentIdSchema;
     } & (typeof TaskUpdateFieldsSchema)['entries'] & {
+        readonly result_omitted: v.OptionalSchema<
+          v.SchemaWithPipe<readonly [v.LiteralSchema<true, undefined>, v.DescriptionAction<true, string>]>,
+          undefined
+        >;
         readonly timestamp: typeof TimestampSchema;
       } & UpdateStreamFields,
     undefined
@@ -438,6 +443,14 @@ export const TaskUpdateSchema: DocumentedWithExamples<
     type: v.literal('task_update'),
     agent_id: AgentIdSchema,
     ...TaskUpdateFieldsSchema.entries,
+    result_omitted: v.optional(
+      v.pipe(
+        v.literal(true),
+        v.description(
+          "Only in a `snapshot` or the agents listing, never in a live update: the task's `result` was too large to keep in the agent's state (over `maxStateBytes` on its own), so it is left out. The update that carried it was delivered whole.",
+        ),
+      ),
+    ),
     timestamp: TimestampSchema,
     seq: v.pipe(SeqSchema, v.minValue(1)),
     epoch: EpochSchema,
@@ -694,10 +707,7 @@ export const PongSchema: DocumentedWithExamples<
   v.examples([{ type: 'pong' }, { type: 'pong', timestamp: EXAMPLE_TIME }]),
 );
 
-/**
- * Error codes the server sends in `error` frames.
- */
-export const ERROR_CODES = ['invalid_json', 'invalid_message', 'unknown_type', 'binary_not_supported'] as const;
+export { ERROR_CODES, HTTP_ERROR_CODES } from './error-kinds.ts';
 
 /**
  * Error message schema (server → client answer to a bad frame; the connection stays open).
@@ -719,9 +729,7 @@ export const ErrorSchema: DocumentedWithExamples<
     type: v.literal('error'),
     code: v.pipe(
       v.picklist(ERROR_CODES),
-      v.description(
-        '`invalid_json`: the frame is not JSON. `invalid_message`: JSON of the wrong shape. `unknown_type`: a `type` the server does not accept from clients. `binary_not_supported`: a binary frame.',
-      ),
+      v.description(ERROR_CODES.map((code) => `\`${code}\`: ${ERROR_KIND_DESCRIPTIONS[code].counts}`).join(' ')),
     ),
     message: v.string(),
     timestamp: TimestampSchema,
@@ -908,24 +916,6 @@ export const IngestAcceptedSchema: DocumentedWithExamples<
 );
 
 /**
- * Error codes of the HTTP routes' refusals (the `error` field and the `X-Agent-WS-Error` header).
- */
-export const HTTP_ERROR_CODES = [
-  'invalid_agent_id',
-  'invalid_resume',
-  'invalid_query',
-  'upgrade_required',
-  'unauthorized',
-  'forbidden',
-  'origin_forbidden',
-  'unavailable',
-  'payload_too_large',
-  'unsupported_media_type',
-  'invalid_json',
-  'invalid_update',
-] as const;
-
-/**
  * HTTP error schema: the body of every refusal of the HTTP routes (handshake and ingest).
  */
 export const HttpErrorSchema: DocumentedWithExamples<
@@ -966,7 +956,7 @@ export const HttpErrorSchema: DocumentedWithExamples<
     error: v.pipe(
       v.picklist(HTTP_ERROR_CODES),
       v.description(
-        'Machine-readable code. `invalid_agent_id` (400), `invalid_resume` (400: `since`/`epoch` malformed), `invalid_query` (400: a malformed `limit`, `cursor` or `tasks` of the agents listing), `upgrade_required` (426), `unauthorized` (401) and `forbidden` (403, or another status an `authorize` hook chose), `origin_forbidden` (403: a browser origin not allowed), `unavailable` (503), `payload_too_large` (413), `unsupported_media_type` (415: not JSON, or not UTF-8), `invalid_json` (400), `invalid_update` (400, with `issues`; also for a `result` nesting deeper than `maxUpdateDepth`). Every refusal repeats it in the `X-Agent-WS-Error` header.',
+        `Machine-readable code: ${HTTP_ERROR_CODES.map((code) => `\`${code}\` (${HTTP_ERRORS[code].status}: ${HTTP_ERRORS[code].means})`).join(', ')}. Every refusal repeats it in the \`X-Agent-WS-Error\` header.`,
       ),
     ),
     message: v.pipe(v.string(), v.description('Human-readable explanation.')),

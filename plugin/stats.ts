@@ -1,4 +1,10 @@
 import * as v from 'valibot';
+import { ERROR_KINDS, type ErrorKind } from './error-kinds.ts';
+import { CLUSTER_FIGURES, STATS_FIGURES, type StatsFigure } from './figures.ts';
+
+export { ERROR_KINDS, type ErrorKind } from './error-kinds.ts';
+export { createEvictionCounters, EVICTION_KINDS, type EvictionKind } from './figures.ts';
+
 import {
   AgentIdSchema,
   EpochSchema,
@@ -8,52 +14,6 @@ import {
   type TaskUpdate,
   TaskUpdateSchema,
 } from './schemas.ts';
-
-/**
- * Kinds of error the hub counts; `errors` in the stats is their sum.
- */
-export const ERROR_KINDS = [
-  // Bad frames from clients, each answered with an `error` frame of the same code.
-  'invalid_json',
-  'invalid_message',
-  'unknown_type',
-  'binary_not_supported',
-  // Frames over `maxMessageSize` (close 1009), invalid UTF-8 in a text frame (1007), a broken
-  // WebSocket protocol (1002), frames faster than the inbound budget (1008): whoever detects
-  // them, the hub or the runtime's WebSocket stack.
-  'message_too_big',
-  'invalid_utf8',
-  'protocol_error',
-  'rate_limited',
-  // Sockets that failed: a send threw, the runtime reported an error, the peer vanished
-  // (close 1006 or 0), no pong between two sweeps (4000), or the send buffer overflowed (4001).
-  'send_failed',
-  'socket_error',
-  'abrupt_close',
-  'heartbeat_timeout',
-  'slow_consumer',
-  // Refused requests: 400 bad agent id, 426 not a WebSocket request, 401/403 from `authorize`,
-  // 403 for a browser origin not allowed, 503 while the hub is closing.
-  'invalid_agent_id',
-  'invalid_resume',
-  // 400 for a malformed `limit`, `cursor` or `tasks` of GET /ws/agents.
-  'invalid_query',
-  'upgrade_required',
-  'unauthorized',
-  'forbidden',
-  'origin_forbidden',
-  'unavailable',
-  // Ingest requests answered 400, 413 or 415.
-  'ingest_rejected',
-  // The broker failed to deliver, queue or subscribe.
-  'broker_error',
-  // A failure contained inside the hub (an update that could not be serialised, a throwing
-  // hook or callback): it costs one update or one request, and nothing else.
-  'internal_error',
-] as const;
-
-/** A kind of error the hub counts. */
-export type ErrorKind = (typeof ERROR_KINDS)[number];
 
 const count = (
   description: string,
@@ -66,69 +26,73 @@ const count = (
   ]
 > => v.pipe(v.number(), v.integer(), v.minValue(0), v.description(description));
 
+/** A count's schema. */
+type CountSchema = ReturnType<typeof count>;
+
+/** One error count's schema. */
+type KindCountSchema = v.SchemaWithPipe<
+  readonly [v.NumberSchema<undefined>, v.IntegerAction<number, undefined>, v.MinValueAction<number, 0, undefined>]
+>;
+
+/** The schema of a stats field, by what it holds (`StatsFigure['value']`; `by_kind` by its `kinds`). */
+type FigureSchema<F extends StatsFigure> = F['value'] extends 'by_kind'
+  ? v.SchemaWithPipe<
+      readonly [
+        v.ObjectSchema<Record<NonNullable<F['kinds']>[number], KindCountSchema>, undefined>,
+        v.DescriptionAction<Record<NonNullable<F['kinds']>[number], number>, string>,
+      ]
+    >
+  : F['value'] extends 'id'
+    ? v.SchemaWithPipe<readonly [v.StringSchema<undefined>, v.DescriptionAction<string, string>]>
+    : F['value'] extends 'timestamp'
+      ? v.SchemaWithPipe<
+          readonly [
+            v.StringSchema<undefined>,
+            v.IsoTimestampAction<string, undefined>,
+            v.DescriptionAction<string, string>,
+          ]
+        >
+      : CountSchema;
+
+const figureSchema = (figure: StatsFigure): v.GenericSchema => {
+  switch (figure.value) {
+    case 'count':
+      return count(figure.description);
+    case 'id':
+      return v.pipe(v.string(), v.description(figure.description));
+    case 'timestamp':
+      return v.pipe(v.string(), v.isoTimestamp(), v.description(figure.description));
+    case 'by_kind':
+      return v.pipe(
+        v.object(
+          Object.fromEntries(
+            (figure.kinds ?? []).map((kind) => [kind, v.pipe(v.number(), v.integer(), v.minValue(0))]),
+          ),
+        ),
+        v.description(figure.description),
+      );
+  }
+};
+
+/** The cluster-wide figures' schema. */
+type ClusterSchema = v.SchemaWithPipe<
+  readonly [
+    v.ObjectSchema<{ readonly [F in (typeof CLUSTER_FIGURES)[number] as F['name']]: CountSchema }, undefined>,
+    v.DescriptionAction<{ [F in (typeof CLUSTER_FIGURES)[number] as F['name']]: number }, string>,
+  ]
+>;
+
 /** The type of the stats object schema, before its title and description (an explicit type: JSR). */
 type HubStatsObjectSchema = v.ObjectSchema<
   {
-    readonly instance_id: v.SchemaWithPipe<readonly [v.StringSchema<undefined>, v.DescriptionAction<string, string>]>;
-    readonly total_connections: ReturnType<typeof count>;
-    readonly active_connections: ReturnType<typeof count>;
-    readonly agents_connected: ReturnType<typeof count>;
-    readonly messages_sent: ReturnType<typeof count>;
-    readonly messages_received: ReturnType<typeof count>;
-    readonly updates_published: ReturnType<typeof count>;
-    readonly batches_sent: ReturnType<typeof count>;
-    readonly messages_queued: ReturnType<typeof count>;
-    readonly queued_messages: ReturnType<typeof count>;
-    readonly messages_dropped: ReturnType<typeof count>;
-    readonly errors: ReturnType<typeof count>;
-    readonly errors_by_kind: v.SchemaWithPipe<
-      readonly [
-        v.ObjectSchema<
-          Record<
-            ErrorKind,
-            v.SchemaWithPipe<
-              readonly [
-                v.NumberSchema<undefined>,
-                v.IntegerAction<number, undefined>,
-                v.MinValueAction<number, 0, undefined>,
-              ]
-            >
-          >,
-          undefined
-        >,
-        v.DescriptionAction<Record<ErrorKind, number>, string>,
-      ]
-    >;
-    readonly started_at: v.SchemaWithPipe<
-      readonly [v.StringSchema<undefined>, v.IsoTimestampAction<string, undefined>, v.DescriptionAction<string, string>]
-    >;
-    readonly uptime_seconds: ReturnType<typeof count>;
-    readonly cluster: v.OptionalSchema<
-      v.SchemaWithPipe<
-        readonly [
-          v.ObjectSchema<
-            {
-              readonly instances: ReturnType<typeof count>;
-              readonly active_connections: ReturnType<typeof count>;
-              readonly agents_connected: ReturnType<typeof count>;
-              readonly queued_messages: ReturnType<typeof count>;
-            },
-            undefined
-          >,
-          v.DescriptionAction<
-            { instances: number; active_connections: number; agents_connected: number; queued_messages: number },
-            string
-          >,
-        ]
-      >,
-      undefined
-    >;
-  },
+    readonly [F in (typeof STATS_FIGURES)[number] as F['name']]: FigureSchema<F>;
+  } & { readonly cluster: v.OptionalSchema<ClusterSchema, undefined> },
   undefined
 >;
 
 /**
- * Stats schema: the body of `GET /agents/ws/stats`. Figures are this instance's unless noted.
+ * Stats schema: the body of `GET /agents/ws/stats`. Figures are this instance's unless noted;
+ * every field comes from `STATS_FIGURES` and `CLUSTER_FIGURES` (plugin/figures.ts).
  */
 export const HubStatsSchema: v.SchemaWithPipe<
   readonly [
@@ -138,49 +102,14 @@ export const HubStatsSchema: v.SchemaWithPipe<
   ]
 > = v.pipe(
   v.object({
-    instance_id: v.pipe(v.string(), v.description('Identifies this server instance (random per process).')),
-    total_connections: count('Connections accepted since the hub started.'),
-    active_connections: count('Connections open now.'),
-    agents_connected: count('Agents with at least one open connection now.'),
-    messages_sent: count('Frames written to sockets: one per socket, so a frame sent to 3 clients counts 3.'),
-    messages_received: count('Frames received from clients.'),
-    updates_published: count('Updates accepted from publishStatus, publishTask and the ingest route.'),
-    batches_sent: count('batch_update frames built (once per agent, however many clients receive it).'),
-    messages_queued: count('Updates put in an offline queue because their agent had no connection.'),
-    queued_messages: count('Updates waiting in offline queues now.'),
-    messages_dropped: count(
-      'Queued updates dropped: a queue over maxQueueSize or maxQueueBytes, all queues over maxTotalQueueBytes, or a queue older than queueTtl.',
-    ),
-    errors: count('Sum of errors_by_kind.'),
-    errors_by_kind: v.pipe(
-      v.object(
-        Object.fromEntries(ERROR_KINDS.map((kind) => [kind, v.pipe(v.number(), v.integer(), v.minValue(0))])) as Record<
-          ErrorKind,
-          v.SchemaWithPipe<
-            readonly [
-              v.NumberSchema<undefined>,
-              v.IntegerAction<number, undefined>,
-              v.MinValueAction<number, 0, undefined>,
-            ]
-          >
-        >,
-      ),
-      v.description('Errors by kind; the README lists what each kind counts.'),
-    ),
-    started_at: v.pipe(v.string(), v.isoTimestamp(), v.description('When the hub started.')),
-    uptime_seconds: count('Seconds since the hub started.'),
+    ...Object.fromEntries(STATS_FIGURES.map((figure) => [figure.name, figureSchema(figure)])),
     cluster: v.optional(
       v.pipe(
-        v.object({
-          instances: count('Live instances sharing the broker.'),
-          active_connections: count('Connections open now on all live instances.'),
-          agents_connected: count('Agents with a connection on any live instance.'),
-          queued_messages: count('Updates waiting in offline queues, cluster-wide.'),
-        }),
+        v.object(Object.fromEntries(CLUSTER_FIGURES.map((figure) => [figure.name, count(figure.description)]))),
         v.description('Cluster-wide figures, present when the broker spans several instances (Redis).'),
       ),
     ),
-  }),
+  }) as unknown as HubStatsObjectSchema,
   v.title('Hub stats'),
   v.description('Counters of one hub, served by GET /agents/ws/stats.'),
 );

@@ -3,7 +3,7 @@ import type { LogEntry } from './logger.ts';
 /** Keys tracked at once; past this, new keys share one summary line, so a key spray costs nothing. */
 const MAX_KEYS = 1000;
 
-/** Key under which events beyond `MAX_KEYS` are summed. */
+/** Key (with the event after it) under which events beyond `MAX_KEYS` are summed. */
 const OVERFLOW_KEY = '*';
 
 interface Pending {
@@ -74,7 +74,8 @@ export function createLogThrottle(
   return {
     note(key, level, event, details, amount = 1) {
       const overflow = !pending.has(key) && pending.size >= MAX_KEYS;
-      const slot = overflow ? OVERFLOW_KEY : key;
+      // One overflow line per event, so every count stays with its event.
+      const slot = overflow ? `${OVERFLOW_KEY}${event}` : key;
       const entry = pending.get(slot);
       if (entry) {
         entry.count += amount;

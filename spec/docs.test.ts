@@ -10,10 +10,22 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { parse } from 'yaml';
+import { ERROR_CODES, HTTP_ERROR_CODES } from '../plugin/schemas.ts';
+import { ERROR_KINDS } from '../plugin/stats.ts';
 import { CHROMIUM_PATH, launchChromium } from '../scripts/chromium.ts';
 import { loadContract } from './contract.ts';
 import { HTTP_PAGE_NAME, writeDocs } from './docs.ts';
 import { docsView } from './docs-page.ts';
+import {
+  GENERATED_TABLES,
+  hubOptionProblems,
+  markdownFiles,
+  parseStatedDefault,
+  readMarkdown,
+  renderTables,
+  statedDefault,
+  tableNames,
+} from './docs-tables.ts';
 
 /** Inline schemas (not `$ref`s) in a document that a model generator would make a type of. */
 function untitledInlineSchemas(node: unknown, path = ''): string[] {
@@ -196,5 +208,134 @@ describe('npm run docs', () => {
     } finally {
       await browser.close();
     }
+  });
+});
+
+/** A Markdown text without its fenced code blocks and inline code. */
+const prose = (text: string) => text.replace(/^```[\s\S]*?^```/gm, '').replace(/`[^`\n]*`/g, '');
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens. */
+const slug = (heading: string) =>
+  heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-');
+
+/** The anchors of a Markdown page's headings, with GitHub's `-1`, `-2` for repeats. */
+function anchors(text: string): Set<string> {
+  const seen = new Map<string, number>();
+  const found = new Set<string>();
+  for (const [, heading] of text.replace(/^```[\s\S]*?^```/gm, '').matchAll(/^#{1,6} (.+)$/gm)) {
+    const base = slug(heading as string);
+    const count = seen.get(base) ?? 0;
+    seen.set(base, count + 1);
+    found.add(count === 0 ? base : `${base}-${count}`);
+  }
+  return found;
+}
+
+/** The rows of the first Markdown table after `heading` on a page, as trimmed cells. */
+function tableAfter(text: string, heading: string): string[][] {
+  const from = text.indexOf(`\n${heading}\n`);
+  assert.ok(from >= 0, `no heading ${heading}`);
+  const lines = text.slice(from).split('\n');
+  const start = lines.findIndex((line) => line.startsWith('| '));
+  const rows: string[][] = [];
+  for (const line of lines.slice(start + 2)) {
+    if (!line.startsWith('|')) break;
+    rows.push(
+      line
+        .slice(1, -1)
+        .split(/(?<!\\)\|/)
+        .map((cell) => cell.trim()),
+    );
+  }
+  return rows;
+}
+
+/** The `code` spans of a text. */
+const codes = (text: string) => [...text.matchAll(/`([^`]+)`/g)].map((match) => match[1] as string);
+
+describe('the Markdown docs', () => {
+  it('hold every generated table as the code writes it now: run npm run docs', () => {
+    for (const file of markdownFiles()) {
+      const text = readMarkdown(file);
+      assert.equal(text, renderTables(text, file), `${file} is stale: run npm run docs`);
+    }
+  });
+
+  it('use every generated table, each on one page', () => {
+    const used = markdownFiles().flatMap((file) => tableNames(readMarkdown(file)));
+    assert.deepEqual([...used].sort(), Object.keys(GENERATED_TABLES).sort());
+  });
+
+  it("state in the hub options' JSDoc the defaults of the schema", () => {
+    assert.deepEqual(hubOptionProblems(), []);
+    assert.deepEqual(statedDefault('Bytes of history. Default 64 MiB.'), {
+      value: '64 MiB',
+      rest: 'Bytes of history.',
+    });
+    assert.equal(parseStatedDefault('1 hour'), 3_600_000);
+    assert.equal(parseStatedDefault('512 KiB'), 512 * 1024);
+    assert.equal(statedDefault('Ms (default 500).').value, '500');
+    assert.equal(statedDefault('Ms. Default 10000: because.').rest, 'Ms. Default 10000: because.');
+  });
+
+  it('answer every error kind, error frame code and HTTP error code in the bad input table', () => {
+    const rows = tableAfter(readMarkdown('docs/protocol.md'), '## Answers to bad input');
+    const counted = new Set(rows.flatMap(([, , kinds]) => codes(kinds ?? '')));
+    const answers = new Set(rows.flatMap(([, answer]) => codes(answer ?? '')));
+    for (const kind of ERROR_KINDS) assert.ok(counted.has(kind), `error kind ${kind} is not in the table`);
+    for (const kind of counted)
+      assert.ok((ERROR_KINDS as readonly string[]).includes(kind), `${kind} is no error kind`);
+    for (const code of [...ERROR_CODES, ...HTTP_ERROR_CODES])
+      assert.ok(answers.has(code), `code ${code} is not answered`);
+  });
+
+  it('name every entry of package.json in the README and in the entries table, with what it needs', () => {
+    const exports = Object.keys(
+      (JSON.parse(readMarkdown('package.json')) as { exports: Record<string, unknown> }).exports,
+    ).filter((entry) => entry !== './package.json');
+    const readme = readMarkdown('README.md');
+    const rows = tableAfter(readMarkdown('docs/api.md'), '## Entries and peer dependencies');
+    const listed = new Set(rows.flatMap(([entry]) => codes(entry ?? '')));
+    for (const entry of exports) {
+      const name = entry === '.' ? 'hono-agent-ws' : `hono-agent-ws/${entry.slice(2)}`;
+      assert.ok(listed.has(name), `docs/api.md's entries table has no ${name}`);
+      const short = entry === '.' ? '`hono-agent-ws`' : `\`/${entry.slice(2)}\``;
+      assert.ok(readme.includes(`\`${name}\``) || readme.includes(short), `README.md does not name ${name}`);
+    }
+    for (const row of rows) assert.ok(row[2], `no needs for ${row[0]}`);
+  });
+
+  it('link only to files and headings that exist', () => {
+    const root = new URL('../', import.meta.url);
+    const broken: string[] = [];
+    for (const file of markdownFiles()) {
+      const text = readMarkdown(file);
+      for (const [, target] of prose(text).matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/.test(target as string)) continue;
+        const [path, anchor] = (target as string).split('#') as [string, string | undefined];
+        const url = path === '' ? new URL(file, root) : new URL(path, new URL(file, root));
+        if (!existsSync(url)) {
+          broken.push(`${file}: ${target} (no such file)`);
+          continue;
+        }
+        if (anchor && url.pathname.endsWith('.md') && !anchors(readFileSync(url, 'utf8')).has(anchor))
+          broken.push(`${file}: ${target} (no such heading)`);
+      }
+    }
+    assert.deepEqual(broken, []);
+  });
+
+  it('keep the README short: what it is, install, the first server, watching, Deno, Bun, the map', () => {
+    const readme = readMarkdown('README.md');
+    assert.ok(readme.split('\n').length <= 300, `README.md has ${readme.split('\n').length} lines`);
+    // Every page of docs/ and bench/; a folder of pages through its README.
+    const pages = markdownFiles().filter((file) =>
+      /^(docs\/[^/]+\.md|docs\/[^/]+\/README\.md|bench\/README\.md)$/.test(file),
+    );
+    for (const page of pages) assert.ok(readme.includes(`](${page})`), `README.md does not link ${page}`);
   });
 });

@@ -1,7 +1,8 @@
 /**
- * `npm run docs`: renders asyncapi.yaml to docs/index.html (the WebSocket API) and openapi.yaml
- * to docs/http.html (the HTTP routes), two self-contained pages that work offline and link to
- * each other.
+ * `npm run docs`: rewrites the generated tables of the Markdown docs from the code
+ * (spec/docs-tables.ts), and renders asyncapi.yaml to docs/index.html (the WebSocket API) and
+ * openapi.yaml to docs/http.html (the HTTP routes), two self-contained pages that work offline
+ * and link to each other.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +10,7 @@ import { parse, stringify } from 'yaml';
 import { SPEC_PATH } from './contract.ts';
 import { renderOpenApiPage } from './docs-openapi.ts';
 import { docsView, renderDocsPage } from './docs-page.ts';
+import { hubOptionProblems, writeTables } from './docs-tables.ts';
 
 /** The generated page. */
 export const DOCS_PAGE = new URL('../docs/index.html', import.meta.url);
@@ -45,6 +47,11 @@ export function writeDocs(target: URL = DOCS_PAGE): string {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const problems = hubOptionProblems();
+  for (const problem of problems) console.error(`docs: ${problem}`);
+  const changed = writeTables();
+  console.log(changed.length > 0 ? `tables rewritten in ${changed.join(', ')}` : 'every generated table is up to date');
+  if (problems.length > 0) process.exitCode = 1;
   const started = Date.now();
   const path = writeDocs();
   console.log(`${path} and ${HTTP_PAGE_NAME} written in ${Date.now() - started} ms`);

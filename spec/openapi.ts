@@ -95,7 +95,7 @@ export function buildOpenApi(): Record<string, unknown> {
           operationId: 'getMetrics',
           summary: 'Prometheus metrics',
           description:
-            'The stats as Prometheus metrics (text format 0.0.4): counters (`_total`) and gauges named `hono_agent_ws_*`, `hono_agent_ws_errors_total{kind}`, and the histograms `hono_agent_ws_batch_size_updates` and `hono_agent_ws_send_delay_seconds`. The README lists every metric.',
+            'The stats as Prometheus metrics (text format 0.0.4): counters (`_total`) and gauges named `hono_agent_ws_*`, `hono_agent_ws_errors_total{kind}`, `hono_agent_ws_evictions_total{kind}`, and the histograms `hono_agent_ws_batch_size_updates` and `hono_agent_ws_send_delay_seconds`. docs/operations.md lists every metric.',
           responses: {
             '200': {
               description: 'The metrics.',

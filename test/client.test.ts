@@ -108,9 +108,9 @@ describe('client policy', () => {
       assert.equal(reconnectAfterClose(Number(code)), info.reconnect);
     for (const code of [0, 1000, 1005, 1006, 1012, 1013]) assert.equal(reconnectAfterClose(code), true);
   });
-  it("is the README's table: one row per code of CLOSE_CODES, with its reason and decision", () => {
-    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-    const table = /<!-- client-policy:start -->\n([\s\S]*?)<!-- client-policy:end -->/.exec(readme)?.[1] ?? '';
+  it("is docs/client.md's table: one row per code of CLOSE_CODES, with its reason and decision", () => {
+    const page = readFileSync(join(ROOT, 'docs', 'client.md'), 'utf8');
+    const table = /<!-- client-policy:start -->\n([\s\S]*?)<!-- client-policy:end -->/.exec(page)?.[1] ?? '';
     const rows = table
       .split('\n')
       .filter((line) => /^\| \d{4} \|/.test(line))

@@ -150,7 +150,7 @@ const BAD_TIMESTAMPS: unknown[] = [
 ];
 
 /**
- * The documented answer to one complete message (README, "Answers to bad input"), written from
+ * The documented answer to one complete message (docs/protocol.md, "Answers to bad input"), written from
  * the spec, not from the hub's code.
  */
 function classify(bytes: Buffer, binary: boolean): Expect {

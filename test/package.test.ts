@@ -1,21 +1,22 @@
 /**
  * The published package, as a user gets it: `npm pack` (which builds dist/ through `prepack`),
- * then fresh apps in a temporary directory that install the tarball with the README's own
- * install commands and run the README's own examples, each over a real socket:
+ * then fresh apps in a temporary directory that install the tarball with the docs' own install
+ * commands and run the docs' own examples (README.md and docs/runtimes.md), each over a real
+ * socket:
  *
  * - Node: the Node example saved as `main.mjs`, under plain `node` (no tsx) on every tested
  *   Node version (scripts/node-versions.ts);
  * - TypeScript: the same example as `main.ts` plus every entry Node can load, type-checked with
- *   a strict NodeNext tsconfig and no `skipLibCheck`, by the TypeScript the README installs and
+ *   a strict NodeNext tsconfig and no `skipLibCheck`, by the TypeScript the docs install and
  *   by TypeScript 5;
  * - Deno: the Deno example against the app's node_modules, `deno check`ed and run with
  *   `--cached-only` (nothing downloaded at run time);
  * - Bun: the Bun example after `bun add`;
- * - `@hono/node-ws`: installed beside the package without flags, the README's example run.
+ * - `@hono/node-ws`: installed beside the package without flags, its example run.
  *
- * README code blocks marked `<!-- example: NAME -->` or `<!-- install: NAME -->` are read from
- * the README itself, so the README and this test cannot drift apart. In an install command,
- * the argument `hono-agent-ws` is replaced by the tarball's path.
+ * Code blocks marked `<!-- example: NAME -->` or `<!-- install: NAME -->` are read from the
+ * pages themselves (test/helpers/doc-blocks.ts), so the docs and this test cannot drift apart.
+ * In an install command, the argument `hono-agent-ws` is replaced by the tarball's path.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -27,9 +28,9 @@ import { fileURLToPath } from 'node:url';
 import { NODE_VERSIONS, nodeBinary } from '../scripts/node-versions.ts';
 import { runtimeBinary, runtimeEnv } from '../scripts/runtimes.ts';
 import { TestClient } from './helpers/client.ts';
+import { type DocBlock, markedBlocks } from './helpers/doc-blocks.ts';
 import { ingest, ROOT, type Runtime, startServer } from './helpers/server.ts';
 
-const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const PACKAGE = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
   name: string;
   engines: { node: string };
@@ -42,20 +43,13 @@ const JSR = JSON.parse(readFileSync(join(ROOT, 'jsr.json'), 'utf8')) as {
   exports: Record<string, string>;
 };
 
-/** The README's code blocks marked `<!-- KIND: NAME -->`, by name. */
-function readmeBlocks(kind: 'example' | 'install'): Map<string, string> {
-  const blocks = new Map<string, string>();
-  const marked = new RegExp(`<!-- ${kind}: ([\\w-]+) -->\\n\`\`\`\\w*\\n([\\s\\S]*?)\\n\`\`\``, 'g');
-  for (const [, name, code] of README.matchAll(marked)) blocks.set(name!, code!);
-  return blocks;
-}
-const examples = readmeBlocks('example');
-const installs = readmeBlocks('install');
+const examples = markedBlocks('example');
+const installs = markedBlocks('install');
 
-/** A marked README block, or a failure naming the missing marker. */
-function block(blocks: Map<string, string>, kind: string, name: string): string {
-  const code = blocks.get(name);
-  assert.ok(code, `README.md has no block marked <!-- ${kind}: ${name} -->`);
+/** The code of a marked block, or a failure naming the missing marker. */
+function block(blocks: Map<string, DocBlock>, kind: string, name: string): string {
+  const code = blocks.get(name)?.code;
+  assert.ok(code, `no page of README.md and docs/ has a block marked <!-- ${kind}: ${name} -->`);
   return code;
 }
 
@@ -83,7 +77,7 @@ function app(dir: string): string {
   return dir;
 }
 
-/** Runs the README's install command `name` in `dir`, with the tarball for `hono-agent-ws`. */
+/** Runs the docs' install command `name` in `dir`, with the tarball for `hono-agent-ws`. */
 function install(name: string, dir: string, tarball: string): string {
   const words = block(installs, 'install', name).trim().split(/\s+/);
   const [tool, ...args] = words.map((word) => (word === PACKAGE.name ? tarball : word));
@@ -292,12 +286,12 @@ describe('the npm package', { concurrency: false, timeout: 600_000 }, () => {
       writeFileSync(join(denoApp, 'main.ts'), block(examples, 'example', 'deno'));
     });
 
-    it("type-checks the README's Deno example against the installed package", () => {
+    it("type-checks the docs' Deno example against the installed package", () => {
       const [command, args] = deno(['check', '--cached-only', 'main.ts']).command();
       run(command, args, denoApp, { ...process.env, ...runtimeEnv(), NO_COLOR: '1' });
     });
 
-    it("runs the README's Deno example from node_modules, downloading nothing", async () => {
+    it("runs the docs' Deno example from node_modules, downloading nothing", async () => {
       await exercise(deno(['run', '--allow-net', '--allow-env', '--cached-only', 'main.ts']), true);
     });
   });
@@ -310,7 +304,7 @@ describe('the npm package', { concurrency: false, timeout: 600_000 }, () => {
       writeFileSync(join(bunApp, 'main.ts'), block(examples, 'example', 'bun'));
     });
 
-    it("runs the README's Bun example after bun add", async () => {
+    it("runs the docs' Bun example after bun add", async () => {
       await exercise(
         { name: 'bun', command: () => [runtimeBinary('bun'), ['main.ts']], cwd: bunApp, env: runtimeEnv() },
         true,
@@ -335,7 +329,7 @@ describe('the npm package', { concurrency: false, timeout: 600_000 }, () => {
       assert.match(installed('@hono/node-ws'), /^1\./);
     });
 
-    it("runs the README's @hono/node-ws example with plain node", async () => {
+    it("runs the docs' @hono/node-ws example with plain node", async () => {
       await exercise({ name: 'node-ws', command: () => [process.execPath, ['main.mjs']], cwd: nodeWsApp }, false);
     });
   });

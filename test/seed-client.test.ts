@@ -232,7 +232,7 @@ describe('the seed’s JavaScript client example, verbatim, on node', { concurre
     await allClosed();
   });
 
-  // The documented limit (README, Known limits): the server cannot tell a reload without
+  // The documented limit (docs/protocol.md, "Delivery guarantees"): the server cannot tell a reload without
   // `?since=` from a second tab, so within QUEUE_HANDOVER_MS it hands the queue over again.
   it('reloaded within a second of the queue handover: the queue is handed over again, as documented', async () => {
     const id = newAgentId('seed-handover');

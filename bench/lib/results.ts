@@ -1,7 +1,7 @@
 /**
  * The run's report: the Markdown printed and written to bench/results/, the raw JSON beside it,
- * and, after a full run, the chart and the README's generated results (the Benchmarks section of
- * README.md, between its `bench:start` and `bench:end` markers).
+ * and, after a full run, the chart and the generated results of bench/README.md (between its
+ * `bench:start` and `bench:end` markers).
  *
  * @module
  */
@@ -45,7 +45,7 @@ export interface Report {
   goals: GoalResult[];
   /** The full report: printed, and written to bench/results/<date>.md. */
   markdown: string;
-  /** The README's generated results. */
+  /** The generated results of bench/README.md. */
   readme: string;
   svg: string;
 }
@@ -196,9 +196,9 @@ export function buildReport(run: Run): Report {
 
   const markdown = `### Benchmark results (${date})\n\n${header}\n\n${sections.join('\n\n')}\n\n#### Goals\n\n${goalTable}\n`;
   const readme = [
-    `![fan-out throughput, CPU per message and idle memory](bench/results/chart.svg)`,
+    `![fan-out throughput, CPU per message and idle memory](results/chart.svg)`,
     '',
-    `Latest full run: [bench/results/${date}.md](bench/results/${date}.md) (raw figures in \`${date}.json\`).`,
+    `Latest full run: [results/${date}.md](results/${date}.md) (raw figures in \`${date}.json\`).`,
     '',
     header,
     '',
@@ -216,11 +216,11 @@ export function buildReport(run: Run): Report {
     ),
     ...(history ? [`${historyTitle}:`, '', history, ''] : []),
     ...(scale ? [`${scaleTitle}:`, '', scale, '', ...(notes ? [notes, ''] : [])] : []),
-    '### Goals',
+    '## Goals',
     '',
     goalTable,
     '',
-    '### Running it',
+    '## Running it',
     '',
     '```sh',
     'npm run bench            # full matrix: 5 repeats, C = 1000 and 5000 (about 20 minutes)',
@@ -249,7 +249,7 @@ export function buildReport(run: Run): Report {
 
 /**
  * Writes bench/results/<date>.json and .md (`<date>-quick.*` for a quick run); after a full run
- * also bench/results/chart.svg and the README's generated results.
+ * also bench/results/chart.svg and the generated results of bench/README.md.
  */
 export function writeResults(run: Run, report: Report): void {
   const { options, servers, pinned, repeats, recorder } = run;
@@ -285,16 +285,19 @@ export function writeResults(run: Run, report: Report): void {
     updateReadme(report.readme);
   }
   console.error(
-    `bench: wrote ${base}.json, ${base}.md${quick ? '' : ', bench/results/chart.svg and the README results'}`,
+    `bench: wrote ${base}.json, ${base}.md${quick ? '' : ', bench/results/chart.svg and the results in bench/README.md'}`,
   );
 }
 
-/** Replaces the README's generated results, between its `bench:start` and `bench:end` markers. */
+/** The page whose generated results a full run replaces. */
+export const BENCH_README = 'bench/README.md';
+
+/** Replaces the generated results of bench/README.md, between its `bench:start` and `bench:end` markers. */
 export function updateReadme(section: string): void {
   const [start, end] = ['<!-- bench:start -->', '<!-- bench:end -->'];
-  const text = readFileSync('README.md', 'utf8');
+  const text = readFileSync(BENCH_README, 'utf8');
   const from = text.indexOf(start);
   const to = text.indexOf(end);
-  if (from < 0 || to < from) throw new Error(`README.md has no ${start} … ${end} section to update`);
-  writeFileSync('README.md', `${text.slice(0, from + start.length)}\n${section}\n${text.slice(to)}`);
+  if (from < 0 || to < from) throw new Error(`${BENCH_README} has no ${start} … ${end} section to update`);
+  writeFileSync(BENCH_README, `${text.slice(0, from + start.length)}\n${section}\n${text.slice(to)}`);
 }

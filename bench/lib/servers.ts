@@ -31,7 +31,7 @@ export interface ServerDef {
   history?: boolean;
   /**
    * A variant measured against another server rather than a contender: runs the fixed-rate and
-   * flat-out scenarios only, and stays out of the chart and the README's tables.
+   * flat-out scenarios only, and stays out of the chart and the tables of bench/README.md.
    */
   variant?: boolean;
   /** A Node version from the npm registry (scripts/node-versions.ts) instead of the one running the bench. */

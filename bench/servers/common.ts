@@ -22,6 +22,7 @@ import { createServer } from 'node:net';
 import process from 'node:process';
 import { type Hono, Hono as HonoApp } from 'hono';
 import * as v from 'valibot';
+import { STATS_FIGURES } from '../../plugin/figures.ts';
 import { type AgentHub, createAgentHub } from '../../plugin/index.ts';
 import { IngestBodySchema } from '../../plugin/schemas.ts';
 import { createErrorCounters } from '../../plugin/stats.ts';
@@ -157,9 +158,9 @@ export function startControl(port: number, publish: (agent: string, message: str
 /**
  * Mounts the bare Hono routes the HTTP scenario compares the hub's routes with, doing the same
  * parsing as the hub and nothing else:
- * - `GET /bare/stats` serialises an object of the stats' shape and size (every counter,
- *   `errors_by_kind` with all its kinds, the two timestamps), built afresh per request as the
- *   hub builds its stats;
+ * - `GET /bare/stats` serialises an object of the stats' shape and size (every field of
+ *   `STATS_FIGURES`: zeros for the counts, `errors_by_kind` with all its kinds, the two
+ *   timestamps), built afresh per request as the hub builds its stats;
  * - `POST /bare/:agent_id/updates` parses the JSON body and validates it with the ingest
  *   schema (`IngestBodySchema`), as the hub does, and answers 202 with the count.
  * Not included, as the hub's own work: authorize, agent id and content-type checks, building
@@ -169,25 +170,18 @@ export function mountBare(app: Hono): void {
   const startedAt = Date.now();
   const instanceId = crypto.randomUUID();
   const errors = createErrorCounters();
-  app.get('/bare/stats', (c) =>
-    c.json({
-      instance_id: instanceId,
-      total_connections: 0,
-      active_connections: 0,
-      agents_connected: 0,
-      messages_sent: 0,
-      messages_received: 0,
-      updates_published: 0,
-      batches_sent: 0,
-      messages_queued: 0,
-      queued_messages: 0,
-      messages_dropped: 0,
-      errors: 0,
-      errors_by_kind: { ...errors },
-      started_at: new Date(startedAt).toISOString(),
-      uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
-    }),
-  );
+  // Every field of STATS_FIGURES, read as the hub reads its own (plugin/reports.ts).
+  const readings: Record<string, () => unknown> = {
+    instance_id: () => instanceId,
+    errors_by_kind: () => ({ ...errors }),
+    started_at: () => new Date(startedAt).toISOString(),
+    uptime_seconds: () => Math.round((Date.now() - startedAt) / 1000),
+  };
+  app.get('/bare/stats', (c) => {
+    const stats: Record<string, unknown> = {};
+    for (const figure of STATS_FIGURES) stats[figure.name] = readings[figure.name]?.() ?? 0;
+    return c.json(stats);
+  });
   app.post('/bare/:agent_id/updates', async (c) => {
     const parsed = v.safeParse(IngestBodySchema, await c.req.json());
     if (!parsed.success) return c.json({ error: 'invalid_update' }, 400);

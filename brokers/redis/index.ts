@@ -13,7 +13,12 @@
  *   strictly +1 per agent whichever instance publishes, and `seq` order is delivery order. The
  *   epoch changes only when Redis no longer holds the stream (restarted without persistence,
  *   `streamTtl` passed, evicted): a resuming client then gets `recovered: false`. A client may
- *   resume on any instance: the history is in Redis.
+ *   resume on any instance: the history is in Redis. The state is bounded per agent
+ *   (`maxStateBytes`: its least recently updated entries go first, never its newest update; a
+ *   task update over it on its own is kept without its `result`, `result_omitted: true`) and
+ *   across the cluster (`maxTotalStateBytes`: the agents touched least recently go first, whole,
+ *   unless an instance holds them, which keep their newest update), counting the bytes Redis
+ *   holds for it: each entry's JSON and field, and the stream record.
  * - presence: a sorted set of the instances holding a connection for the agent, each scored
  *   with its expiry time (Redis's clock). Every instance refreshes its entries from one timer
  *   (`presenceTtl / 3`); entries of an instance that stopped refreshing (killed, frozen, cut
@@ -50,7 +55,7 @@
  *
  * @module
  */
-import { isFinalTask } from '../../plugin/agent-state.ts';
+import { isFinalTask, withoutResult } from '../../plugin/agent-state.ts';
 import { type Joined, newEpoch } from '../../plugin/broker.ts';
 import type {
   AgentUpdate,
@@ -58,6 +63,7 @@ import type {
   BrokerFactory,
   ClusterStats,
   DropReason,
+  EvictionKind,
   PublishReceipt,
   StatusUpdate,
   TaskUpdate,
@@ -103,6 +109,9 @@ export interface RedisBrokerOptions {
    */
   streamTtl?: number;
 }
+
+/** Drop reasons the scripts report that are evictions (`BrokerContext.onEvicted`), not queue drops. */
+const EVICTIONS = new Set<string>(['history', 'state', 'task', 'result']);
 
 /** Shared receipts: publishing allocates nothing extra. */
 const NOT_QUEUED: PublishReceipt = Object.freeze({ queued: false });
@@ -174,12 +183,21 @@ export function redisBroker(options: RedisBrokerOptions = {}): BrokerFactory {
       bound(context.maxTotalHistoryBytes, -1),
       streamTtl,
     ];
+    // maxStateBytes, maxTotalStateBytes (none: unbounded, as a hub older than them passes).
+    const stateLimits = [bound(context.maxStateBytes, -1), bound(context.maxTotalStateBytes, -1)];
+    const maxStateBytes = context.maxStateBytes ?? Number.POSITIVE_INFINITY;
     const bodyOf = context.bodyOf ?? JSON.stringify;
     const instanceId = context.instanceId ?? crypto.randomUUID();
     const report = (operation: string, error: unknown, agentId?: string) =>
       context.onError?.(operation, error, agentId);
     const reportDrops = (drops: Drops) => {
-      for (const [agentId, count, reason] of drops) onDropped(agentId, count, reason as DropReason);
+      for (const [agentId, count, reason] of drops) {
+        if (EVICTIONS.has(reason)) context.onEvicted?.(agentId, reason as EvictionKind, count);
+        else {
+          onDropped(agentId, count, reason as DropReason);
+          if (reason === 'total_bytes') context.onEvicted?.(agentId, 'queue', 1);
+        }
+      }
     };
     const key = {
       presence: (agentId: string) => `${base}presence:${agentId}`,
@@ -403,19 +421,27 @@ export function redisBroker(options: RedisBrokerOptions = {}): BrokerFactory {
 
       async publish(agentId, draft) {
         const task = draft.type === 'task_update' ? draft : undefined;
+        const body = bodyOf(draft);
+        // The script decides, from the bytes it counts, whether the state keeps it without its
+        // result; it gets that form only for an update that might be too large (a few bytes of
+        // text take at most three UTF-8 bytes each).
+        const stripped =
+          task?.result !== undefined && body.length * 3 > maxStateBytes / 2 ? JSON.stringify(withoutResult(task)) : '';
         const [queued, drops, seq, epoch] = (await connection.run(
           SCRIPTS.publish,
           [],
           [
             base,
             agentId,
-            bodyOf(draft),
+            body,
             task ? 't' : 's',
             task?.task_id ?? '',
             task && isFinalTask(task) ? '1' : '0',
             ...limits,
             ...historyLimits,
             newEpoch(),
+            ...stateLimits,
+            stripped,
           ],
         )) as [number, Drops, number, string];
         const update = draft as AgentUpdate;

@@ -5,8 +5,9 @@
  *
  * Keys, all under the prefix (`haw:` by default). Per agent:
  * - `agent:<id>` (hash): the agent's stream: `epoch`, `seq` (its last update's number), `hbytes`
- *   (bytes of its history), `status` (its latest status update's JSON) and `t:<task id>` (the
- *   latest update's JSON of each task its snapshot holds). The epoch and the numbering live in
+ *   (bytes of its history), `sbytes` (bytes of its state and record, what `maxStateBytes`
+ *   bounds), `status` (its latest status update's JSON) and `t:<task id>` (the latest update's
+ *   JSON of each task its snapshot holds; without its `result` when that was too large). The epoch and the numbering live in
  *   one key, so Redis can never lose one without the other; when the key is missing (Redis
  *   restarted without persistence, the stream expired, or it was evicted) the next publish or
  *   join creates it with a new epoch, and whatever is left of the old stream is deleted.
@@ -26,7 +27,9 @@
  * Across agents: `agent-ids` (every agent holding a stream, all scored 0: listed by id),
  * `streams` (agents by the time their stream expires, `streamTtl` after it was
  * last published to, joined or watched), `histories` (agents holding history, least recently
- * published first: evicted first over `maxTotalHistoryBytes`), `history-bytes` (their total), and
+ * published first: evicted first over `maxTotalHistoryBytes`), `history-bytes` (their total),
+ * `states` (agents by when their stream was last published to or joined: evicted first over
+ * `maxTotalStateBytes`), `state-bytes` (the total of every `sbytes`), and
  * the queue bookkeeping of `QUEUES`. Streams and queues are swept by the scripts rather than left
  * to key expiry, so the totals stay exact. Pub/sub channel per agent: `updates:<id>`.
  *
@@ -45,8 +48,16 @@ export const HEARTBEAT_CHUNK = 500;
 /** Expired queues and streams dropped per publish and per heartbeat: bounds the work of one call. */
 const SWEEP_ON_PUBLISH = 10;
 const SWEEP_ON_HEARTBEAT = 200;
-/** Whole queues (or histories) dropped per call to get back under a total; the next call goes on. */
+/** Whole queues (or histories, or states) dropped per call to get back under a total; the next call goes on. */
 const EVICT_PER_CALL = 100;
+/**
+ * What the state bounds count besides the JSON, in bytes of Redis memory (rounded up): each entry
+ * of a state (its hash field and sorted-set member), and an agent's stream record besides four
+ * times its id (the `agent:` hash, the `open:`/`ended:` sets, its place in `agent-ids`,
+ * `streams` and `states`).
+ */
+const STATE_ENTRY_BYTES = 64;
+const STREAM_RECORD_BYTES = 512;
 
 /**
  * `seq_of(json)`: the `seq` of an update's wire JSON, which ends with `,"seq":N,"epoch":"E"}`
@@ -198,7 +209,7 @@ end`;
  * their expiry. See the module comment for the keys.
  */
 const STREAMS = `local K_STREAMS, K_HISTORIES, K_HTOTAL = base .. 'streams', base .. 'histories', base .. 'history-bytes'
-local K_IDS = base .. 'agent-ids'
+local K_IDS, K_STATES, K_STOTAL = base .. 'agent-ids', base .. 'states', base .. 'state-bytes'
 local function meta_key(agent) return base .. 'agent:' .. agent end
 local function open_key(agent) return base .. 'open:' .. agent end
 local function ended_key(agent) return base .. 'ended:' .. agent end
@@ -217,6 +228,9 @@ end
 -- Forgets an agent's stream whole: its next publish or join starts a new epoch.
 local function forget(agent)
   drop_history(agent)
+  local held = tonumber(redis.call('HGET', meta_key(agent), 'sbytes') or '0') or 0
+  if held ~= 0 then redis.call('DECRBY', K_STOTAL, held) end
+  redis.call('ZREM', K_STATES, agent)
   redis.call('DEL', meta_key(agent), open_key(agent), ended_key(agent))
   redis.call('ZREM', K_STREAMS, agent)
   redis.call('ZREM', K_IDS, agent)
@@ -246,28 +260,117 @@ local function stream(agent, candidate, ttl)
   forget(agent)
   redis.call('ZADD', K_IDS, 0, agent)
   if redis.call('EXISTS', queue_key(agent)) == 1 then drop(agent, 'expired') end
-  redis.call('HSET', meta_key(agent), 'epoch', candidate, 'seq', 0)
+  local record_bytes = ${STREAM_RECORD_BYTES} + 4 * #agent
+  redis.call('HSET', meta_key(agent), 'epoch', candidate, 'seq', 0, 'sbytes', record_bytes)
+  redis.call('INCRBY', K_STOTAL, record_bytes)
+  redis.call('ZADD', K_STATES, redis.call('INCR', base .. 'sequence'), agent)
   touch(agent, ttl)
   return candidate, 0
 end
+-- The state's bookkeeping: what an entry counts, and the agent's (and the total's) bytes.
+local function entry_bytes(field, value) return #field + #value + ${STATE_ENTRY_BYTES} end
+local function restate(agent, delta)
+  if delta == 0 then return end
+  redis.call('HINCRBY', meta_key(agent), 'sbytes', delta)
+  redis.call('INCRBY', K_STOTAL, delta)
+end
+local function state_bytes(agent) return tonumber(redis.call('HGET', meta_key(agent), 'sbytes') or '0') or 0 end
+-- Forgets one entry of a state: 'status', or 't:<task id>' with the set it is in.
+local function forget_entry(agent, field, set)
+  local value = redis.call('HGET', meta_key(agent), field)
+  if set then redis.call('ZREM', set, string.sub(field, 3)) end
+  if not value then return end
+  redis.call('HDEL', meta_key(agent), field)
+  restate(agent, -entry_bytes(field, value))
+end
+-- Forgets the least recently updated entries of an agent's state until it holds at most limit
+-- bytes: ended tasks, then open ones, then the status; never the field keep (its newest update).
+-- Returns how many.
+local function shrink(agent, limit, keep)
+  local n = 0
+  for _, set in ipairs({ended_key(agent), open_key(agent)}) do
+    for _, id in ipairs(redis.call('ZRANGE', set, 0, -1)) do
+      if state_bytes(agent) <= limit then return n end
+      if 't:' .. id ~= keep then
+        forget_entry(agent, 't:' .. id, set)
+        n = n + 1
+      end
+    end
+  end
+  if state_bytes(agent) > limit and keep ~= 'status' and redis.call('HEXISTS', meta_key(agent), 'status') == 1 then
+    forget_entry(agent, 'status')
+    n = n + 1
+  end
+  return n
+end
+-- The field of an agent's newest update.
+local function newest(agent)
+  local best, field = -1, nil
+  for _, set in ipairs({open_key(agent), ended_key(agent)}) do
+    local top = redis.call('ZREVRANGE', set, 0, 0, 'WITHSCORES')
+    if top[1] and tonumber(top[2]) > best then best, field = tonumber(top[2]), 't:' .. top[1] end
+  end
+  local status = redis.call('HGET', meta_key(agent), 'status')
+  if status and (seq_of(status) or 0) > best then field = 'status' end
+  return field
+end
+-- Gets the states of all agents back under stotal (-1: none): the agents touched least recently
+-- first, this one last. One no instance holds is forgotten whole; a held one keeps its newest update.
+local function bound_states(agent, stotal)
+  if stotal < 0 then return end
+  local function over() return (tonumber(redis.call('GET', K_STOTAL) or '0') or 0) > stotal end
+  if not over() then return end
+  for _, other in ipairs(redis.call('ZRANGE', K_STATES, 0, ${EVICT_PER_CALL - 1})) do
+    if not over() then return end
+    if other ~= agent then
+      if redis.call('ZCOUNT', presence_key(other), now, '+inf') > 0 then
+        if shrink(other, 0, newest(other)) > 0 then drops[#drops + 1] = {other, 1, 'state'} end
+        -- Behind the others now: the next call gets further.
+        redis.call('ZADD', K_STATES, redis.call('INCR', base .. 'sequence'), other)
+      else
+        forget(other)
+        drops[#drops + 1] = {other, 1, 'state'}
+      end
+    end
+  end
+  if over() and shrink(agent, 0, newest(agent)) > 0 then drops[#drops + 1] = {agent, 1, 'state'} end
+end
 -- Records a numbered update: the agent's state (as applyUpdate), then its history, within
 -- every bound. kind 's' (status) or 't' (task, with its id and whether its status is final);
--- hsize, hmax, htotal: historySize, maxHistoryBytes, maxTotalHistoryBytes (-1: none).
-local function record(agent, seq, wire, kind, task, final, hsize, hmax, htotal)
+-- stripped: the wire JSON without its result (false when it has none to leave out);
+-- hsize, hmax, htotal: historySize, maxHistoryBytes, maxTotalHistoryBytes; smax, stotal:
+-- maxStateBytes, maxTotalStateBytes (-1: none).
+local function record(agent, seq, wire, stripped, kind, task, final, hsize, hmax, htotal, smax, stotal)
   local meta = meta_key(agent)
+  local field = kind == 's' and 'status' or ('t:' .. task)
+  local value = wire
+  if smax >= 0 and stripped and entry_bytes(field, wire) + ${STREAM_RECORD_BYTES} + 4 * #agent > smax then
+    -- Too large to keep on its own: the state keeps it without its result.
+    value = stripped
+    drops[#drops + 1] = {agent, 1, 'result'}
+  end
+  local old = redis.call('HGET', meta, field)
+  if old then restate(agent, -entry_bytes(field, old)) end
   if kind == 's' then
-    redis.call('HSET', meta, 'status', wire)
+    redis.call('HSET', meta, 'status', value)
   else
     local set, other, limit = open_key(agent), ended_key(agent), ${MAX_SNAPSHOT_OPEN_TASKS}
     if final then set, other, limit = ended_key(agent), open_key(agent), ${MAX_SNAPSHOT_FINAL_TASKS} end
     redis.call('ZREM', other, task)
     redis.call('ZADD', set, seq, task)
-    redis.call('HSET', meta, 't:' .. task, wire)
+    redis.call('HSET', meta, field, value)
     if redis.call('ZCARD', set) > limit then
-      local evicted = redis.call('ZPOPMIN', set)
-      redis.call('HDEL', meta, 't:' .. evicted[1])
+      local evicted = redis.call('ZRANGE', set, 0, 0)
+      forget_entry(agent, 't:' .. evicted[1], set)
     end
   end
+  restate(agent, entry_bytes(field, value))
+  redis.call('ZADD', K_STATES, redis.call('INCR', base .. 'sequence'), agent)
+  if smax >= 0 and state_bytes(agent) > smax then
+    local n = shrink(agent, smax, field)
+    if n > 0 then drops[#drops + 1] = {agent, n, 'task'} end
+  end
+  bound_states(agent, stotal)
   if hsize <= 0 then return end
   local history = history_key(agent)
   if redis.call('LLEN', history) > 0 and seq_of(redis.call('LINDEX', history, -1)) ~= seq - 1 then
@@ -293,6 +396,7 @@ local function record(agent, seq, wire, kind, task, final, hsize, hmax, htotal)
   if htotal >= 0 and total > htotal then
     -- Whole histories, the agent published to least recently first (this one last).
     for _, other in ipairs(redis.call('ZRANGE', K_HISTORIES, 0, ${EVICT_PER_CALL - 1})) do
+      drops[#drops + 1] = {other, 1, 'history'}
       if drop_history(other) <= htotal then break end
     end
   end
@@ -314,7 +418,8 @@ const LIMITS = (first: number) =>
  * KEYS none; ARGV prefix, agent id, body JSON (the update without `seq` and `epoch`), kind
  * (`s`|`t`), task id, final (`0`|`1`), the four queue limits (7-10), historySize,
  * maxHistoryBytes, maxTotalHistoryBytes, streamTtl (11-14), a new epoch in case the agent's
- * stream is not held (15).
+ * stream is not held (15), maxStateBytes, maxTotalStateBytes (16-17), the body without its
+ * `result` (`withoutResult`; empty when the broker judged it small enough to keep whole) (18).
  *
  * Numbers the update (its `seq` is allocated in the same script that publishes or queues it, so
  * `seq` order is delivery order), builds its wire JSON (the body with `,"seq":N,"epoch":"E"`
@@ -332,8 +437,11 @@ if string.sub(body, -1) ~= '}' then return redis.error_reply('ERR update body is
 local sttl = tonumber(ARGV[14])
 local epoch = stream(agent, ARGV[15], sttl)
 local seq = redis.call('HINCRBY', meta_key(agent), 'seq', 1)
-local wire = string.sub(body, 1, -2) .. string.format(',"seq":%d,"epoch":"', seq) .. epoch .. '"}'
-record(agent, seq, wire, ARGV[4], ARGV[5], ARGV[6] == '1', tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]))
+local tail = string.format(',"seq":%d,"epoch":"', seq) .. epoch .. '"}'
+local wire = string.sub(body, 1, -2) .. tail
+local stripped = ARGV[18] ~= '' and (string.sub(ARGV[18], 1, -2) .. tail) or false
+record(agent, seq, wire, stripped, ARGV[4], ARGV[5], ARGV[6] == '1', tonumber(ARGV[11]), tonumber(ARGV[12]),
+  tonumber(ARGV[13]), tonumber(ARGV[16] or '-1'), tonumber(ARGV[17] or '-1'))
 touch(agent, sttl)
 local presence = presence_key(agent)
 redis.call('ZREMRANGEBYSCORE', presence, '-inf', now)
@@ -368,6 +476,7 @@ redis.call('SADD', KEYS[2], agent)
 redis.call('PEXPIRE', KEYS[2], ttl)
 local epoch, seq = stream(agent, ARGV[6], sttl)
 touch(agent, sttl)
+redis.call('ZADD', K_STATES, redis.call('INCR', base .. 'sequence'), agent)
 local shared = redis.call('SISMEMBER', K_SHARED, agent) == 1
 local items = take(agent)
 if #items > 0 and shared and listeners(agent) > 1 then republish(agent, items) end

@@ -42,7 +42,7 @@ import {
   type StreamPosition,
   type UnsubscribeReceipt,
 } from '../../plugin/broker.ts';
-import type { AgentUpdate, UnsequencedUpdate } from '../../plugin/schemas.ts';
+import type { AgentUpdate, StatusUpdate, TaskUpdate, UnsequencedUpdate } from '../../plugin/schemas.ts';
 import type { SqliteDriver, SqliteStatement, SqlValue } from './driver.ts';
 import { type Durability, openStore, readAll, SqliteStoreError, type Statements, type Store } from './store.ts';
 
@@ -219,6 +219,8 @@ function startBroker(
   /** The JSON each update was stored or published with (without `seq` and `epoch`). */
   const bodies = new WeakMap<AgentUpdate, string>();
   const bodyOf = (update: AgentUpdate): string => bodies.get(update) ?? JSON.stringify(update);
+  /** Reads back an update the snapshot state holds as JSON. */
+  const parse = context.parse ?? ((json: string) => JSON.parse(json) as AgentUpdate);
 
   // ---- the write-behind journal: what the next transaction writes ------------------------
 
@@ -314,7 +316,7 @@ function startBroker(
     // applyUpdate forgets at most the least recently updated open or ended task: note both.
     const firstOpen = state.open.keys().next().value;
     const firstEnded = state.ended.keys().next().value;
-    applyUpdate(state, update);
+    applyUpdate(state, update, context.jsonOf?.(update));
     for (const first of [firstOpen, firstEnded]) {
       if (first !== undefined && first !== key && !state.open.has(first) && !state.ended.has(first)) {
         uncount(stream, first);
@@ -399,7 +401,14 @@ function startBroker(
       dirtyAgents.add(agentId);
       schedule();
     }
-    return { epoch: stream.epoch, seq: stream.seq, status: stream.state.status, tasks: snapshotTasks(stream.state) };
+    // The state holds the updates' JSON (plugin/agent-state.ts): read back for the hub.
+    const status = stream.state.status;
+    return {
+      epoch: stream.epoch,
+      seq: stream.seq,
+      status: status ? (parse(status.json) as StatusUpdate) : null,
+      tasks: snapshotTasks(stream.state, parse),
+    };
   };
 
   // ---- queues ------------------------------------------------------------------------------
@@ -639,7 +648,7 @@ function startBroker(
         const key = update.type === 'status_update' ? STATUS : update.task_id;
         if (key !== String(row.task))
           throw new Error(`a state row of ${String(row.agent)} is filed under the wrong key`);
-        applyUpdate(stream.state, update);
+        applyUpdate(stream.state, update, context.jsonOf?.(update));
         const bytes = sizeOf(update);
         stream.stateSizes.set(key, bytes);
         stream.stateRows.set(key, id);
@@ -844,8 +853,14 @@ function startBroker(
           agent_id: agentId,
           epoch: stream.epoch,
           seq: stream.seq,
-          status: stream.state.status,
-          open_tasks: maxTasks > 0 ? open.slice(-maxTasks).reverse() : [],
+          status: stream.state.status ? (parse(stream.state.status.json) as StatusUpdate) : null,
+          open_tasks:
+            maxTasks > 0
+              ? open
+                  .slice(-maxTasks)
+                  .reverse()
+                  .map((held) => parse(held.json) as TaskUpdate)
+              : [],
           open_tasks_total: open.length,
           queued: queue ? size(queue) : 0,
         };

@@ -30,74 +30,202 @@ export interface DemoSettings {
   timeouts: HttpTimeouts;
   /** Set from REDIS_URL: share agents with every instance on the same Redis. */
   redis: RedisBrokerOptions | undefined;
+  /** Set from DB_PATH: keep queues, history and state in this SQLite file. */
+  dbPath: string | undefined;
 }
 
-const integer = (env: Record<string, string | undefined>, name: string, fallback: number): number => {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
+/** Turns one environment variable's text into a setting; throws a message naming the variable. */
+type Parse<T> = (raw: string, name: string) => T;
+
+/** A whole number, 0 or more: counts, bytes, milliseconds. */
+const whole: Parse<number> = (raw, name) => {
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0)
     throw new Error(`${name} must be a whole number >= 0, got ${JSON.stringify(raw)}`);
   return value;
 };
 
+/** A number, 0 or more, fractions allowed (a rate). */
+const rate: Parse<number> = (raw, name) => {
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0)
+    throw new Error(`${name} must be a number >= 0, got ${JSON.stringify(raw)}`);
+  return value;
+};
+
+/** `on` or `off`. */
+const onOff: Parse<boolean> = (raw, name) => {
+  if (raw === 'on' || raw === 'off') return raw === 'on';
+  throw new Error(`${name} must be on or off, got ${JSON.stringify(raw)}`);
+};
+
+/** Comma-separated, blanks dropped. */
+const list: Parse<string[]> = (raw) =>
+  raw
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
+
+/** Text as given. */
+const text: Parse<string> = (raw) => raw;
+
+/** What the demo's settings are made of, by where each variable goes. */
+interface EnvTargets {
+  /** `createAgentHub`'s options; unset ones keep the schema's defaults. */
+  hub: AgentHubOptions;
+  /** Node's HTTP server timeouts (`serveNode`); unset ones keep `serverTimeouts`. */
+  timeouts: HttpTimeouts;
+  /** The Redis broker's options, used when `url` is set. */
+  redis: RedisBrokerOptions;
+  /** The demo's own settings. */
+  demo: { port: number; host: string; demoAgents: number; authToken: string; dbPath: string };
+}
+
+/** One environment variable: its name, the setting it sets, how its text is read, and why. */
+export type DemoEnvVar = {
+  [Target in keyof EnvTargets]: {
+    [Option in keyof EnvTargets[Target]]-?: {
+      readonly name: string;
+      readonly target: Target;
+      readonly option: Option;
+      /** Returns `undefined` to leave the setting at its default. */
+      readonly parse: Parse<EnvTargets[Target][Option] | undefined>;
+      /** For the demo's own settings: the value when unset (hub, timeout and Redis defaults are the code's own). */
+      readonly fallback?: Exclude<EnvTargets[Target][Option], undefined>;
+      /** What it does, for the docs' table; empty when the option's own description says it. */
+      readonly about: string;
+    };
+  }[keyof EnvTargets[Target]];
+}[keyof EnvTargets];
+
 /**
- * Reads the demo settings: PORT (8787; 0 picks a free port), HOST (127.0.0.1),
- * HEARTBEAT_INTERVAL_MS, MAX_QUEUE_SIZE, MAX_QUEUE_BYTES, MAX_TOTAL_QUEUE_BYTES, QUEUE_TTL_MS,
- * BATCH_INTERVAL_MS, MAX_MESSAGE_SIZE, MAX_INBOUND_RATE, MAX_INBOUND_BURST, HISTORY_SIZE,
- * MAX_HISTORY_BYTES, SNAPSHOT (`off`), DEMO_AGENTS (3),
- * AUTH_TOKEN (when set, every route needs `?token=` or `Authorization: Bearer`),
- * ALLOWED_ORIGINS (comma-separated browser origins allowed besides the server's own),
- * HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, CONNECTIONS_CHECK_INTERVAL_MS
- * (Node's HTTP server timeouts, see `serveNode`), LOG
- * (`off`), REDIS_URL (when set, instances sharing that Redis behave as one hub),
- * PRESENCE_TTL_MS (with REDIS_URL: how long a vanished instance still counts as holding its
- * agents; 15000) and STREAM_TTL_MS (with REDIS_URL: how long an agent's stream stays in Redis
- * after it was last published to or watched; 86400000).
+ * Every environment variable the demo reads, in one list: `readSettings` applies it and the
+ * docs' table (docs/demo.md, `npm run docs`) is written from it. A variable that is unset or
+ * empty leaves its setting at the code's default.
+ */
+export const DEMO_ENV: readonly DemoEnvVar[] = [
+  {
+    name: 'PORT',
+    target: 'demo',
+    option: 'port',
+    parse: whole,
+    fallback: SERVE_DEFAULTS.port,
+    about: '`0` picks a free port',
+  },
+  {
+    name: 'HOST',
+    target: 'demo',
+    option: 'host',
+    parse: text,
+    fallback: SERVE_DEFAULTS.hostname,
+    about: 'the interface to bind',
+  },
+  {
+    name: 'DEMO_AGENTS',
+    target: 'demo',
+    option: 'demoAgents',
+    parse: whole,
+    fallback: 3,
+    about: 'simulated agents; `0` for none',
+  },
+  {
+    name: 'AUTH_TOKEN',
+    target: 'demo',
+    option: 'authToken',
+    parse: text,
+    about:
+      'when set, every route (WebSocket, stats, listing, metrics, ingest, the dashboard) needs `?token=…` or `Authorization: Bearer …`, compared in constant time; 401 otherwise',
+  },
+  { name: 'HEARTBEAT_INTERVAL_MS', target: 'hub', option: 'heartbeatInterval', parse: whole, about: '' },
+  { name: 'MAX_QUEUE_SIZE', target: 'hub', option: 'maxQueueSize', parse: whole, about: '' },
+  { name: 'MAX_QUEUE_BYTES', target: 'hub', option: 'maxQueueBytes', parse: whole, about: '' },
+  { name: 'MAX_TOTAL_QUEUE_BYTES', target: 'hub', option: 'maxTotalQueueBytes', parse: whole, about: '' },
+  { name: 'QUEUE_TTL_MS', target: 'hub', option: 'queueTtl', parse: whole, about: '' },
+  { name: 'BATCH_INTERVAL_MS', target: 'hub', option: 'batchInterval', parse: whole, about: '' },
+  { name: 'MAX_MESSAGE_SIZE', target: 'hub', option: 'maxMessageSize', parse: whole, about: '' },
+  { name: 'MAX_INBOUND_RATE', target: 'hub', option: 'maxInboundRate', parse: rate, about: '' },
+  { name: 'MAX_INBOUND_BURST', target: 'hub', option: 'maxInboundBurst', parse: whole, about: '' },
+  { name: 'HISTORY_SIZE', target: 'hub', option: 'historySize', parse: whole, about: '' },
+  { name: 'MAX_HISTORY_BYTES', target: 'hub', option: 'maxHistoryBytes', parse: whole, about: '' },
+  { name: 'MAX_TOTAL_HISTORY_BYTES', target: 'hub', option: 'maxTotalHistoryBytes', parse: whole, about: '' },
+  { name: 'MAX_STATE_BYTES', target: 'hub', option: 'maxStateBytes', parse: whole, about: '' },
+  { name: 'MAX_TOTAL_STATE_BYTES', target: 'hub', option: 'maxTotalStateBytes', parse: whole, about: '' },
+  { name: 'SNAPSHOT', target: 'hub', option: 'snapshot', parse: onOff, about: '`on` or `off`' },
+  {
+    name: 'ALLOWED_ORIGINS',
+    target: 'hub',
+    option: 'allowedOrigins',
+    parse: list,
+    about: "comma-separated browser origins allowed besides the server's own",
+  },
+  {
+    name: 'LOG',
+    target: 'hub',
+    option: 'logger',
+    parse: (raw) => (raw === 'off' ? false : undefined),
+    about: '`off` silences the log; anything else keeps JSON lines on the console',
+  },
+  { name: 'HEADERS_TIMEOUT_MS', target: 'timeouts', option: 'headersTimeout', parse: whole, about: 'Node only' },
+  { name: 'REQUEST_TIMEOUT_MS', target: 'timeouts', option: 'requestTimeout', parse: whole, about: 'Node only' },
+  { name: 'KEEP_ALIVE_TIMEOUT_MS', target: 'timeouts', option: 'keepAliveTimeout', parse: whole, about: 'Node only' },
+  {
+    name: 'CONNECTIONS_CHECK_INTERVAL_MS',
+    target: 'timeouts',
+    option: 'connectionsCheckingInterval',
+    parse: whole,
+    about: 'Node only',
+  },
+  {
+    name: 'REDIS_URL',
+    target: 'redis',
+    option: 'url',
+    parse: text,
+    about: 'when set, the hub uses the Redis broker: instances sharing that Redis behave as one hub',
+  },
+  { name: 'PRESENCE_TTL_MS', target: 'redis', option: 'presenceTtl', parse: whole, about: 'with `REDIS_URL`' },
+  { name: 'STREAM_TTL_MS', target: 'redis', option: 'streamTtl', parse: whole, about: 'with `REDIS_URL`' },
+  {
+    name: 'DB_PATH',
+    target: 'demo',
+    option: 'dbPath',
+    parse: text,
+    about:
+      'when set, the hub uses the SQLite store in this file: queues, history and state survive restarts (one server; not with `REDIS_URL`)',
+  },
+];
+
+/**
+ * Reads the demo settings from the environment, by `DEMO_ENV`.
+ *
+ * @param env The process environment.
+ *
+ * @returns The settings.
+ *
+ * @throws {Error} When a variable cannot be read; the message names it.
  */
 export function readSettings(env: Record<string, string | undefined>): DemoSettings {
-  const hub: AgentHubOptions = { ingest: true };
-  if (env.HEARTBEAT_INTERVAL_MS) hub.heartbeatInterval = integer(env, 'HEARTBEAT_INTERVAL_MS', 30_000);
-  if (env.MAX_QUEUE_SIZE) hub.maxQueueSize = integer(env, 'MAX_QUEUE_SIZE', 100);
-  if (env.BATCH_INTERVAL_MS) hub.batchInterval = integer(env, 'BATCH_INTERVAL_MS', 100);
-  if (env.MAX_MESSAGE_SIZE) hub.maxMessageSize = integer(env, 'MAX_MESSAGE_SIZE', 65_536);
-  if (env.MAX_QUEUE_BYTES) hub.maxQueueBytes = integer(env, 'MAX_QUEUE_BYTES', 0);
-  if (env.MAX_TOTAL_QUEUE_BYTES) hub.maxTotalQueueBytes = integer(env, 'MAX_TOTAL_QUEUE_BYTES', 0);
-  if (env.QUEUE_TTL_MS) hub.queueTtl = integer(env, 'QUEUE_TTL_MS', 0);
-  if (env.MAX_INBOUND_RATE) hub.maxInboundRate = integer(env, 'MAX_INBOUND_RATE', 0);
-  if (env.MAX_INBOUND_BURST) hub.maxInboundBurst = integer(env, 'MAX_INBOUND_BURST', 1);
-  if (env.HISTORY_SIZE) hub.historySize = integer(env, 'HISTORY_SIZE', 1000);
-  if (env.MAX_HISTORY_BYTES) hub.maxHistoryBytes = integer(env, 'MAX_HISTORY_BYTES', 0);
-  if (env.SNAPSHOT === 'off') hub.snapshot = false;
-  if (env.ALLOWED_ORIGINS) {
-    hub.allowedOrigins = env.ALLOWED_ORIGINS.split(',')
-      .map((origin) => origin.trim())
-      .filter(Boolean);
-  }
-  if (env.LOG === 'off') hub.logger = false;
-  const timeouts: HttpTimeouts = {};
-  for (const [name, option] of [
-    ['HEADERS_TIMEOUT_MS', 'headersTimeout'],
-    ['REQUEST_TIMEOUT_MS', 'requestTimeout'],
-    ['KEEP_ALIVE_TIMEOUT_MS', 'keepAliveTimeout'],
-    ['CONNECTIONS_CHECK_INTERVAL_MS', 'connectionsCheckingInterval'],
-  ] as const) {
-    if (env[name]) timeouts[option] = integer(env, name, 0);
-  }
-  return {
-    timeouts,
-    port: integer(env, 'PORT', SERVE_DEFAULTS.port),
-    host: env.HOST || SERVE_DEFAULTS.hostname,
+  const hub: EnvTargets['hub'] = { ingest: true };
+  const targets: { [Target in keyof EnvTargets]: Partial<EnvTargets[Target]> } = {
     hub,
-    demoAgents: integer(env, 'DEMO_AGENTS', 3),
-    authToken: env.AUTH_TOKEN || undefined,
-    redis: env.REDIS_URL
-      ? {
-          url: env.REDIS_URL,
-          ...(env.PRESENCE_TTL_MS ? { presenceTtl: integer(env, 'PRESENCE_TTL_MS', 15_000) } : {}),
-          ...(env.STREAM_TTL_MS ? { streamTtl: integer(env, 'STREAM_TTL_MS', 86_400_000) } : {}),
-        }
-      : undefined,
+    timeouts: {},
+    redis: {},
+    demo: {},
+  };
+  for (const variable of DEMO_ENV) {
+    const raw = env[variable.name];
+    const value = raw === undefined || raw === '' ? variable.fallback : variable.parse(raw, variable.name);
+    if (value !== undefined) (targets[variable.target] as Record<string, unknown>)[variable.option] = value;
+  }
+  const { demo, timeouts, redis } = targets;
+  return {
+    port: demo.port as number,
+    host: demo.host as string,
+    hub,
+    demoAgents: demo.demoAgents as number,
+    authToken: demo.authToken,
+    dbPath: demo.dbPath,
+    timeouts,
+    redis: redis.url ? redis : undefined,
   };
 }
 
@@ -206,7 +334,8 @@ export async function runDemo(runtime: DemoRuntime): Promise<void> {
   let demo: Demo;
   let settings: DemoSettings;
   try {
-    settings = await useSqliteIfConfigured(await useRedisIfConfigured(readSettings(runtime.env)), runtime.env.DB_PATH);
+    const read = readSettings(runtime.env);
+    settings = await useSqliteIfConfigured(await useRedisIfConfigured(read), read.dbPath);
     demo = createDemo(settings, runtime.mount);
   } catch (error) {
     // The store's refusals (no SQLite on this runtime, file in use, damaged file) say what to do.

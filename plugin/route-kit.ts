@@ -1,0 +1,130 @@
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { WSEvents } from 'hono/ws';
+import { AGENT_ID, type ResumePoint, type SocketBinding } from './binding.ts';
+import type { Log } from './core.ts';
+import type { MetricFamily } from './metrics.ts';
+import type { AuthorizeHook, HubAction, ResolvedHubOptions } from './options.ts';
+import type { HttpErrorCode, IngestItem, UnsequencedUpdate } from './schemas.ts';
+import type { AgentsPage, ErrorKind, HubStats } from './stats.ts';
+
+/**
+ * What the routes need from the hub.
+ *
+ * @internal
+ */
+export interface HubInternals {
+  readonly config: ResolvedHubOptions;
+  readonly isClosing: () => boolean;
+  readonly connect: (agentId: string, binding: SocketBinding, resume: ResumePoint | undefined) => WSEvents;
+  readonly countError: (kind: ErrorKind) => void;
+  readonly internalError: (operation: string, error: unknown, agentId?: string) => void;
+  readonly log: Log;
+  /** Own figures, plus `cluster` when the broker spans several instances (hence async). */
+  readonly stats: () => Promise<HubStats>;
+  /** The stats and histograms as metric families. */
+  readonly metrics: () => Promise<MetricFamily[]>;
+  /** A page of agents after `after` (an agent id); `next_cursor` is the raw last id. */
+  readonly listAgents: (after: string | undefined, limit: number, maxTasks: number) => Promise<AgentsPage>;
+  /** Builds an update from validated fields; throws `InvalidUpdateError` for what cannot be sent. */
+  readonly prepareUpdate: (agentId: string, item: IngestItem) => UnsequencedUpdate;
+  readonly publish: (updates: readonly UnsequencedUpdate[]) => Promise<unknown>;
+  readonly authorize: AuthorizeHook | undefined;
+}
+
+/**
+ * What every route of one `routes()` mount shares: how a request is refused (counted, logged,
+ * answered with the documented code in the body and the `X-Agent-WS-Error` header), how
+ * `authorize` is asked, and how the agent id of the path is read.
+ *
+ * @internal
+ */
+export interface RouteKit {
+  readonly hub: HubInternals;
+  /** Counts `kind`, logs, and answers `status` with `{ error, message }`. */
+  refuse(
+    c: Context,
+    kind: ErrorKind,
+    status: 400 | 401 | 403 | 413 | 415 | 426 | 503 | (number & {}),
+    error: HttpErrorCode,
+    message: string,
+    agentId?: string,
+    extraHeaders?: Record<string, string>,
+  ): Response;
+  /**
+   * Runs `authorize` for a request: `undefined` to proceed, else the refusal. `false` is 403, an
+   * `HTTPException` its own status; any other error goes on to the app's `onError`.
+   */
+  guard(c: Context, action: HubAction, agentId: string | undefined): Promise<Response | undefined>;
+  /** The path's agent id, or `undefined` when it is not one. */
+  parseAgentId(c: Context): string | undefined;
+  /** 400 `invalid_agent_id`, counted as `kind`. */
+  invalidAgentId(c: Context, kind: ErrorKind): Response;
+}
+
+/**
+ * Creates the kit of one `routes()` mount.
+ *
+ * @internal
+ */
+export function createRouteKit(hub: HubInternals): RouteKit {
+  const refuse: RouteKit['refuse'] = (c, kind, status, error, message, agentId, extraHeaders) => {
+    hub.countError(kind);
+    const event =
+      kind === 'ingest_rejected'
+        ? 'ingest_rejected'
+        : c.req.path.endsWith('/ws')
+          ? 'upgrade_rejected'
+          : 'request_rejected';
+    hub.log('warn', event, {
+      agent_id: agentId,
+      status,
+      error,
+      path: c.req.path,
+    });
+    // Some servers drop the body of a refused upgrade (@hono/node-server sends the status and
+    // headers only), so the error code travels in a header too.
+    const headers: Record<string, string> = { ...extraHeaders, 'X-Agent-WS-Error': error };
+    if (status === 426) headers.Upgrade = 'websocket';
+    return c.json({ error, message }, status as 400, headers);
+  };
+
+  /** The refusal an `authorize` hook chose by throwing an `HTTPException`. */
+  const refuseThrown = (c: Context, exception: HTTPException, agentId: string | undefined) => {
+    const status = exception.status;
+    const kind: ErrorKind = status === 401 ? 'unauthorized' : 'forbidden';
+    const headers: Record<string, string> = {};
+    exception.getResponse().headers.forEach((value, name) => {
+      if (name.toLowerCase() !== 'content-type' && name.toLowerCase() !== 'content-length') headers[name] = value;
+    });
+    const code: HttpErrorCode = status === 401 ? 'unauthorized' : 'forbidden';
+    return refuse(c, kind, status, code, exception.message || code, agentId, headers);
+  };
+
+  const guard: RouteKit['guard'] = async (c, action, agentId) => {
+    if (!hub.authorize) return undefined;
+    let allowed: boolean;
+    try {
+      allowed = await hub.authorize(agentId, c, action);
+    } catch (error) {
+      if (error instanceof HTTPException) return refuseThrown(c, error, agentId);
+      hub.internalError('authorize', error, agentId);
+      throw error;
+    }
+    if (allowed === true) return undefined;
+    return refuse(c, 'forbidden', 403, 'forbidden', `not allowed to ${action} here`, agentId);
+  };
+
+  return {
+    hub,
+    refuse,
+    guard,
+    parseAgentId(c) {
+      const agentId = c.req.param('agent_id') ?? '';
+      // AgentIdSchema's rule without a valibot pipeline per request (plugin/routes.test.ts keeps them equal).
+      return AGENT_ID.test(agentId) ? agentId : undefined;
+    },
+    invalidAgentId: (c, kind) =>
+      refuse(c, kind, 400, 'invalid_agent_id', 'agent_id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -'),
+  };
+}

@@ -1,0 +1,19 @@
+import type { Hono } from 'hono';
+import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from './metrics.ts';
+import type { RouteKit } from './route-kit.ts';
+
+/**
+ * Mounts `GET /ws/stats` (the stats as JSON) and `GET /ws/metrics` (the Prometheus text).
+ *
+ * @internal
+ */
+export function mountStatsRoutes(app: Hono, kit: RouteKit): void {
+  const { hub, guard } = kit;
+  app.get('/ws/stats', async (c) => (await guard(c, 'stats', undefined)) ?? c.json(await hub.stats()));
+
+  app.get('/ws/metrics', async (c) => {
+    const refused = await guard(c, 'metrics', undefined);
+    if (refused) return refused;
+    return c.body(renderPrometheus(await hub.metrics()), 200, { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
+  });
+}
