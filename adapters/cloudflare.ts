@@ -2,7 +2,7 @@ import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import * as v from 'valibot';
-import { type AgentState, applyUpdate, createAgentState } from '../plugin/agent-state.ts';
+import { type AgentState, applyUpdate, createAgentState, heldTasks } from '../plugin/agent-state.ts';
 import { CLOSE_REASONS, CloseCode } from '../plugin/close-codes.ts';
 import { createUpdateEncoder, nestsDeeperThan } from '../plugin/encode.ts';
 import { describeIssues, InvalidUpdateError, type IssueAt, issuesAt } from '../plugin/errors.ts';
@@ -328,16 +328,19 @@ export class AgentChannelObject {
     if (this.agent) return this.agent;
     const agent = createAgentState();
     const rows = this.ctx.storage.sql.exec('SELECT json FROM agent_ws_state ORDER BY seq').toArray();
-    for (const row of rows) applyUpdate(agent, JSON.parse(String(row.json)) as AgentUpdate);
+    for (const row of rows) {
+      const json = String(row.json);
+      applyUpdate(agent, JSON.parse(json) as AgentUpdate, json);
+    }
     this.agent = agent;
     return agent;
   }
 
   private snapshotFrame(agentId: string): string {
-    const { status, open, ended } = this.state();
-    const tasks = [...open.values(), ...ended.values()].sort((a, b) => a.seq - b.seq);
-    const json = (update: AgentUpdate) => this.encoder.json(update);
-    return `{"type":"snapshot","agent_id":"${agentId}","epoch":"${this.epoch}","seq":${this.seq},"status":${status ? json(status) : 'null'},"tasks":[${tasks.map(json).join(',')}],"timestamp":"${new Date().toISOString()}"}`;
+    const agent = this.state();
+    // The state holds the updates' JSON, as the hub's: nothing is serialised again.
+    const tasks = heldTasks(agent).map((task) => task.json);
+    return `{"type":"snapshot","agent_id":"${agentId}","epoch":"${this.epoch}","seq":${this.seq},"status":${agent.status ? agent.status.json : 'null'},"tasks":[${tasks.join(',')}],"timestamp":"${new Date().toISOString()}"}`;
   }
 
   /**
@@ -358,8 +361,8 @@ export class AgentChannelObject {
       let seq = this.seq;
       for (const update of updates) {
         (update as { seq: number }).seq = ++seq;
-        applyUpdate(agent, update);
         const json = this.encoder.json(update);
+        applyUpdate(agent, update, json);
         stored.push({ seq, type: update.type, json });
         if (!watched && this.maxQueueSize > 0) {
           sql.exec('INSERT INTO agent_ws_queue (seq, type, json) VALUES (?, ?, ?)', seq, update.type, json);
@@ -404,7 +407,7 @@ export class AgentChannelObject {
     if (rows <= held) return;
     const keep = new Set<string>();
     if (agent.status) keep.add('status');
-    for (const task of [...agent.open.values(), ...agent.ended.values()]) keep.add(stateKey(task));
+    for (const taskId of [...agent.open.keys(), ...agent.ended.keys()]) keep.add(`task:${taskId}`);
     for (const row of sql.exec('SELECT key FROM agent_ws_state').toArray()) {
       const key = String(row.key);
       if (!keep.has(key)) sql.exec('DELETE FROM agent_ws_state WHERE key = ?', key);
