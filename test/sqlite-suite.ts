@@ -215,6 +215,58 @@ export function sqliteSuite(runtime: Runtime): void {
       }
     });
 
+    it('a queue handed to its first watcher, then SIGKILL: after the restart it is not handed over again, and a resuming client still recovers it from history', async () => {
+      // A long commit window: what the handover does not commit itself waits a second, so a
+      // broker that left the queue's removal to the next commit would still hold it when killed.
+      const env = { DB_PATH: freshDbPath(), DB_COMMIT_INTERVAL_MS: '1000', BATCH_INTERVAL_MS: '20' };
+      let server = await startServer(runtime, env);
+      const id = newAgentId('handover');
+      const clients: TestClient[] = [];
+      try {
+        assert.equal(await post(server, id, [task(1), task(2), task(3)]), 202);
+        const first = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
+        clients.push(first);
+        const hello = await first.next('connection_established');
+        const queue = await first.next('batch_update');
+        assert.equal(queue.source, 'queue');
+        assert.deepEqual(
+          queue.updates.map((entry) => entry.content.seq),
+          [1, 2, 3],
+        );
+        await kill(server);
+        await first.closed;
+
+        server = await startServer(runtime, env);
+        const next = await TestClient.connect(`${server.ws}/agents/${id}/ws`);
+        clients.push(next);
+        const again = await next.next('connection_established');
+        assert.equal(again.epoch, hello.epoch, 'same epoch');
+        assert.equal(again.seq, 3);
+        await next.next('snapshot');
+        await next.expectSilence(500);
+        assert.deepEqual(
+          next.frames.filter((frame) => frame.type === 'batch_update'),
+          [],
+          'the queue was handed over once, before the kill',
+        );
+
+        const resuming = await TestClient.connect(`${server.ws}/agents/${id}/ws?since=0&epoch=${hello.epoch}`);
+        clients.push(resuming);
+        const back = await resuming.next('connection_established');
+        assert.equal(back.recovered, true);
+        const resumed = await resuming.next('batch_update');
+        assert.equal(resumed.source, 'resume');
+        assert.deepEqual(
+          resumed.updates.map((entry) => entry.content.seq),
+          [1, 2, 3],
+        );
+        for (const client of clients) assert.deepEqual(client.problems, []);
+      } finally {
+        for (const client of clients) client.socket.terminate();
+        await server.stop();
+      }
+    });
+
     it('a client resumes across a graceful restart: recovered, same epoch, seq going on, the snapshot kept', async () => {
       const path = freshDbPath();
       const env = { DB_PATH: path, BATCH_INTERVAL_MS: '20' };

@@ -16,9 +16,9 @@
  * publish resolve (the ingest route answers 202). So an update a client has seen, or a publisher
  * was told about, is in the file: after SIGKILL and a restart on the same file the agent keeps
  * its epoch, `seq` goes on from there, a resuming client is `recovered` with exactly what it
- * missed, the first watcher gets the queue, and the snapshot shows the tasks. A restart after a
- * crash may hand over a queue a second time when the crash came between handing it over and
- * the next commit: at least once, never lost.
+ * missed, the first watcher gets the queue, and the snapshot shows the tasks. Taking a queue is
+ * committed before the hub hands it over, so a queue handed over before a crash is not handed
+ * over again after the restart (its updates stay in the history for a resuming client).
  *
  * Reads (join, resume, list) are answered from memory: a restart's reconnect storm costs no
  * query per connection. The file is read whole at start, checked (`PRAGMA quick_check`) and
@@ -529,12 +529,14 @@ function startBroker(
    * Writes everything since the last commit in one transaction, then delivers or queues the
    * publishes it made durable and resolves them. On failure, rejects them and rebuilds memory
    * from the file.
+   *
+   * @returns Whether everything written so far is committed.
    */
-  function flush(): void {
+  function flush(): boolean {
     // A commit scheduled before a forced one (subscribe, close, MAX_PENDING) finds nothing to do.
     scheduled = false;
-    if (closed) return;
-    if (writes.length === 0 && pending.length === 0 && dirtyAgents.size === 0 && dirtyQueues.size === 0) return;
+    if (closed) return false;
+    if (writes.length === 0 && pending.length === 0 && dirtyAgents.size === 0 && dirtyQueues.size === 0) return true;
     const publishes = pending;
     pending = [];
     // Deliver or queue, decided now: queueing adds its rows to this same transaction.
@@ -574,7 +576,7 @@ function startBroker(
       report('commit', error);
       for (const { reject } of publishes) reject(error);
       reload();
-      return;
+      return false;
     } finally {
       // The enqueues above scheduled a commit of what this one wrote.
       scheduled = false;
@@ -585,6 +587,7 @@ function startBroker(
     publishes.forEach(({ resolve }, index) => {
       resolve(receipts[index] as PublishReceipt);
     });
+    return true;
   }
 
   const writeAgent = (agentId: string) => {
@@ -810,7 +813,15 @@ function startBroker(
       subscribers.set(agentId, onUpdate);
       expire(Date.now());
       const queue = queues.get(agentId);
-      return { ...position(agentId), queue: queue ? remove(agentId, queue) : [] };
+      const joined = { ...position(agentId), queue: queue ? remove(agentId, queue) : [] };
+      // The queue's removal is committed before the hub sends it: a crash after the handover
+      // cannot hand it over again after the restart. When that commit fails the queue is back
+      // (memory is re-read from the file) and nothing is handed over.
+      if (joined.queue.length > 0 && !flush()) {
+        subscribers.delete(agentId);
+        throw new Error('hono-agent-ws/sqlite: the queue could not be taken (commit failed)');
+      }
+      return joined;
     },
     history(agentId, since, epoch) {
       const stream = streams.get(agentId);

@@ -32,6 +32,8 @@ export interface DemoSettings {
   redis: RedisBrokerOptions | undefined;
   /** Set from DB_PATH: keep queues, history and state in this SQLite file. */
   dbPath: string | undefined;
+  /** Set from DB_COMMIT_INTERVAL_MS: the SQLite store's `commitInterval`. */
+  dbCommitInterval?: number;
 }
 
 /** Turns one environment variable's text into a setting; throws a message naming the variable. */
@@ -78,7 +80,14 @@ interface EnvTargets {
   /** The Redis broker's options, used when `url` is set. */
   redis: RedisBrokerOptions;
   /** The demo's own settings. */
-  demo: { port: number; host: string; demoAgents: number; authToken: string; dbPath: string };
+  demo: {
+    port: number;
+    host: string;
+    demoAgents: number;
+    authToken: string;
+    dbPath: string;
+    dbCommitInterval: number;
+  };
 }
 
 /** One environment variable: its name, the setting it sets, how its text is read, and why. */
@@ -192,6 +201,13 @@ export const DEMO_ENV: readonly DemoEnvVar[] = [
     about:
       'when set, the hub uses the SQLite store in this file: queues, history and state survive restarts (one server; not with `REDIS_URL`)',
   },
+  {
+    name: 'DB_COMMIT_INTERVAL_MS',
+    target: 'demo',
+    option: 'dbCommitInterval',
+    parse: whole,
+    about: "with `DB_PATH`: the store's `commitInterval`, least milliseconds between two commits (docs/sqlite.md)",
+  },
 ];
 
 /**
@@ -224,6 +240,7 @@ export function readSettings(env: Record<string, string | undefined>): DemoSetti
     demoAgents: demo.demoAgents as number,
     authToken: demo.authToken,
     dbPath: demo.dbPath,
+    dbCommitInterval: demo.dbCommitInterval,
     timeouts,
     redis: redis.url ? redis : undefined,
   };
@@ -249,7 +266,8 @@ export async function useSqliteIfConfigured(settings: DemoSettings, path: string
   if (settings.redis)
     throw new Error('DB_PATH and REDIS_URL: set one of them (SQLite for one server, Redis for several)');
   const { sqliteBroker } = await import('../../adapters/sqlite.ts');
-  return { ...settings, hub: { ...settings.hub, broker: sqliteBroker({ path }) } };
+  const broker = sqliteBroker({ path, commitInterval: settings.dbCommitInterval });
+  return { ...settings, hub: { ...settings.hub, broker } };
 }
 
 /** The demo: the app to serve, its hub, and a stop for the simulation. */
