@@ -306,7 +306,7 @@ export interface MemoryBrokerOptions {
  *
  * @internal
  */
-interface Stream {
+export interface Stream {
   readonly epoch: string;
   seq: number;
   history: string[];
@@ -348,7 +348,7 @@ export function newEpoch(): string {
  *
  * @internal
  */
-interface Queue {
+export interface Queue {
   items: string[];
   costs: number[];
   head: number;
@@ -369,8 +369,16 @@ function reportEvicted(context: BrokerContext, agentId: string, kind: EvictionKi
   if (count > 0) context.onEvicted?.(agentId, kind, count);
 }
 
-/** Updates a queue holds now (the dropped prefix aside). */
-function lengthOf(queue: Queue): number {
+/**
+ * Updates a queue holds now (the dropped prefix aside).
+ *
+ * @param queue The queue.
+ *
+ * @returns How many updates it holds.
+ *
+ * @internal
+ */
+export function lengthOf(queue: Queue): number {
   return queue.items.length - queue.head;
 }
 
@@ -379,9 +387,13 @@ function lengthOf(queue: Queue): number {
  * they count against. One per broker; its methods are the broker's hot path, so they allocate
  * nothing the publish does not keep.
  *
+ * Exported for the SQLite broker (`brokers/sqlite/books.ts`), which keeps its memory in the same
+ * books and mirrors what they hold into its file, so its limits, eviction and listing are this
+ * broker's. Not part of the public API.
+ *
  * @internal
  */
-class StreamBook {
+export class StreamBook {
   /** In the order agents were last published to or watched: the front is evicted first. */
   readonly streams = new Map<string, Stream>();
   /** What all histories hold, bookkeeping included: counted against `maxTotalHistoryBytes`. */
@@ -408,11 +420,12 @@ class StreamBook {
     this.parse = context.parse ?? ((json: string) => JSON.parse(json) as AgentUpdate);
   }
 
-  newStream(agentId: string): Stream {
+  /** A new stream of `epoch` (a fresh one unless a stored stream is read back), counted. */
+  newStream(agentId: string, epoch: string = newEpoch()): Stream {
     const record = STREAM_OVERHEAD + agentId.length;
     this.stateBytes += record;
     return {
-      epoch: newEpoch(),
+      epoch,
       seq: 0,
       history: [],
       costs: [],
@@ -525,6 +538,13 @@ class StreamBook {
     update.epoch = stream.epoch;
     const json = this.jsonOf(update);
     const held = heldBytes(json);
+    this.applyState(agentId, stream, update, json, held);
+    if (this.context.historySize > 0) this.keepInHistory(stream, json, held);
+    return [update, json, held];
+  }
+
+  /** Moves the stream's state forward by one numbered update, within its bound and the total. */
+  applyState(agentId: string, stream: Stream, update: AgentUpdate, json: string, held: number): void {
     const before = stream.state.bytes;
     // The record counts against the agent's bytes too: the state has what is left.
     const trim = applyUpdate(stream.state, update, json, this.maxStateBytes - (stream.stateBytes - before), held);
@@ -533,8 +553,6 @@ class StreamBook {
     reportEvicted(this.context, agentId, 'task', trim.forgotten);
     if (trim.omitted) reportEvicted(this.context, agentId, 'result', 1);
     if (this.stateBytes > this.maxTotalStateBytes) this.boundStates(agentId);
-    if (this.context.historySize > 0) this.keepInHistory(stream, json, held);
-    return [update, json, held];
   }
 
   /** Appends an update to the stream's history, then brings it and the total back in bounds. */
@@ -591,11 +609,13 @@ class StreamBook {
  *
  * Queues are kept in the order they were last added to, so the queue evicted first (over
  * `maxTotalQueueBytes` or `maxQueuedAgents`) is the one that waited longest, and expiry
- * (`queueTtl`) looks only at the front.
+ * (`queueTtl`) looks only at the front. Updates join a queue only through `add`, and leave it
+ * only through `trim` (from the front), `take`, `drop` and `discard` (whole): the SQLite broker
+ * follows those to mirror each queue into its file. Exported for it; not part of the public API.
  *
  * @internal
  */
-class QueueBook {
+export class QueueBook {
   readonly queues = new Map<string, Queue>();
   /** Updates queued across all agents. */
   count = 0;
@@ -678,11 +698,20 @@ class QueueBook {
     return queue;
   }
 
-  /** Queues updates as their JSON and what each counts (`held`: `heldBytes` of it). */
-  enqueue(agentId: string, items: readonly string[], held: readonly number[], front: boolean): void {
-    const now = Date.now();
+  /**
+   * Queues updates as their JSON and what each counts (`held`: `heldBytes` of it); `now` is
+   * `Date.now()` unless a stored queue is read back with the time it was last added to.
+   */
+  enqueue(agentId: string, items: readonly string[], held: readonly number[], front: boolean, now = Date.now()): void {
     this.expire(now);
     const queue = this.queueOf(agentId, now);
+    this.add(agentId, queue, items, held, front);
+    this.trim(agentId, queue);
+    this.boundTotal(agentId, queue);
+  }
+
+  /** Puts updates at the front or the back of a queue, and counts them. */
+  add(_agentId: string, queue: Queue, items: readonly string[], held: readonly number[], front: boolean): void {
     const added = held.reduce((sum, bytes) => sum + bytes, 0);
     if (front) {
       queue.items = [...items, ...queue.items.slice(queue.head)];
@@ -695,8 +724,6 @@ class QueueBook {
     queue.bytes += added;
     this.count += items.length;
     this.bytes += added + items.length * ENTRY_OVERHEAD;
-    this.trim(agentId, queue);
-    this.boundTotal(agentId, queue);
   }
 
   /** Over the total: whole queues go, the one that waited longest first (`current` last). */
@@ -707,10 +734,13 @@ class QueueBook {
       if (other !== current) this.drop(otherAgent, other, 'total_bytes');
     }
     if (this.bytes > maxTotalQueueBytes) this.drop(agentId, current, 'total_bytes');
-    else if (lengthOf(current) === 0) {
-      this.queues.delete(agentId);
-      this.bytes -= QUEUE_OVERHEAD + agentId.length;
-    }
+    else if (lengthOf(current) === 0) this.discard(agentId);
+  }
+
+  /** Removes a queue left empty (its updates were trimmed away, each reported). */
+  discard(agentId: string): void {
+    this.queues.delete(agentId);
+    this.bytes -= QUEUE_OVERHEAD + agentId.length;
   }
 
   clear(): void {
@@ -721,11 +751,17 @@ class QueueBook {
 }
 
 /**
- * One page of the in-memory broker's `listAgents`.
+ * One page of the in-memory broker's `listAgents` (and the SQLite broker's, from the same books).
+ *
+ * @param after List agents whose id sorts after this one.
+ * @param limit Most agents.
+ * @param maxTasks Most open tasks per agent.
+ *
+ * @returns The page.
  *
  * @internal
  */
-function listPage(
+export function listPage(
   streams: StreamBook,
   queues: QueueBook,
   after: string | undefined,

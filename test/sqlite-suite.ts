@@ -414,6 +414,20 @@ export function sqliteSuite(runtime: Runtime): void {
       assert.equal(broken.status, 1, broken.output);
       assert.match(broken.output, /damaged|not a readable SQLite file/);
       assert.deepEqual(readFileSync(damaged), bytes, 'left as it was');
+
+      // A store of an older layout: `PRAGMA user_version` (bytes 60-63 of the header) set back to 1.
+      const older = freshDbPath();
+      const writer = await startServer(runtime, { DB_PATH: older });
+      assert.equal((await ingest(writer, id, [task(1)])).status, 202);
+      assert.equal(await writer.stop(), 0);
+      const store = readFileSync(older);
+      assert.equal(store.readUInt32BE(60), 2, 'this version writes layout 2');
+      store.writeUInt32BE(1, 60);
+      writeFileSync(older, store);
+      const old = refusedStart(runtime, older);
+      assert.equal(old.status, 1, old.output);
+      assert.match(old.output, /has layout 1, this version reads layout 2 only; it was left as is/);
+      assert.deepEqual(readFileSync(older), store, 'left as it was');
     });
   });
 }

@@ -5,13 +5,16 @@
  * Tables (every row is one agent's):
  * - `agents`: the stream: `epoch`, `seq` (its last update's number) and `ord`, the order it was
  *   last published to (the least recent is evicted first over `maxAgents`).
- * - `history`: the agent's latest updates (`seq`, JSON without `seq` and `epoch`: both are the
- *   stream's), consecutive up to the agent's `seq`, within `historySize` and the byte bounds.
+ * - `history`: the agent's latest updates (`seq`, and `json`: the update's wire JSON, as the
+ *   hub sends it), consecutive up to the agent's `seq`, within `historySize` and the byte bounds.
  * - `state`: the snapshot's entries, the latest update of each task it holds (open or ended: its
- *   status says) and the latest status (`task` empty).
+ *   status says) and the latest status (`task` empty), as wire JSON.
  * - `queues` and `queue`: each offline queue's `touched_at` (`Date.now()` of its newest update,
- *   for `queueTtl`) and `ord` (the order queues were last added to), and its updates in `pos`
- *   order, each with its own `epoch` and `seq` (a queue may outlive its stream's epoch).
+ *   for `queueTtl`) and `ord` (the order queues were last added to), and its updates' wire JSON
+ *   in `pos` order (a queue may outlive its stream's epoch: each JSON has its own).
+ *
+ * Every row holds an update as the in-memory books hold it (`brokers/sqlite/books.ts`): the
+ * wire JSON, read back at start without being serialised again.
  *
  * The file is in WAL mode with an exclusive lock taken at open and held until `close` (or the
  * process's death, which the OS turns into a release): a second hub on the same file is refused
@@ -26,8 +29,12 @@ import type { OpenSqlite, SqliteDatabase, SqliteStatement } from './driver.ts';
 
 /** `PRAGMA application_id` of the broker's files ("haws"): a file without it is not ours. */
 export const APPLICATION_ID = 0x68617773;
-/** `PRAGMA user_version`: the layout below. A file of another version is refused, not rewritten. */
-export const SCHEMA_VERSION = 1;
+/**
+ * `PRAGMA user_version`: the layout below. A file of another version is refused, not rewritten.
+ * 1: updates stored without `seq` and `epoch` (before the broker kept its memory in the memory
+ * broker's books); 2: updates stored as their wire JSON.
+ */
+export const SCHEMA_VERSION = 2;
 
 /**
  * Updates are rows of append-only tables keyed by one increasing number (`id`, shared by every
@@ -39,10 +46,10 @@ export const SCHEMA_VERSION = 1;
  */
 const SCHEMA = `
 CREATE TABLE agents (id TEXT PRIMARY KEY, epoch TEXT NOT NULL, seq INTEGER NOT NULL, ord INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE history (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL);
-CREATE TABLE state (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, task TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE history (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, seq INTEGER NOT NULL, json TEXT NOT NULL);
+CREATE TABLE state (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, task TEXT NOT NULL, seq INTEGER NOT NULL, json TEXT NOT NULL);
 CREATE TABLE queues (agent TEXT PRIMARY KEY, touched_at INTEGER NOT NULL, ord INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE queue (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, pos INTEGER NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE queue (id INTEGER PRIMARY KEY, agent TEXT NOT NULL, pos INTEGER NOT NULL, json TEXT NOT NULL);
 `;
 
 /**
@@ -150,7 +157,7 @@ export function openStore(open: OpenSqlite, path: string, durability: Durability
       throw new SqliteStoreError(
         'corrupt',
         path,
-        `${path} has layout ${version?.user_version}, this version reads layout ${SCHEMA_VERSION}; it was left as is`,
+        `${path} has layout ${version?.user_version}, this version reads layout ${SCHEMA_VERSION} only; it was left as is: start the version that wrote it to deliver what it holds, or move it away to start with an empty store`,
       );
     } else {
       const [check] = db.prepare('PRAGMA quick_check').all();
@@ -187,13 +194,13 @@ function prepare(db: SqliteDatabase): Statements {
     rollback: p('ROLLBACK'),
     putAgent: p('INSERT OR REPLACE INTO agents (id, epoch, seq, ord) VALUES (?, ?, ?, ?)'),
     deleteAgent: p('DELETE FROM agents WHERE id = ?'),
-    putHistoryRow: p('INSERT INTO history (id, agent, seq, body) VALUES (?, ?, ?, ?)'),
+    putHistoryRow: p('INSERT INTO history (id, agent, seq, json) VALUES (?, ?, ?, ?)'),
     deleteHistoryRow: p('DELETE FROM history WHERE id = ?'),
-    putStateRow: p('INSERT INTO state (id, agent, task, seq, body) VALUES (?, ?, ?, ?, ?)'),
+    putStateRow: p('INSERT INTO state (id, agent, task, seq, json) VALUES (?, ?, ?, ?, ?)'),
     deleteStateRow: p('DELETE FROM state WHERE id = ?'),
     putQueue: p('INSERT OR REPLACE INTO queues (agent, touched_at, ord) VALUES (?, ?, ?)'),
     deleteQueue: p('DELETE FROM queues WHERE agent = ?'),
-    putQueuedRow: p('INSERT INTO queue (id, agent, pos, epoch, seq, body) VALUES (?, ?, ?, ?, ?, ?)'),
+    putQueuedRow: p('INSERT INTO queue (id, agent, pos, json) VALUES (?, ?, ?, ?)'),
     deleteQueuedRow: p('DELETE FROM queue WHERE id = ?'),
   };
 }
@@ -224,9 +231,9 @@ export function readAll(store: Store, path: string): StoredRows {
   };
   return {
     agents: all('SELECT id, epoch, seq, ord FROM agents ORDER BY ord'),
-    history: all('SELECT id, agent, seq, body FROM history ORDER BY agent, seq'),
-    state: all('SELECT id, agent, task, seq, body FROM state ORDER BY agent, seq'),
+    history: all('SELECT id, agent, seq, json FROM history ORDER BY agent, seq'),
+    state: all('SELECT id, agent, task, seq, json FROM state ORDER BY agent, seq'),
     queues: all('SELECT agent, touched_at, ord FROM queues ORDER BY ord'),
-    queued: all('SELECT id, agent, pos, epoch, seq, body FROM queue ORDER BY agent, pos'),
+    queued: all('SELECT id, agent, pos, json FROM queue ORDER BY agent, pos'),
   };
 }
