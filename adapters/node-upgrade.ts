@@ -26,8 +26,8 @@
  * @module
  */
 import type { IncomingMessage, Server } from 'node:http';
-import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { RequestError } from '@hono/node-server';
 import { WSContext, type WSContextInit, type WSEvents } from 'hono/ws';
@@ -156,38 +156,56 @@ const received = (data: RawData, isBinary: boolean): string | ArrayBuffer => {
 
 /**
  * Hands a `ws` socket's events to the route's. Every call is contained as `@hono/node-server`
- * contains it (the options' `onError`, else `console.error`); the closures keep the events, the
- * context and the options, nothing of the request.
+ * contains it (the options' `onError`, else `console.error`). One object per socket holds the
+ * events, the context and the options, nothing of the request; its listeners are the three
+ * closures `ws` needs.
  */
-function open(ws: WebSocket, events: WSEvents<WebSocket>, options: UpgradeWebSocketOptions | undefined, href: string) {
-  const context = new NodeContext(ws, href);
-  const failed = (error: unknown) => (options?.onError ?? console.error)(error);
-  try {
-    events.onOpen?.(new Event('open'), context);
-  } catch (error) {
-    failed(error);
+class Relay {
+  constructor(
+    readonly events: WSEvents<WebSocket>,
+    readonly context: NodeContext,
+    readonly options: UpgradeWebSocketOptions | undefined,
+  ) {}
+  failed(error: unknown): void {
+    (this.options?.onError ?? console.error)(error);
   }
-  ws.on('message', (data, isBinary) => {
+  open(): void {
     try {
-      events.onMessage?.(new MessageEvent('message', { data: received(data, isBinary) }), context);
+      this.events.onOpen?.(new Event('open'), this.context);
     } catch (error) {
-      failed(error);
+      this.failed(error);
     }
-  });
-  ws.on('close', (code, reason) => {
+  }
+  message(data: RawData, isBinary: boolean): void {
     try {
-      events.onClose?.(new CloseEventOf('close', { code, reason: reason.toString() }), context);
+      this.events.onMessage?.(new MessageEvent('message', { data: received(data, isBinary) }), this.context);
     } catch (error) {
-      failed(error);
+      this.failed(error);
     }
-  });
-  ws.on('error', (error) => {
+  }
+  close(code: number, reason: Buffer): void {
     try {
-      events.onError?.(new ErrorEventOf('error', { error }), context);
+      this.events.onClose?.(new CloseEventOf('close', { code, reason: reason.toString() }), this.context);
+    } catch (error) {
+      this.failed(error);
+    }
+  }
+  error(error: Error): void {
+    try {
+      this.events.onError?.(new ErrorEventOf('error', { error }), this.context);
     } catch (failure) {
-      failed(failure);
+      this.failed(failure);
     }
-  });
+  }
+}
+
+/** Opens the socket for the route's events: `onOpen` at once, then every event of `ws`. */
+function open(ws: WebSocket, events: WSEvents<WebSocket>, options: UpgradeWebSocketOptions | undefined, href: string) {
+  const relay = new Relay(events, new NodeContext(ws, href), options);
+  relay.open();
+  ws.on('message', (data, isBinary) => relay.message(data, isBinary));
+  ws.on('close', (code, reason) => relay.close(code, reason));
+  ws.on('error', (error) => relay.error(error));
 }
 
 // The URL rules of `@hono/node-server`'s `buildUrl` (src/url.ts), so the app sees the same URL
@@ -231,16 +249,73 @@ function requestUrl(incoming: IncomingMessage): string {
   return url;
 }
 
-/** The `Request` the app sees, with `@hono/node-server`'s headers (each name's first value). */
-function upgradeRequest(incoming: IncomingMessage): Request {
-  const headers = new Headers();
-  const fields = incoming.headers;
-  for (const name in fields) {
-    const value = fields[name];
-    if (value) headers.append(name, Array.isArray(value) ? (value[0] as string) : value);
+/** The runtime's own `Request` (undici's), before `@hono/node-server` puts its subclass in its place. */
+const NativeRequest = globalThis.Request;
+
+/**
+ * The `Request` the app sees for an upgrade: `url`, `method` and `headers` (a standard `Headers`
+ * with `@hono/node-server`'s values: each name's first value) are its own, built when first
+ * read; anything else (`signal`, `clone()`, `cache`, ...) is answered by a standard `Request`
+ * with the same URL, method and headers, built then. WHY: Hono and the hub read only the three;
+ * a standard `Request` (its `Headers`, `AbortSignal` and their bookkeeping for the collector)
+ * was the largest allocation of a handshake. `instanceof Request` holds. Not supported:
+ * `new Request(c.req.raw)` (the runtime's constructor takes only its own objects); pass
+ * `c.req.raw.clone()` instead.
+ */
+class UpgradeRequest {
+  #incoming: IncomingMessage;
+  #headers: Headers | undefined = undefined;
+  #native: Request | undefined = undefined;
+  readonly url: string;
+  constructor(incoming: IncomingMessage) {
+    this.#incoming = incoming;
+    this.url = requestUrl(incoming);
   }
-  return new Request(requestUrl(incoming), { headers });
+  get method(): string {
+    return this.#incoming.method ?? 'GET';
+  }
+  get headers(): Headers {
+    if (this.#headers === undefined) {
+      const headers = new Headers();
+      const fields = this.#incoming.headers;
+      for (const name in fields) {
+        const value = fields[name];
+        if (value) headers.append(name, Array.isArray(value) ? (value[0] as string) : value);
+      }
+      this.#headers = headers;
+    }
+    return this.#headers;
+  }
+  /** The standard `Request` answering everything else. */
+  native(): Request {
+    this.#native ??= new NativeRequest(this.url, { method: this.method, headers: this.headers });
+    return this.#native;
+  }
 }
+
+for (const name of Object.getOwnPropertyNames(NativeRequest.prototype)) {
+  if (name === 'constructor' || name === 'url' || name === 'method' || name === 'headers') continue;
+  const descriptor = Object.getOwnPropertyDescriptor(NativeRequest.prototype, name) as PropertyDescriptor;
+  Object.defineProperty(
+    UpgradeRequest.prototype,
+    name,
+    typeof descriptor.value === 'function'
+      ? {
+          configurable: true,
+          value(this: UpgradeRequest, ...args: unknown[]) {
+            const native = this.native() as unknown as Record<string, (...args: unknown[]) => unknown>;
+            return (native[name] as (...args: unknown[]) => unknown).apply(native, args);
+          },
+        }
+      : {
+          configurable: true,
+          get(this: UpgradeRequest) {
+            return (this.native() as unknown as Record<string, unknown>)[name];
+          },
+        },
+  );
+}
+Object.setPrototypeOf(UpgradeRequest.prototype, NativeRequest.prototype);
 
 /** Response headers never copied onto the `101` or a refusal (hop-by-hop, or the handshake's own). */
 const SKIPPED = new Set([
@@ -274,6 +349,10 @@ function refuse(socket: Socket, status: number, headers?: Headers): void {
 }
 
 const ignore = () => {};
+/** A `headers` listener of `wss` adding `lines` to the `101`. */
+const addLines = (lines: string[]) => (headers: string[]) => {
+  headers.push(...lines);
+};
 const uncork = (socket: Socket) => socket.uncork();
 
 /**
@@ -291,7 +370,7 @@ async function answerUpgrade(
   socket.on('error', ignore);
   let request: Request;
   try {
-    request = upgradeRequest(incoming);
+    request = new UpgradeRequest(incoming) as unknown as Request;
   } catch (error) {
     return refuse(socket, error instanceof RequestError ? 400 : 500);
   }
@@ -309,8 +388,8 @@ async function answerUpgrade(
   const { events, options } = slot;
   if (events === undefined || response.status !== 200) return refuse(socket, response.status, response.headers);
   const extra = headerLines(response.headers);
-  const addHeaders = (headers: string[]) => headers.push(...extra);
-  if (extra.length > 0) wss.on('headers', addHeaders);
+  const addHeaders = extra.length > 0 ? addLines(extra) : undefined;
+  if (addHeaders) wss.on('headers', addHeaders);
   socket.cork();
   try {
     wss.handleUpgrade(incoming, socket, head, (ws) => {
@@ -318,7 +397,7 @@ async function answerUpgrade(
       open(ws, events, options, request.url);
     });
   } finally {
-    if (extra.length > 0) wss.off('headers', addHeaders);
+    if (addHeaders) wss.off('headers', addHeaders);
     process.nextTick(uncork, socket);
   }
 }
@@ -368,7 +447,10 @@ export function serveAsPlainHttp(
  */
 export function handleUpgrades(
   server: Server,
-  fetch: (request: Request, env: { incoming: IncomingMessage | undefined; outgoing: undefined }) => Response | Promise<Response>,
+  fetch: (
+    request: Request,
+    env: { incoming: IncomingMessage | undefined; outgoing: undefined },
+  ) => Response | Promise<Response>,
   wss: WebSocketServer,
 ): void {
   server.on('upgrade', (incoming: IncomingMessage, socket: Socket, head: Buffer) => {

@@ -41,7 +41,9 @@ for (let repeat = 0; repeat < repeats; repeat++) {
       `recovered ${plugin.recovered}/${ws.recovered} of ${clients}, retries ${plugin.retries}/${ws.retries}`,
   );
 }
-console.log(`storm at N = ${clients}, ${repeats} repeats: plain ${spread(plain)}, resumed ${spread(resumed)} (plugin ÷ ws)`);
+console.log(
+  `storm at N = ${clients}, ${repeats} repeats: plain ${spread(plain)}, resumed ${spread(resumed)} (plugin ÷ ws)`,
+);
 if (recorder.failures.length > 0) {
   console.error(`storm: ${recorder.failures.join('; ')}`);
   process.exitCode = 1;
