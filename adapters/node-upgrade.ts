@@ -249,6 +249,84 @@ function requestUrl(incoming: IncomingMessage): string {
   return url;
 }
 
+/**
+ * Adds to `target`'s prototype every member of `source`'s prototype not listed in `own`, each
+ * answered by the standard object `native()` returns: accessors read from it, methods called on it.
+ */
+function delegate(target: { prototype: object }, source: { prototype: object }, own: readonly string[]): void {
+  for (const name of Object.getOwnPropertyNames(source.prototype)) {
+    if (name === 'constructor' || own.includes(name)) continue;
+    const descriptor = Object.getOwnPropertyDescriptor(source.prototype, name) as PropertyDescriptor;
+    Object.defineProperty(
+      target.prototype,
+      name,
+      typeof descriptor.value === 'function'
+        ? {
+            configurable: true,
+            writable: true,
+            value(this: { native(): Record<string, (...args: unknown[]) => unknown> }, ...args: unknown[]) {
+              const native = this.native();
+              return (native[name] as (...args: unknown[]) => unknown).apply(native, args);
+            },
+          }
+        : {
+            configurable: true,
+            get(this: { native(): Record<string, unknown> }) {
+              return this.native()[name];
+            },
+          },
+    );
+  }
+  const iterator = Object.getOwnPropertyDescriptor(source.prototype, Symbol.iterator);
+  if (iterator && typeof iterator.value === 'function') {
+    Object.defineProperty(target.prototype, Symbol.iterator, {
+      configurable: true,
+      writable: true,
+      value(this: { native(): Iterable<unknown> }) {
+        return this.native()[Symbol.iterator]();
+      },
+    });
+  }
+  Object.setPrototypeOf(target.prototype, source.prototype);
+}
+
+/**
+ * An upgrade's request headers: `get` and `has` read Node's parsed headers (each name's first
+ * value, as `@hono/node-server` copies them), anything else (`forEach`, `set`, ...) a standard
+ * `Headers` with the same values, built on first use and read from then on. `instanceof Headers`
+ * holds.
+ */
+class UpgradeHeaders {
+  #fields: IncomingMessage['headers'];
+  #native: Headers | undefined = undefined;
+  constructor(fields: IncomingMessage['headers']) {
+    this.#fields = fields;
+  }
+  get(name: string): string | null {
+    if (this.#native !== undefined) return this.#native.get(name);
+    const value = this.#fields[String(name).toLowerCase()];
+    if (!value) return null;
+    return Array.isArray(value) ? (value[0] as string) : value;
+  }
+  has(name: string): boolean {
+    return this.get(name) !== null;
+  }
+  /** The standard `Headers` answering everything else. */
+  native(): Headers {
+    if (this.#native === undefined) {
+      const headers = new Headers();
+      const fields = this.#fields;
+      for (const name in fields) {
+        const value = fields[name];
+        if (value) headers.append(name, Array.isArray(value) ? (value[0] as string) : value);
+      }
+      this.#native = headers;
+    }
+    return this.#native;
+  }
+}
+delegate(UpgradeHeaders, Headers, ['get', 'has']);
+
 /** The runtime's own `Request` (undici's), before `@hono/node-server` puts its subclass in its place. */
 const NativeRequest = globalThis.Request;
 
@@ -275,47 +353,18 @@ class UpgradeRequest {
     return this.#incoming.method ?? 'GET';
   }
   get headers(): Headers {
-    if (this.#headers === undefined) {
-      const headers = new Headers();
-      const fields = this.#incoming.headers;
-      for (const name in fields) {
-        const value = fields[name];
-        if (value) headers.append(name, Array.isArray(value) ? (value[0] as string) : value);
-      }
-      this.#headers = headers;
-    }
+    this.#headers ??= new UpgradeHeaders(this.#incoming.headers) as unknown as Headers;
     return this.#headers;
   }
   /** The standard `Request` answering everything else. */
   native(): Request {
-    this.#native ??= new NativeRequest(this.url, { method: this.method, headers: this.headers });
+    const headers = (this.headers as unknown as UpgradeHeaders).native();
+    this.#native ??= new NativeRequest(this.url, { method: this.method, headers });
     return this.#native;
   }
 }
 
-for (const name of Object.getOwnPropertyNames(NativeRequest.prototype)) {
-  if (name === 'constructor' || name === 'url' || name === 'method' || name === 'headers') continue;
-  const descriptor = Object.getOwnPropertyDescriptor(NativeRequest.prototype, name) as PropertyDescriptor;
-  Object.defineProperty(
-    UpgradeRequest.prototype,
-    name,
-    typeof descriptor.value === 'function'
-      ? {
-          configurable: true,
-          value(this: UpgradeRequest, ...args: unknown[]) {
-            const native = this.native() as unknown as Record<string, (...args: unknown[]) => unknown>;
-            return (native[name] as (...args: unknown[]) => unknown).apply(native, args);
-          },
-        }
-      : {
-          configurable: true,
-          get(this: UpgradeRequest) {
-            return (this.native() as unknown as Record<string, unknown>)[name];
-          },
-        },
-  );
-}
-Object.setPrototypeOf(UpgradeRequest.prototype, NativeRequest.prototype);
+delegate(UpgradeRequest, NativeRequest, ['url', 'method', 'headers']);
 
 /** Response headers never copied onto the `101` or a refusal (hop-by-hop, or the handshake's own). */
 const SKIPPED = new Set([
