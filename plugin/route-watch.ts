@@ -1,9 +1,8 @@
 import type { Context, Hono } from 'hono';
 import type { UpgradeWebSocket } from 'hono/ws';
-import * as v from 'valibot';
 import type { ResumePoint, SocketBinding } from './binding.ts';
 import type { RouteKit } from './route-kit.ts';
-import { EpochSchema } from './schemas.ts';
+import { EPOCH } from './schemas.ts';
 
 /**
  * Whether a browser origin may open a WebSocket: its host equals the request's `Host` (the
@@ -27,7 +26,7 @@ const parseResume = (c: Context): ResumePoint | undefined | null => {
   const since = c.req.query('since');
   if (since === undefined) return undefined;
   const epoch = c.req.query('epoch') ?? '';
-  if (!/^\d{1,15}$/.test(since) || !v.is(EpochSchema, epoch)) return null;
+  if (!/^\d{1,15}$/.test(since) || !EPOCH.test(epoch)) return null;
   return { since: Number(since), epoch };
 };
 
