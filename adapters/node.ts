@@ -242,13 +242,16 @@ export function serveNode(options: ServeNodeOptions): Promise<NodeServer> {
   // A request with `Connection: close` answered before its body was read: Node closes the
   // socket as soon as the answer is written, and the unread body turns the close into a reset
   // that loses the answer.
+  // A GET or HEAD has no body to discard: straight to the app (every upgrade is a GET).
   const fetch = (request: Request, env: HttpBindings | Http2Bindings | UpgradeBindings) =>
-    answerDiscardingBody(
-      request,
-      (passed) => options.fetch(passed, env),
-      linger,
-      () => env.outgoing?.destroy(),
-    );
+    request.method === 'GET' || request.method === 'HEAD'
+      ? options.fetch(request, env)
+      : answerDiscardingBody(
+          request,
+          (passed) => options.fetch(passed, env),
+          linger,
+          () => env.outgoing?.destroy(),
+        );
   return new Promise((resolve, reject) => {
     // No `websocket` option: upgrades take this adapter's own path (adapters/node-upgrade.ts).
     const server = serve(

@@ -76,7 +76,9 @@ export function mountWatchRoute(
       );
     }
     if (hub.isClosing()) return refuse(c, 'unavailable', 503, 'unavailable', 'the server is shutting down', agentId);
-    const refused = await guard(c, 'watch', agentId);
+    // Without an `authorize` hook, no promise to wait for: a handshake's every microtask counts
+    // in a reconnect storm.
+    const refused = hub.authorize ? await guard(c, 'watch', agentId) : undefined;
     if (refused) return refused;
     // After authorize, so a client whose runtime hides a refused handshake's status (browsers)
     // learns 401/403 from a plain GET of the same URL.
