@@ -77,49 +77,42 @@ export function acceptUpgrade(
   return new Response(null);
 }
 
-/** `WSContext` never reaches it: `NodeContext` overrides every method that would. Shared. */
-const NO_INIT: WSContextInit<WebSocket> = { send() {}, close() {}, readyState: 3 };
-
 /**
  * A socket's one context: the `ws` socket and the request URL (parsed on first read), the same
- * fields as `@hono/node-server`'s `ctx`.
+ * fields as `@hono/node-server`'s `ctx`. Not built by `WSContext`'s constructor (its fields would
+ * have to be deleted to make `url` lazy, which turns an object's properties into a dictionary,
+ * slower to read on every frame); `instanceof WSContext` holds, and every member `WSContext`
+ * defines is here.
  */
-class NodeContext extends WSContext<WebSocket> {
-  override binaryType: BinaryType = 'arraybuffer';
+class NodeContext {
+  binaryType: BinaryType = 'arraybuffer';
+  protocol: string | null;
+  #url: URL | null | undefined = undefined;
   constructor(
-    override readonly raw: WebSocket,
+    readonly raw: WebSocket,
     /** The request URL, parsed when `url` is first read. */
     readonly href: string,
   ) {
-    super(NO_INIT);
     this.protocol = raw.protocol;
-    // As in adapters/bun.ts: `WSContext` defines `url` on each instance, hiding the accessor.
-    delete (this as { url?: unknown }).url;
   }
-  override send(source: string | ArrayBuffer | Uint8Array<ArrayBuffer>, options?: { compress?: boolean }): void {
+  get url(): URL | null {
+    if (this.#url === undefined) this.#url = new URL(this.href);
+    return this.#url;
+  }
+  set url(value: URL | null) {
+    this.#url = value;
+  }
+  send(source: string | ArrayBuffer | Uint8Array<ArrayBuffer>, options?: { compress?: boolean }): void {
     this.raw.send(source, { compress: options?.compress });
   }
-  override close(code?: number, reason?: string): void {
+  close(code?: number, reason?: string): void {
     this.raw.close(code, reason);
   }
-  override get readyState(): WSContextInit['readyState'] {
+  get readyState(): WSContextInit['readyState'] {
     return this.raw.readyState as WSContextInit['readyState'];
   }
 }
-
-/** `url`: the request URL, parsed on first read. */
-Object.defineProperty(NodeContext.prototype, 'url', {
-  configurable: true,
-  enumerable: true,
-  get(this: NodeContext): URL {
-    const url = new URL(this.href);
-    Object.defineProperty(this, 'url', { value: url, writable: true, configurable: true, enumerable: true });
-    return url;
-  },
-  set(this: NodeContext, value: URL | null) {
-    Object.defineProperty(this, 'url', { value, writable: true, configurable: true, enumerable: true });
-  },
-});
+Object.setPrototypeOf(NodeContext.prototype, WSContext.prototype);
 
 /** Node has no global `CloseEvent` before 23 nor `ErrorEvent`: what the events receive there. */
 const CloseEventOf: new (type: string, init: { code: number; reason: string }) => CloseEvent =
@@ -169,7 +162,7 @@ const OPEN = new Event('open');
 class Relay {
   constructor(
     readonly events: WSEvents<WebSocket>,
-    readonly context: NodeContext,
+    readonly context: WSContext<WebSocket>,
     readonly options: UpgradeWebSocketOptions | undefined,
   ) {}
   failed(error: unknown): void {
@@ -207,7 +200,7 @@ class Relay {
 
 /** Opens the socket for the route's events: `onOpen` at once, then every event of `ws`. */
 function open(ws: WebSocket, events: WSEvents<WebSocket>, options: UpgradeWebSocketOptions | undefined, href: string) {
-  const relay = new Relay(events, new NodeContext(ws, href), options);
+  const relay = new Relay(events, new NodeContext(ws, href) as unknown as WSContext<WebSocket>, options);
   relay.open();
   ws.on('message', (data, isBinary) => relay.message(data, isBinary));
   ws.on('close', (code, reason) => relay.close(code, reason));

@@ -9,8 +9,9 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Hono } from 'hono';
+import { WSContext } from 'hono/ws';
 import { WebSocket } from 'ws';
-import { type NodeServer, node, serveNode } from '../adapters/node.ts';
+import { type NodeServer, node, serveNode, upgradeWebSocket } from '../adapters/node.ts';
 import { type AgentHub, type AgentHubOptions, createAgentHub } from '../plugin/index.ts';
 import { answerOf, connect, exchange, head, WS_KEY } from './helpers/raw-http.ts';
 import { sleep, waitFor } from './helpers/wait.ts';
@@ -32,6 +33,7 @@ interface Seen {
   cloned: string | null;
   signal: boolean;
   authorized: number;
+  echoClosed?: number;
 }
 
 interface Running {
@@ -79,6 +81,22 @@ async function serveWithMiddleware(options: AgentHubOptions = {}): Promise<Runni
     else c.header('X-Middleware', 'ran');
   });
   app.route('/agents', hub.routes(node));
+  // A WebSocket route of the app's own: an echo that reports what its context shows.
+  app.get(
+    '/echo',
+    upgradeWebSocket(() => ({
+      onOpen(_event, ws) {
+        const context = { isContext: ws instanceof WSContext, url: ws.url?.pathname, readyState: ws.readyState };
+        ws.send(JSON.stringify(context));
+      },
+      onMessage(event, ws) {
+        ws.send(`echo ${String(event.data)}`);
+      },
+      onClose(event) {
+        seen.echoClosed = event.code;
+      },
+    })),
+  );
   const server = await serveNode({ fetch: app.fetch, hub, port: 0 });
   return { hub, server, seen };
 }
@@ -140,6 +158,19 @@ describe('serveNode: its own upgrade path', () => {
       },
     );
     assert.equal(upgradeHeaders['x-middleware'], 'ran', "the middleware's header is on the 101");
+  });
+
+  it("serves the app's own WebSocket routes made with upgradeWebSocket from hono-agent-ws/node", async () => {
+    const socket = new WebSocket(`ws://127.0.0.1:${running.server.port}/echo`);
+    const frames: string[] = [];
+    socket.on('message', (data) => frames.push(String(data)));
+    await new Promise((done) => socket.once('open', done));
+    socket.send('hi');
+    await waitFor(() => frames.length === 2, 3000, 'two frames');
+    socket.close(4321);
+    assert.deepEqual(JSON.parse(frames[0] as string), { isContext: true, url: '/echo', readyState: 1 });
+    assert.equal(frames[1], 'echo hi');
+    await waitFor(() => running.seen.echoClosed === 4321, 3000, 'onClose with the code');
   });
 
   it('sends the 101 and the first frames in one write', async () => {
