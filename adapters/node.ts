@@ -3,9 +3,8 @@
  *
  * @module
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
 import {
   type Http2Bindings,
   type HttpBindings,
@@ -18,6 +17,7 @@ import type { WSContext, WSEvents } from 'hono/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { type AgentHub, type RoutesOptions, type RuntimeBinding, SERVE_DEFAULTS } from '../plugin/index.ts';
 import { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
+import { acceptUpgrade, handleUpgrades, serveAsPlainHttp, type UpgradeWebSocketOptions } from './node-upgrade.ts';
 
 export { answerDiscardingBody, LINGER_LIMITS, type LingerLimits } from './linger.ts';
 
@@ -39,6 +39,9 @@ export const upgradeWebSocket = ((...args: unknown[]) => {
     const header = c.req.header('upgrade');
     // What the two-argument form does without an upgrade: nothing, on to the next handler.
     if (header?.toLowerCase() !== 'websocket') return next();
+    // Under `serveNode`, its own upgrade path (adapters/node-upgrade.ts) completes the handshake.
+    const accepted = acceptUpgrade(c.env, events as WSEvents<WebSocket>, options as UpgradeWebSocketOptions);
+    if (accepted) return accepted;
     const env = c.env as { incoming?: unknown };
     const response = await (upgrade(new StandIn(c.req.url, env), events, options) as Promise<Response>);
     env.incoming = undefined;
@@ -213,32 +216,15 @@ interface GuardedServer {
   emit(event: 'connection' | 'secureConnection', socket: Socket): boolean;
 }
 
-/**
- * Feeds a request Node took for an upgrade back to the HTTP server as an ordinary one: the
- * header block is rebuilt from what the parser read (`rawHeaders` keep the client's bytes,
- * decoded as latin1), minus the hop-by-hop `Upgrade` and `Connection` headers, which is what
- * made Node treat it as an upgrade, so it cannot loop. `unshift` puts it, and any bytes read past
- * the headers (`head`, e.g. the start of a body), back in front of the socket's data, and
- * emitting the connection event (documented for injecting connections) gives the socket a fresh
- * HTTP parser. `Connection: close` because the client asked to leave HTTP/1.1 on this connection
- * and was refused: it gets one answer, then the socket is released.
- */
-function serveAsPlainHttp(server: GuardedServer, req: IncomingMessage, socket: Socket, head: Buffer): void {
-  let block = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
-  const raw = req.rawHeaders;
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = (raw[i] as string).toLowerCase();
-    if (name !== 'upgrade' && name !== 'connection') block += `${raw[i]}: ${raw[i + 1]}\r\n`;
-  }
-  block += 'Connection: close\r\n\r\n';
-  socket.unshift(head.length > 0 ? Buffer.concat([Buffer.from(block, 'latin1'), head]) : Buffer.from(block, 'latin1'));
-  // HTTPS servers run the HTTP connection listener on 'secureConnection' (the TLS socket).
-  server.emit(socket instanceof TLSSocket ? 'secureConnection' : 'connection', socket);
-}
+/** The `env` of an upgrade request on `serveNode`'s own path: no `ServerResponse`. */
+type UpgradeBindings = { incoming: IncomingMessage | undefined; outgoing: undefined };
 
 /**
- * Serves an app with the hub on Node and resolves once it listens. The server answers every
- * upgrade request (`guardUpgrades`) and cuts slow clients (`headersTimeout`, `requestTimeout`).
+ * Serves an app with the hub on Node and resolves once it listens. WebSocket upgrades take the
+ * adapter's own path (`handleUpgrades`, adapters/node-upgrade.ts: the app's middleware and the
+ * hub's checks run as before; the `101` and the first frames leave in one write); every other
+ * request on the upgrade path is served as plain HTTP, as `guardUpgrades` does; slow clients are
+ * cut (`headersTimeout`, `requestTimeout`).
  *
  * @param options The server options.
  *
@@ -253,22 +239,26 @@ export function serveNode(options: ServeNodeOptions): Promise<NodeServer> {
     keepAliveTimeout: options.keepAliveTimeout ?? serverTimeouts.keepAliveTimeout,
     connectionsCheckingInterval: options.connectionsCheckingInterval ?? serverTimeouts.connectionsCheckingInterval,
   };
+  // A request with `Connection: close` answered before its body was read: Node closes the
+  // socket as soon as the answer is written, and the unread body turns the close into a reset
+  // that loses the answer.
+  // A GET or HEAD has no body to discard: straight to the app (every upgrade is a GET).
+  const fetch = (request: Request, env: HttpBindings | Http2Bindings | UpgradeBindings) =>
+    request.method === 'GET' || request.method === 'HEAD'
+      ? options.fetch(request, env)
+      : answerDiscardingBody(
+          request,
+          (passed) => options.fetch(passed, env),
+          linger,
+          () => env.outgoing?.destroy(),
+        );
   return new Promise((resolve, reject) => {
+    // No `websocket` option: upgrades take this adapter's own path (adapters/node-upgrade.ts).
     const server = serve(
       {
-        // A request with `Connection: close` answered before its body was read: Node closes the
-        // socket as soon as the answer is written, and the unread body turns the close into a
-        // reset that loses the answer.
-        fetch: (request: Request, env: HttpBindings | Http2Bindings) =>
-          answerDiscardingBody(
-            request,
-            (passed) => options.fetch(passed, env),
-            linger,
-            () => env.outgoing.destroy(),
-          ),
+        fetch,
         port: options.port ?? SERVE_DEFAULTS.port,
         hostname: options.hostname ?? SERVE_DEFAULTS.hostname,
-        websocket,
         serverOptions,
       },
       (info: AddressInfo) => {
@@ -287,7 +277,7 @@ export function serveNode(options: ServeNodeOptions): Promise<NodeServer> {
         });
       },
     );
-    guardUpgrades(server);
+    handleUpgrades(server as Server, fetch, websocket.server);
     server.once('error', reject);
   });
 }

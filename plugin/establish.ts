@@ -42,15 +42,15 @@ export function createEstablish(core: HubCore, fanOut: FanOut<Connection>, recei
   const { encoder, counters, batchSize, config, updateFailed } = core;
   const { sendTo, topicOf } = fanOut;
 
-  const snapshotFrame = (channel: Channel): string => {
+  const snapshotFrame = (channel: Channel, timestamp: string): string => {
     const { status } = channel.agent;
     // The state holds the updates' JSON: a snapshot costs no re-serialisation of what it shows.
     const tasks = heldTasks(channel.agent).map((task) => task.json);
-    return `{"type":"snapshot","agent_id":"${channel.agentId}","epoch":"${channel.epoch}","seq":${channel.flushedSeq},"status":${status ? status.json : 'null'},"tasks":[${tasks.join(',')}],"timestamp":"${new Date().toISOString()}"}`;
+    return `{"type":"snapshot","agent_id":"${channel.agentId}","epoch":"${channel.epoch}","seq":${channel.flushedSeq},"status":${status ? status.json : 'null'},"tasks":[${tasks.join(',')}],"timestamp":"${timestamp}"}`;
   };
 
   /** Marks the connection established, on its agent's native topic where the runtime has one. */
-  const enter = (connection: Connection, recovered: boolean) => {
+  const enter = (connection: Connection, recovered: boolean, timestamp: string) => {
     const { channel, binding } = connection;
     connection.established = true;
     if (channel.topicBinding === undefined) channel.topicBinding = binding.topics ? binding : null;
@@ -67,7 +67,7 @@ export function createEstablish(core: HubCore, fanOut: FanOut<Connection>, recei
         epoch: channel.epoch,
         seq: channel.flushedSeq,
         recovered,
-        timestamp: new Date().toISOString(),
+        timestamp,
       }),
     );
   };
@@ -90,9 +90,11 @@ export function createEstablish(core: HubCore, fanOut: FanOut<Connection>, recei
       ? (gapFrom(connection, missed) ?? gapFrom(connection, handover?.updates))
       : undefined;
     const recovered = resume !== undefined;
-    enter(connection, recovered);
+    // One clock read for both frames: they describe the same moment.
+    const timestamp = new Date().toISOString();
+    enter(connection, recovered, timestamp);
     if (!connection.open) return;
-    if (config.snapshot) sendTo(connection, snapshotFrame(channel));
+    if (config.snapshot) sendTo(connection, snapshotFrame(channel, timestamp));
     // A client that asked to resume and could not gets no queue: the snapshot is its truth, and
     // older updates after it would roll its state back.
     const backlog = recovered ? resume : connection.resume ? [] : (handover?.updates ?? []);

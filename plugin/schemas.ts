@@ -141,6 +141,12 @@ export const SeqSchema: v.SchemaWithPipe<
 );
 
 /**
+ * An epoch's rule as a regular expression: `EpochSchema` is built on it, and the WebSocket
+ * route checks a resume point with it, without a valibot pipeline per connect.
+ */
+export const EPOCH: RegExp = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
  * Epoch schema: names one continuous history of an agent's updates.
  */
 export const EpochSchema: v.SchemaWithPipe<
@@ -152,7 +158,7 @@ export const EpochSchema: v.SchemaWithPipe<
   ]
 > = v.pipe(
   v.string(),
-  v.regex(/^[A-Za-z0-9_-]{1,64}$/, 'epoch must be 1 to 64 characters of A-Z a-z 0-9 _ -'),
+  v.regex(EPOCH, 'epoch must be 1 to 64 characters of A-Z a-z 0-9 _ -'),
   v.description(
     "Names one unbroken history of the agent's updates. It changes whenever history may have been lost (a restart of the in-memory broker, Redis data loss, an agent evicted from memory): `seq` values of different epochs are unrelated.",
   ),
