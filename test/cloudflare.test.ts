@@ -95,6 +95,7 @@ before(async () => {
     durableObjects: {
       AGENT_WS: { className: 'AgentChannelObject', useSQLite: true },
       AGENT_WS_FAST: { className: 'FastHeartbeat', useSQLite: true },
+      AGENT_DIRECTORY: { className: 'AgentDirectoryObject', useSQLite: true },
     },
   });
   const url = await mf.ready;

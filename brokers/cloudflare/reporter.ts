@@ -1,0 +1,112 @@
+/**
+ * How an agent's object reports its figures to the directory (brokers/cloudflare/directory.ts):
+ * only when they changed, at most once per `reportInterval`; a change within the interval is
+ * reported at the object's next alarm (its heartbeat sweep while it has sockets, else one set for
+ * the end of the interval). The Worker names the directory's binding and the interval in headers
+ * of every request it forwards; the object keeps them in its storage so an alarm after an
+ * eviction can still report.
+ *
+ * @module
+ */
+import { DIRECTORY_HEADER, DIRECTORY_NAME, REPORT_INTERVAL_HEADER } from './directory.ts';
+import { type AgentObjectNamespace, type AgentObjectState, OBJECT_ORIGIN } from './shared.ts';
+
+const SCHEMA = `CREATE TABLE IF NOT EXISTS agent_ws_report (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  directory TEXT NOT NULL,
+  interval INTEGER NOT NULL
+)`;
+
+/**
+ * Reports one object's figures to the directory. The object creates one in its constructor,
+ * calls `noteRequest` for each request the Worker forwards, and `report` after a change (a
+ * publish, a close) and at the end of its alarm.
+ *
+ * @internal
+ */
+export class DirectoryReporter {
+  private readonly ctx: AgentObjectState;
+  private readonly env: unknown;
+  /** The directory's binding, as the Worker named it; none until a request named it. */
+  private directory: string | undefined;
+  private interval = 10_000;
+  /** The JSON last taken by the directory (since this wake), and when it was sent. */
+  private last: string | undefined;
+  private lastAt = 0;
+
+  /**
+   * @param ctx The object's state (its storage keeps the directory's binding name).
+   * @param env The Worker's bindings, where the directory's namespace is.
+   */
+  constructor(ctx: AgentObjectState, env: unknown) {
+    this.ctx = ctx;
+    this.env = env;
+    ctx.storage.sql.exec(SCHEMA);
+    const row = ctx.storage.sql.exec('SELECT directory, interval FROM agent_ws_report WHERE id = 1').toArray()[0];
+    if (row) {
+      this.directory = String(row.directory);
+      this.interval = Number(row.interval);
+    }
+  }
+
+  /**
+   * Takes the directory's binding and the interval from a request of the Worker; stored when
+   * they differ from what the object has.
+   *
+   * @param request The forwarded request.
+   */
+  noteRequest(request: Request): void {
+    const directory = request.headers.get(DIRECTORY_HEADER);
+    const interval = Number(request.headers.get(REPORT_INTERVAL_HEADER));
+    if (!directory || !Number.isInteger(interval) || interval < 0) return;
+    if (directory === this.directory && interval === this.interval) return;
+    this.directory = directory;
+    this.interval = interval;
+    this.ctx.storage.sql.exec(
+      'INSERT INTO agent_ws_report (id, directory, interval) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET directory = excluded.directory, interval = excluded.interval',
+      directory,
+      interval,
+    );
+  }
+
+  /**
+   * Reports the figures if they changed: now when the interval has passed since the last
+   * report, else by an alarm at its end (unless one is already set: the heartbeat's sweep, which
+   * reports too). A failed report is tried again by the same alarm.
+   *
+   * @param figures The object's figures (`ObjectFigures`).
+   *
+   * @returns A promise that settles once the report was sent or put off; it never rejects.
+   */
+  async report(figures: object): Promise<void> {
+    if (!this.directory) return;
+    const json = JSON.stringify(figures);
+    if (json === this.last) return;
+    const now = Date.now();
+    if (now - this.lastAt < this.interval) return this.putOff(this.lastAt + this.interval);
+    this.lastAt = now;
+    try {
+      const namespace = (this.env as Record<string, AgentObjectNamespace | undefined>)[this.directory];
+      if (!namespace) throw new Error(`no Durable Object binding named ${this.directory}`);
+      const response = await namespace
+        .get(namespace.idFromName(DIRECTORY_NAME))
+        .fetch(new Request(`${OBJECT_ORIGIN}/report`, { method: 'POST', body: json }));
+      if (response.status !== 204) throw new Error(`the directory answered HTTP ${response.status}`);
+      this.last = json;
+    } catch {
+      await this.putOff(now + Math.max(this.interval, 1000));
+    }
+  }
+
+  /** Sets an alarm at `time` for the next report, unless a later-running one is set already. */
+  private async putOff(time: number): Promise<void> {
+    try {
+      const alarm = await this.ctx.storage.getAlarm();
+      // An alarm at or before now is the one running (it may still read as set): replace it.
+      if (alarm !== null && alarm > Date.now()) return;
+      await this.ctx.storage.setAlarm(time);
+    } catch {
+      // Storage failing here costs this report only; the next change tries again.
+    }
+  }
+}
