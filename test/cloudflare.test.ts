@@ -8,11 +8,11 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
-import { Miniflare } from 'miniflare';
+import type { Miniflare } from 'miniflare';
 import { TestClient } from './helpers/client.ts';
 import { validateServerFrame } from './helpers/contract.ts';
 import { RawSocket } from './helpers/raw-socket.ts';
+import { startWorkerd } from './helpers/workerd.ts';
 
 const ENTRY = fileURLToPath(new URL('./fixtures/cloudflare/worker.ts', import.meta.url));
 
@@ -73,34 +73,11 @@ function postAlone(path: string, body: string): Promise<{ status: number; body: 
 }
 
 before(async () => {
-  const bundle = await build({
-    entryPoints: [ENTRY],
-    bundle: true,
-    format: 'esm',
-    platform: 'neutral',
-    target: 'es2022',
-    mainFields: ['module', 'main'],
-    conditions: ['workerd', 'worker', 'browser'],
-    write: false,
-    logLevel: 'silent',
-  });
-  mf = new Miniflare({
-    modules: true,
-    script: bundle.outputFiles[0]?.text ?? '',
-    compatibilityDate: '2026-04-01',
-    host: '127.0.0.1',
-    port: 0,
-    // Miniflare otherwise fetches `Request.cf` from workers.cloudflare.com at startup.
-    cf: false,
-    durableObjects: {
-      AGENT_WS: { className: 'AgentChannelObject', useSQLite: true },
-      AGENT_WS_FAST: { className: 'FastHeartbeat', useSQLite: true },
-      AGENT_DIRECTORY: { className: 'AgentDirectoryObject', useSQLite: true },
-    },
-  });
-  const url = await mf.ready;
-  http = url.origin;
-  ws = http.replace(/^http/, 'ws');
+  ({ mf, http, ws } = await startWorkerd(ENTRY, {
+    AGENT_WS: 'AgentChannelObject',
+    AGENT_WS_FAST: 'FastHeartbeat',
+    AGENT_DIRECTORY: 'AgentDirectoryObject',
+  }));
 });
 
 after(async () => {

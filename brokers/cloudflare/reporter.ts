@@ -1,8 +1,8 @@
 /**
  * How an agent's object reports its figures to the directory (brokers/cloudflare/directory.ts):
  * only when they changed, at most once per `reportInterval`; a change within the interval is
- * reported at the object's next alarm (its heartbeat sweep while it has sockets, else one set for
- * the end of the interval). The Worker names the directory's binding and the interval in headers
+ * reported by the object's alarm at the end of the interval (the object's `onFigures` hook folds
+ * the time `report` returns into its one alarm). The Worker names the directory's binding and the interval in headers
  * of every request it forwards; the object keeps them in its storage so an alarm after an
  * eviction can still report.
  *
@@ -19,8 +19,8 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS agent_ws_report (
 
 /**
  * Reports one object's figures to the directory. The object creates one in its constructor,
- * calls `noteRequest` for each request the Worker forwards, and `report` after a change (a
- * publish, a close) and at the end of its alarm.
+ * calls `noteRequest` for each request the Worker forwards, and `report` from its `onFigures`
+ * hook (after a change, and from each alarm).
  *
  * @internal
  */
@@ -33,6 +33,8 @@ export class DirectoryReporter {
   /** The JSON last taken by the directory (since this wake), and when it was sent. */
   private last: string | undefined;
   private lastAt = 0;
+  /** A report was held back or failed: the next call sends it, changed or not. */
+  private due = false;
 
   /**
    * @param ctx The object's state (its storage keeps the directory's binding name).
@@ -70,20 +72,28 @@ export class DirectoryReporter {
   }
 
   /**
-   * Reports the figures if they changed: now when the interval has passed since the last
-   * report, else by an alarm at its end (unless one is already set: the heartbeat's sweep, which
-   * reports too). A failed report is tried again by the same alarm.
+   * Reports the figures if they differ from those the directory last took: now when
+   * `reportInterval` has passed since the last report, else not yet. The object's `onFigures`
+   * hook calls it, and folds the time it returns into the object's one alarm, so a report held
+   * back (or one that failed) is sent by that alarm.
    *
    * @param figures The object's figures (`ObjectFigures`).
+   * @param changed Whether they changed since the object's last call.
    *
-   * @returns A promise that settles once the report was sent or put off; it never rejects.
+   * @returns When to be called again (milliseconds since the Unix epoch), or `undefined`; never rejects.
    */
-  async report(figures: object): Promise<void> {
-    if (!this.directory) return;
+  async report(figures: object, changed: boolean): Promise<number | undefined> {
+    if (!this.directory || (!changed && !this.due)) return undefined;
     const json = JSON.stringify(figures);
-    if (json === this.last) return;
+    if (json === this.last) {
+      this.due = false;
+      return undefined;
+    }
     const now = Date.now();
-    if (now - this.lastAt < this.interval) return this.putOff(this.lastAt + this.interval);
+    if (now - this.lastAt < this.interval) {
+      this.due = true;
+      return this.lastAt + this.interval;
+    }
     this.lastAt = now;
     try {
       const namespace = (this.env as Record<string, AgentObjectNamespace | undefined>)[this.directory];
@@ -93,20 +103,12 @@ export class DirectoryReporter {
         .fetch(new Request(`${OBJECT_ORIGIN}/report`, { method: 'POST', body: json }));
       if (response.status !== 204) throw new Error(`the directory answered HTTP ${response.status}`);
       this.last = json;
+      this.due = false;
+      return undefined;
     } catch {
-      await this.putOff(now + Math.max(this.interval, 1000));
-    }
-  }
-
-  /** Sets an alarm at `time` for the next report, unless a later-running one is set already. */
-  private async putOff(time: number): Promise<void> {
-    try {
-      const alarm = await this.ctx.storage.getAlarm();
-      // An alarm at or before now is the one running (it may still read as set): replace it.
-      if (alarm !== null && alarm > Date.now()) return;
-      await this.ctx.storage.setAlarm(time);
-    } catch {
-      // Storage failing here costs this report only; the next change tries again.
+      // Tried again by the object's alarm; a directory down costs one request per interval.
+      this.due = true;
+      return now + Math.max(this.interval, 1000);
     }
   }
 }
