@@ -74,6 +74,8 @@ export class AgentChannelObject {
   private readonly tally: Tally;
   /** Whether the tally or `seq` changed since they were last written. */
   private dirty = false;
+  /** Whether `onFigures` was called since this instance started. */
+  private figuresCalled = false;
   /** Updates held for the end of the window, the newest `seq`s; in storage as well (but the first, sent at once). */
   private pending: StoredUpdate[];
   /** Whether `agent_ws_window` has rows. */
@@ -203,7 +205,8 @@ export class AgentChannelObject {
 
   /**
    * Hook: called once an event (a publish, a connection, a frame, a close) has been handled
-   * when the figures changed, and after every alarm (with `changed` false when they did not).
+   * when the figures changed, and after every alarm (with `changed` false when they did not;
+   * true on the first call after each wake, as this instance cannot know what was reported).
    * `read` builds the figures (it parses the snapshot's open tasks: call it only to report).
    * Returns when it wants to be called again even if nothing changes (milliseconds since the
    * Unix epoch: a report held back to keep an interval), or `undefined`; the object folds that
@@ -500,8 +503,8 @@ export class AgentChannelObject {
    */
   async alarm(): Promise<void> {
     const now = Date.now();
+    // Counted, and written by `settle`, but not a change worth a report on its own.
     this.tally.counters.alarms++;
-    this.dirty = true;
     this.alarmAt = null;
     if (this.pending.length > 0 && this.windowEnd <= now + ALARM_SLACK_MS) {
       // Traffic is flowing: keep batching instead of sending the next update alone, as the hub.
@@ -546,8 +549,10 @@ export class AgentChannelObject {
    * expiry and the report the hook asked for.
    */
   private async settle(fromAlarm: boolean): Promise<void> {
-    const changed = this.dirty;
-    if (changed || fromAlarm) {
+    // The first call after a wake says `changed`: this instance cannot know what was reported.
+    const changed = this.dirty || !this.figuresCalled;
+    if (this.dirty || fromAlarm) {
+      this.figuresCalled = true;
       const due = await this.onFigures(() => this.figures(), changed);
       this.tally.reportAt = due ?? 0;
     }
