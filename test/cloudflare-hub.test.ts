@@ -36,7 +36,7 @@ async function listing(query = ''): Promise<AgentsPage> {
   return v.parse(AgentsPageSchema, await response.json());
 }
 
-/** Waits until the stats read from the directory satisfy `check`: reports come every 200 ms. */
+/** Waits until the stats read from the directory satisfy `check`: reports come every 200 ms, or with the next 1 s sweep. */
 async function statsReach(check: (figures: HubStats) => boolean, what: string): Promise<HubStats> {
   let last: HubStats | undefined;
   await waitFor(
@@ -72,7 +72,7 @@ async function refusedUpgrade(url: string, headers: Record<string, string> = {})
 }
 
 before(async () => {
-  server = await startWorkerd(ENTRY, { AGENT_CHANNEL: 'AgentChannelObject', AGENT_DIRECTORY: 'AgentDirectoryObject' });
+  server = await startWorkerd(ENTRY, { AGENT_CHANNEL: 'AgentChannel', AGENT_DIRECTORY: 'AgentDirectoryObject' });
 });
 
 after(async () => {

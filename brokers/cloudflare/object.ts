@@ -16,6 +16,7 @@ import type { AgentUpdate, ErrorCode, StatusUpdate, TaskUpdate, UnsequencedUpdat
 import { AGENT_TASKS_MAX } from '../../plugin/stats.ts';
 import { type AgentChannelOptions, type ResolvedChannelOptions, resolveChannelOptions } from './object-options.ts';
 import { ChannelStore, type StoredUpdate } from './object-store.ts';
+import { DirectoryReporter } from './reporter.ts';
 import {
   AGENT_HEADER,
   AGENT_ID,
@@ -64,6 +65,8 @@ export class AgentChannelObject {
   /** The object's options, resolved. */
   protected readonly options: ResolvedChannelOptions;
   private readonly store: ChannelStore;
+  /** Reports the figures to the directory, where the Worker reads the hub-wide stats. */
+  private readonly reporter: DirectoryReporter;
   private readonly encoder = createUpdateEncoder();
   /** The agent, from the first request forwarded to the object (kept in storage). */
   private agentId: string;
@@ -103,6 +106,7 @@ export class AgentChannelObject {
   constructor(ctx: AgentObjectState, env?: unknown) {
     this.ctx = ctx;
     this.env = env;
+    this.reporter = new DirectoryReporter(ctx, env);
     this.options = resolveChannelOptions((new.target as typeof AgentChannelObject).options);
     this.store = new ChannelStore(ctx.storage, this.options);
     const stream = this.store.openStream(newEpoch());
@@ -134,6 +138,7 @@ export class AgentChannelObject {
     const url = new URL(request.url);
     const agentId = request.headers.get(AGENT_HEADER) ?? '';
     if (!AGENT_ID.test(agentId)) return new Response('missing agent id', { status: 400 });
+    this.reporter.noteRequest(request);
     if (agentId !== this.agentId) {
       this.agentId = agentId;
       this.dirty = true;
@@ -211,15 +216,15 @@ export class AgentChannelObject {
    * Returns when it wants to be called again even if nothing changes (milliseconds since the
    * Unix epoch: a report held back to keep an interval), or `undefined`; the object folds that
    * time into its one alarm. Awaited: a report that is not due should return its due time
-   * rather than wait. Does nothing here; the Worker's directory fills it.
+   * rather than wait. Reports to the Worker's directory (brokers/cloudflare/reporter.ts).
    *
-   * @param _read Builds the figures now.
-   * @param _changed Whether they changed since the last call.
+   * @param read Builds the figures now.
+   * @param changed Whether they changed since the last call.
    *
    * @returns When to be called again, or `undefined`.
    */
-  protected onFigures(_read: () => ObjectFigures, _changed: boolean): number | undefined | Promise<number | undefined> {
-    return undefined;
+  protected onFigures(read: () => ObjectFigures, changed: boolean): number | undefined | Promise<number | undefined> {
+    return this.reporter.report(read, changed, this.options.heartbeatInterval > 0 && this.openSockets().length > 0);
   }
 
   // ---- sockets ------------------------------------------------------------------------------

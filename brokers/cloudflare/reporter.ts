@@ -1,8 +1,10 @@
 /**
  * How an agent's object reports its figures to the directory (brokers/cloudflare/directory.ts):
- * only when they changed, at most once per `reportInterval`; a change within the interval is
- * reported by the object's alarm at the end of the interval (the object's `onFigures` hook folds
- * the time `report` returns into its one alarm). The Worker names the directory's binding and the interval in headers
+ * only when they changed, at most once per `reportInterval`. A change within the interval is
+ * reported by the object's next alarm: the heartbeat's sweep while the agent has sockets (no wake
+ * of its own, so a watched agent's figures may be one `heartbeatInterval` old), else an alarm at
+ * the end of the interval (the object's `onFigures` hook folds the time `report` returns into its
+ * one alarm). The Worker names the directory's binding and the interval in headers
  * of every request it forwards; the object keeps them in its storage so an alarm after an
  * eviction can still report.
  *
@@ -77,13 +79,19 @@ export class DirectoryReporter {
    * hook calls it, and folds the time it returns into the object's one alarm, so a report held
    * back (or one that failed) is sent by that alarm.
    *
-   * @param figures The object's figures (`ObjectFigures`).
+   * @param read Builds the object's figures (`ObjectFigures`); called only when a report may be sent.
    * @param changed Whether they changed since the object's last call.
+   * @param sweeping Whether the heartbeat's sweep will run the object's alarm anyway (it has
+   *   sockets and a heartbeat): a report held back then waits for the sweep, which costs no wake
+   *   of its own, rather than setting an alarm before it.
    *
    * @returns When to be called again (milliseconds since the Unix epoch), or `undefined`; never rejects.
    */
-  async report(figures: object, changed: boolean): Promise<number | undefined> {
+  async report(read: () => object, changed: boolean, sweeping: boolean): Promise<number | undefined> {
     if (!this.directory || (!changed && !this.due)) return undefined;
+    // The object's own bookkeeping is left out: an alarm that reports counts itself in
+    // `alarms`, which would otherwise be a change to report by another alarm, forever.
+    const { alarms: _alarms, wakes: _wakes, ...figures } = read() as Record<string, unknown>;
     const json = JSON.stringify(figures);
     if (json === this.last) {
       this.due = false;
@@ -92,7 +100,7 @@ export class DirectoryReporter {
     const now = Date.now();
     if (now - this.lastAt < this.interval) {
       this.due = true;
-      return this.lastAt + this.interval;
+      return sweeping ? undefined : this.lastAt + this.interval;
     }
     this.lastAt = now;
     try {
