@@ -19,7 +19,8 @@ export interface HubInternals {
   readonly connect: (agentId: string, binding: SocketBinding, resume: ResumePoint | undefined) => WSEvents;
   /** Counts an error; `c` is the request that caused it (a hub without shared memory, as on Workers, needs its env). */
   readonly countError: (kind: ErrorKind, c?: Context) => void;
-  readonly internalError: (operation: string, error: unknown, agentId?: string) => void;
+  /** A failure contained in the hub: counted and logged; `c` as for `countError`. */
+  readonly internalError: (operation: string, error: unknown, agentId?: string, c?: Context) => void;
   readonly log: Log;
   /**
    * Own figures, plus `cluster` when the broker spans several instances (hence async). The
@@ -113,7 +114,7 @@ export function createRouteKit(hub: HubInternals): RouteKit {
       allowed = await hub.authorize(agentId, c, action);
     } catch (error) {
       if (error instanceof HTTPException) return refuseThrown(c, error, agentId);
-      hub.internalError('authorize', error, agentId);
+      hub.internalError('authorize', error, agentId, c);
       throw error;
     }
     if (allowed === true) return undefined;

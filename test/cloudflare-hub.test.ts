@@ -125,6 +125,14 @@ describe('cloudflareHub: the checks run in the Worker, on every route', () => {
     assert.equal(after.errors_by_kind.forbidden, errorsBefore.forbidden + 5);
   });
 
+  test('an authorize hook that fails is a 500, counted as internal_error, and no socket', async () => {
+    const before = (await stats()).errors_by_kind.internal_error;
+    const [status] = await refusedUpgrade(`${server.ws}/agents/boom/ws?token=boom`);
+    assert.equal(status, 500);
+    assert.equal((await get('/agents/ws/stats?token=boom')).status, 500);
+    await statsReach((figures) => figures.errors_by_kind.internal_error === before + 2, 'internal_error counted');
+  });
+
   test('a foreign browser origin is refused with 403 origin_forbidden; the listed one and the own host are let in', async () => {
     assert.deepEqual(
       await refusedUpgrade(`${server.ws}/agents/origins/ws?token=watcher`, { Origin: 'https://evil.example' }),

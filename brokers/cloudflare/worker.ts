@@ -8,6 +8,7 @@
  */
 import type { Context, Env, Hono } from 'hono';
 import type { UpgradeWebSocket } from 'hono/ws';
+import type { Log } from '../../plugin/core.ts';
 import { createUpdateEncoder } from '../../plugin/encode.ts';
 import type { ErrorKind } from '../../plugin/error-kinds.ts';
 import { jsonLogger, type Logger } from '../../plugin/logger.ts';
@@ -152,9 +153,9 @@ export function cloudflareHub<E extends Env = any>(options: CloudflareHubOptions
   const config = resolveHubOptions(hubOptions as AgentHubOptions);
   wholeNumber('reportInterval', reportInterval);
   const logger: Logger | undefined = config.logger === false ? undefined : (config.logger ?? jsonLogger);
-  const log = (level: 'info' | 'warn' | 'error', event: string, details: Record<string, unknown>) => {
+  const log: Log = (level, event, details) => {
     try {
-      logger?.({ level, event: event as never, time: new Date().toISOString(), ...details });
+      logger?.({ level, event, time: new Date().toISOString(), ...details });
     } catch {
       // A failing logger must not fail the request.
     }
@@ -293,9 +294,11 @@ export function cloudflareHub<E extends Env = any>(options: CloudflareHubOptions
           countError: (kind, c) => {
             if (c) void countError(kind, c.env, executionOf(c));
           },
-          internalError: (operation, error, agentId) =>
-            log('error', 'internal_error', { agent_id: agentId, operation, error: String(error) }),
-          log: log as never,
+          internalError: (operation, error, agentId, c) => {
+            log('error', 'internal_error', { agent_id: agentId, operation, error: String(error) });
+            if (c) void countError('internal_error', c.env, executionOf(c));
+          },
+          log,
           stats,
           metrics,
           listAgents,
