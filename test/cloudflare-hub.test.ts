@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as v from 'valibot';
+import { cloudflareHub } from '../adapters/cloudflare.ts';
 import { AgentsPageSchema, HubStatsSchema } from '../plugin/index.ts';
 import type { AgentsPage, HubStats } from '../plugin/stats.ts';
 import { TestClient } from './helpers/client.ts';
@@ -77,6 +78,17 @@ before(async () => {
 
 after(async () => {
   await server?.mf.dispose();
+});
+
+describe('cloudflareHub: options', () => {
+  test('are validated as the hub’s, with the function’s name', () => {
+    assert.throws(
+      () => cloudflareHub({ maxIngestBytes: -1 }),
+      /^TypeError: cloudflareHub: invalid options\n- maxIngestBytes/,
+    );
+    assert.throws(() => cloudflareHub({ reportInterval: 1.5 }), /^TypeError: reportInterval must be a whole number/);
+    assert.throws(() => cloudflareHub({ channel: '' }), /^TypeError: channel must name a binding/);
+  });
 });
 
 describe('cloudflareHub: the checks run in the Worker, on every route', () => {

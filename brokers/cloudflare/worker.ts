@@ -150,8 +150,20 @@ const executionOf = (c: Context): WaitUntil | undefined => {
  */
 export function cloudflareHub<E extends Env = any>(options: CloudflareHubOptions<E> = {}): CloudflareHub<E> {
   const { channel = 'AGENT_CHANNEL', directory = 'AGENT_DIRECTORY', reportInterval = 10_000, ...hubOptions } = options;
-  const config = resolveHubOptions(hubOptions as AgentHubOptions);
-  wholeNumber('reportInterval', reportInterval);
+  let config: ReturnType<typeof resolveHubOptions>;
+  try {
+    config = resolveHubOptions(hubOptions as AgentHubOptions);
+    wholeNumber('reportInterval', reportInterval);
+    for (const [name, binding] of [
+      ['channel', channel],
+      ['directory', directory],
+    ] as const) {
+      if (typeof binding !== 'string' || binding === '') throw new Error(`${name} must name a binding`);
+    }
+  } catch (error) {
+    // The hub's own validation, named after this function.
+    throw new TypeError(String((error as Error).message).replace(/^createAgentHub: /, 'cloudflareHub: '));
+  }
   const logger: Logger | undefined = config.logger === false ? undefined : (config.logger ?? jsonLogger);
   const log: Log = (level, event, details) => {
     try {
