@@ -16,7 +16,7 @@ import type { AgentUpdate, ServerMessage } from '../plugin/index.ts';
 import { TestClient } from './helpers/client.ts';
 import { validateServerFrame } from './helpers/contract.ts';
 import { RawSocket } from './helpers/raw-socket.ts';
-import { waitFor } from './helpers/wait.ts';
+import { sleep, waitFor } from './helpers/wait.ts';
 import { startWorkerd, type WorkerdServer } from './helpers/workerd.ts';
 
 const ENTRY = fileURLToPath(new URL('./fixtures/cloudflare/objects.ts', import.meta.url));
@@ -31,6 +31,7 @@ before(async () => {
     TTL: 'ShortTtl',
     STRICT: 'Strict',
     REPORTING: 'Reporting',
+    QUICK: 'QuickBeat',
   });
 });
 
@@ -355,6 +356,48 @@ describe('cloudflare object: inbound frames', () => {
       assert.deepEqual(client.problems, []);
     } finally {
       client.socket.terminate();
+    }
+  });
+});
+
+describe('cloudflare object: closing on workerd', () => {
+  /** Echoes the server's close frame and ends our side, as `ws` does; resolves with ms from the frame to the server's FIN. */
+  const finAfterClose = async (
+    socket: RawSocket,
+    limit: number,
+  ): Promise<{ code?: number; ms: number | undefined }> => {
+    const fin = new Promise<number>((done) => socket.socket.once('end', () => done(Date.now())));
+    const frame = await socket.closeFrame;
+    const at = Date.now();
+    if (frame?.code !== undefined) socket.sendClose(frame.code);
+    socket.socket.end();
+    const got = await Promise.race([fin, sleep(limit).then(() => undefined)]);
+    return { code: frame?.code, ms: got === undefined ? undefined : got - at };
+  };
+
+  test('TCP ends at once after a close from the socket’s own event; after one from the alarm, only at eviction', async () => {
+    // workerd ends the TCP connection of a hibernatable socket once the close handshake is done
+    // only when close() ran in an event of that socket (its webSocketMessage); closed from an
+    // alarm (the heartbeat's 4000), a fetch or another socket's event, the close frames cross at
+    // once but the FIN comes when the object is evicted (docs/cloudflare.md). If this starts
+    // failing, workerd changed: update the docs.
+    const own = await RawSocket.connect(`${server.ws}/STRICT/close-own/ws`);
+    const silent = await RawSocket.connect(`${server.ws}/QUICK/close-alarm/ws`);
+    try {
+      own.sendText('x'.repeat(2000));
+      const fromMessage = await finAfterClose(own, 5000);
+      assert.equal(fromMessage.code, 1009);
+      assert.ok(fromMessage.ms !== undefined && fromMessage.ms < 2000, `FIN ${fromMessage.ms} ms after a 1009`);
+      const fromAlarm = await finAfterClose(silent, 25_000);
+      assert.equal(fromAlarm.code, 4000);
+      assert.ok(
+        fromAlarm.ms === undefined || fromAlarm.ms > 3000,
+        `FIN ${fromAlarm.ms} ms after a 4000 from the alarm`,
+      );
+      assert.ok(fromAlarm.ms !== undefined, 'no FIN within 25 s of a 4000: the object was never evicted');
+    } finally {
+      await own.destroy();
+      await silent.destroy();
     }
   });
 });
