@@ -474,8 +474,15 @@ export class AgentChannelObject {
     // 1005 and 1006 cannot be sent in a close frame.
     closeQuietly(socket, code === 1005 || code === 1006 ? 1000 : code);
     this.dirty = true;
-    if (this.openSockets().length === 0) this.flushWindow(Date.now());
+    this.left();
     await this.settle(false);
+  }
+
+  /** After a socket went: with none left, the window goes to the queue and no sweep is due. */
+  private left(): void {
+    if (this.openSockets().length > 0) return;
+    this.flushWindow(Date.now());
+    this.tally.sweepAt = 0;
   }
 
   /**
@@ -487,7 +494,7 @@ export class AgentChannelObject {
   async webSocketError(socket: WorkersWebSocket, _error: unknown): Promise<void> {
     this.countError('socket_error');
     this.forget(socket);
-    if (this.openSockets().length === 0) this.flushWindow(Date.now());
+    this.left();
     await this.settle(false);
   }
 
@@ -548,22 +555,37 @@ export class AgentChannelObject {
     this.tally.sweepAt = remaining > 0 && this.options.heartbeatInterval > 0 ? now + this.options.heartbeatInterval : 0;
   }
 
+  /** Writes the position and tally (one row). */
+  private save(): void {
+    this.store.saveStream(this.agentId, this.seq, this.tally);
+    this.dirty = false;
+  }
+
   /**
    * Ends every event: writes the tally and position when they changed (one row), calls
    * `onFigures`, and sets the alarm for the earliest of the window's end, the sweep, the queue's
    * expiry and the report the hook asked for.
    */
   private async settle(fromAlarm: boolean): Promise<void> {
+    const called = this.dirty || fromAlarm;
     // The first call after a wake says `changed`: this instance cannot know what was reported.
     const changed = this.dirty || !this.figuresCalled;
-    if (this.dirty || fromAlarm) {
+    // Written before anything is awaited: in the same implicit transaction as the event's rows
+    // (a `seq` behind its history would number two updates alike after a crash).
+    if (called) this.save();
+    if (called) {
       this.figuresCalled = true;
-      const due = await this.onFigures(() => this.figures(), changed);
-      this.tally.reportAt = due ?? 0;
-    }
-    if (this.dirty || fromAlarm) {
-      this.store.saveStream(this.agentId, this.seq, this.tally);
-      this.dirty = false;
+      let due = 0;
+      try {
+        due = (await this.onFigures(() => this.figures(), changed)) ?? 0;
+      } catch {
+        // Contained, as the hub contains a throwing hook: counted, and tried again by the next event.
+        this.countError('internal_error');
+      }
+      if (due !== this.tally.reportAt || this.dirty) {
+        this.tally.reportAt = due;
+        this.save();
+      }
     }
     const next = Math.min(
       this.pending.length > 0 ? this.windowEnd : Number.POSITIVE_INFINITY,
