@@ -192,30 +192,40 @@ export function cloudflareHub<E extends Env = any>(options: CloudflareHubOptions
     return (await response.json()) as T;
   };
 
-  // Errors counted in this isolate, sent to the directory together: while one report is on its
-  // way, the errors meanwhile wait for the next, so a burst of refusals costs few requests.
+  /** Adds counts to the directory's; a failure is logged (the counts are lost, the request is not). */
+  const sendCounts = async (env: unknown, counts: Partial<Record<ErrorKind, number>>): Promise<void> => {
+    try {
+      await directoryStub(env).fetch(
+        new Request(`${OBJECT_ORIGIN}/errors`, { method: 'POST', body: JSON.stringify(counts) }),
+      );
+    } catch (error) {
+      log('error', 'internal_error', { operation: 'count_errors', error: String(error) });
+    }
+  };
+  // Errors counted in this isolate, sent to the directory together: while one request's report
+  // is on its way (in its `waitUntil`), the errors meanwhile wait for the next, so a burst of
+  // refusals costs few requests.
   let pending: Partial<Record<ErrorKind, number>> = {};
   let sending: Promise<void> | undefined;
-  const sendErrors = async (env: unknown): Promise<void> => {
+  const sendPending = async (env: unknown): Promise<void> => {
     while (Object.keys(pending).length > 0) {
       const counts = pending;
       pending = {};
-      try {
-        await directoryStub(env).fetch(
-          new Request(`${OBJECT_ORIGIN}/errors`, { method: 'POST', body: JSON.stringify(counts) }),
-        );
-      } catch (error) {
-        log('error', 'internal_error', { operation: 'count_errors', error: String(error) });
-      }
+      await sendCounts(env, counts);
     }
   };
+  /**
+   * Counts an error in the directory: in the background with the invocation's `waitUntil`, else
+   * at once, on its own (a promise of another request's work is not awaited across requests).
+   */
   const countError = (kind: ErrorKind, env: unknown, ctx: WaitUntil | undefined): Promise<void> => {
+    if (!ctx) return sendCounts(env, { [kind]: 1 });
     pending[kind] = (pending[kind] ?? 0) + 1;
     if (!sending) {
-      sending = sendErrors(env).finally(() => {
+      sending = sendPending(env).finally(() => {
         sending = undefined;
       });
-      ctx?.waitUntil(sending);
+      ctx.waitUntil(sending);
     }
     return sending;
   };
