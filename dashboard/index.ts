@@ -28,7 +28,7 @@
  * @module
  */
 import { type Context, Hono } from 'hono';
-import type { AgentHub } from '../plugin/index.ts';
+import type { HubStats } from '../plugin/index.ts';
 import { PAGE_SCRIPT, PAGE_SCRIPT_SHA256 } from './generated-page.ts';
 
 /** Options of `dashboard()`. */
@@ -200,11 +200,27 @@ function page(title: string, config: Record<string, unknown>): string {
 }
 
 /**
+ * What the dashboard uses of a hub: its stats, shown at once in the page (which then polls the
+ * hub's routes). `AgentHub` (`stats()`) and the Cloudflare hub (`stats(c)`, read from its
+ * directory object through the request's env) both have it.
+ */
+export interface DashboardHub {
+  /**
+   * The hub's counters.
+   *
+   * @param c The request for the page.
+   *
+   * @returns The stats, or a promise of them.
+   */
+  stats(c: Context): HubStats | Promise<HubStats>;
+}
+
+/**
  * The dashboard as a Hono app serving one page at its root: mount it with
  * `app.route(path, dashboard(hub, options))`, after the app's middleware for that path. The
  * path with a trailing slash answers 308 to the path without it, query kept.
  */
-export function dashboard(hub: AgentHub, options: DashboardOptions = {}): Hono {
+export function dashboard(hub: DashboardHub, options: DashboardOptions = {}): Hono {
   const base = `/${(options.base ?? '/agents').replace(/^\/+|\/+$/g, '')}`;
   const settings = {
     base: base === '/' ? '' : base,
@@ -218,7 +234,9 @@ export function dashboard(hub: AgentHub, options: DashboardOptions = {}): Hono {
   app.get('/', async (c) => {
     const given = typeof options.agents === 'function' ? await options.agents() : (options.agents ?? []);
     // This instance's figures, so the counters show at once; the page polls the rest.
-    const stats = await Promise.resolve(hub.stats()).catch(() => null);
+    const stats = await Promise.resolve()
+      .then(() => hub.stats(c))
+      .catch(() => null);
     c.header('Content-Security-Policy', CONTENT_SECURITY_POLICY);
     c.header('Cache-Control', 'no-store');
     c.header('X-Content-Type-Options', 'nosniff');

@@ -2,7 +2,7 @@ import * as v from 'valibot';
 import { AGENT_ID } from './binding.ts';
 import type { Broker } from './broker.ts';
 import type { HubCore } from './core.ts';
-import { nestsDeeperThan } from './encode.ts';
+import { nestsDeeperThan, type UpdateEncoder } from './encode.ts';
 import { InvalidUpdateError } from './errors.ts';
 import {
   AgentIdSchema,
@@ -77,6 +77,66 @@ export function createPublishing(core: HubCore): Publishing {
     );
   };
 
+  const { buildUpdate, checkFields } = createUpdateBuilder(maxUpdateDepth, encoder);
+
+  const publishFields: Publishing['publishFields'] = (agentId, type, schema, update) => {
+    try {
+      return publish(checkFields(agentId, type, schema, update));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+
+  return {
+    publish,
+    publishAll: (updates) =>
+      updates.length === 1 ? publish(updates[0] as UnsequencedUpdate) : Promise.all(updates.map(publish)),
+    prepareUpdate: (agentId, item) => buildUpdate(agentId, item.type, item),
+    publishFields,
+  };
+}
+
+/**
+ * How an update is completed and checked before it is published, shared by the hub and the
+ * Cloudflare Worker (brokers/cloudflare/worker.ts), which publishes to Durable Objects instead.
+ *
+ * @internal
+ */
+export interface UpdateBuilder {
+  /**
+   * A complete update of `fields` (with `type`, or without it as the publish methods have them).
+   *
+   * @throws {InvalidUpdateError} When `result` nests too deep or the update is not serialisable.
+   */
+  buildUpdate(
+    agentId: string,
+    type: IngestItem['type'],
+    fields: Omit<IngestItem, 'type'> | IngestItem,
+  ): UnsequencedUpdate;
+  /**
+   * Checks the agent id and the fields a `publish*` method was given, then builds the update.
+   *
+   * @throws {InvalidUpdateError} When any of them is invalid.
+   */
+  checkFields(
+    agentId: string,
+    type: IngestItem['type'],
+    schema: typeof StatusUpdateFieldsSchema | typeof TaskUpdateFieldsSchema,
+    update: unknown,
+  ): UnsequencedUpdate;
+}
+
+/**
+ * Creates the update builder of one hub.
+ *
+ * @param maxUpdateDepth The deepest nesting of `result` accepted.
+ * @param encoder Serialises each update once (the check that it can be).
+ *
+ * @returns The builder.
+ *
+ * @internal
+ */
+export function createUpdateBuilder(maxUpdateDepth: number, encoder: UpdateEncoder): UpdateBuilder {
   /** Nesting of `result` within `maxUpdateDepth`: checked before anything else touches it. */
   const DepthSchema = v.object({
     result: v.optional(
@@ -116,25 +176,15 @@ export function createPublishing(core: HubCore): Publishing {
     return update;
   };
 
-  const publishFields: Publishing['publishFields'] = (agentId, type, schema, update) => {
-    try {
-      if (typeof agentId !== 'string' || !AGENT_ID.test(agentId)) {
-        const id = v.safeParse(AgentIdSchema, agentId);
-        if (!id.success) throw new InvalidUpdateError('agent id', id.issues);
-      }
-      const result = v.safeParse(schema, update);
-      if (!result.success) throw new InvalidUpdateError(type.replace('_', ' '), result.issues);
-      return publish(buildUpdate(agentId, type, result.output as Omit<IngestItem, 'type'>));
-    } catch (error) {
-      return Promise.reject(error);
+  const checkFields: UpdateBuilder['checkFields'] = (agentId, type, schema, update) => {
+    if (typeof agentId !== 'string' || !AGENT_ID.test(agentId)) {
+      const id = v.safeParse(AgentIdSchema, agentId);
+      if (!id.success) throw new InvalidUpdateError('agent id', id.issues);
     }
+    const result = v.safeParse(schema, update);
+    if (!result.success) throw new InvalidUpdateError(type.replace('_', ' '), result.issues);
+    return buildUpdate(agentId, type, result.output as Omit<IngestItem, 'type'>);
   };
 
-  return {
-    publish,
-    publishAll: (updates) =>
-      updates.length === 1 ? publish(updates[0] as UnsequencedUpdate) : Promise.all(updates.map(publish)),
-    prepareUpdate: (agentId, item) => buildUpdate(agentId, item.type, item),
-    publishFields,
-  };
+  return { buildUpdate, checkFields };
 }

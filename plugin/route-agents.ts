@@ -58,7 +58,7 @@ export function mountAgentsRoute(app: Hono, kit: RouteKit): void {
     }
     let page: AgentsPage;
     try {
-      page = await hub.listAgents(after, limit, tasks);
+      page = await hub.listAgents(after, limit, tasks, c);
     } catch {
       // The broker failure is already counted and logged by the hub.
       return c.json({ error: 'unavailable', message: 'could not list the agents; retry later' }, 503);

@@ -21,7 +21,7 @@ export function mountIngestRoute(app: Hono, kit: RouteKit): void {
 
   /** 400 with what is wrong; `index` is the item's place in a batch, where paths start. */
   const invalidUpdate = (c: Context, agentId: string, issues: readonly v.BaseIssue<unknown>[], index?: number) => {
-    hub.countError('ingest_rejected');
+    hub.countError('ingest_rejected', c);
     hub.log('warn', 'ingest_rejected', { agent_id: agentId, status: 400, error: 'invalid_update' });
     const list = issuesAt(issues, index);
     return c.json({ error: 'invalid_update', message: describeIssues(list), issues: list }, 400);
@@ -71,7 +71,7 @@ export function mountIngestRoute(app: Hono, kit: RouteKit): void {
     if (updates instanceof Response) return updates;
     if (hub.isClosing()) return refuse(c, 'unavailable', 503, 'unavailable', 'the server is shutting down', agentId);
     try {
-      await hub.publish(updates);
+      await hub.publish(updates, c);
     } catch {
       // The broker failure is already counted and logged by the hub.
       return c.json({ error: 'unavailable', message: 'could not publish; retry later' }, 503);

@@ -17,18 +17,24 @@ export interface HubInternals {
   readonly config: ResolvedHubOptions;
   readonly isClosing: () => boolean;
   readonly connect: (agentId: string, binding: SocketBinding, resume: ResumePoint | undefined) => WSEvents;
-  readonly countError: (kind: ErrorKind) => void;
-  readonly internalError: (operation: string, error: unknown, agentId?: string) => void;
+  /** Counts an error; `c` is the request that caused it (a hub without shared memory, as on Workers, needs its env). */
+  readonly countError: (kind: ErrorKind, c?: Context) => void;
+  /** A failure contained in the hub: counted and logged; `c` as for `countError`. */
+  readonly internalError: (operation: string, error: unknown, agentId?: string, c?: Context) => void;
   readonly log: Log;
-  /** Own figures, plus `cluster` when the broker spans several instances (hence async). */
-  readonly stats: () => Promise<HubStats>;
+  /**
+   * Own figures, plus `cluster` when the broker spans several instances (hence async). The
+   * methods below get the request, which a hub whose state lives elsewhere (Workers: in Durable
+   * Objects reached through `c.env`) needs; the hub in a process ignores it.
+   */
+  readonly stats: (c: Context) => Promise<HubStats>;
   /** The stats and histograms as metric families. */
-  readonly metrics: () => Promise<MetricFamily[]>;
+  readonly metrics: (c: Context) => Promise<MetricFamily[]>;
   /** A page of agents after `after` (an agent id); `next_cursor` is the raw last id. */
-  readonly listAgents: (after: string | undefined, limit: number, maxTasks: number) => Promise<AgentsPage>;
+  readonly listAgents: (after: string | undefined, limit: number, maxTasks: number, c: Context) => Promise<AgentsPage>;
   /** Builds an update from validated fields; throws `InvalidUpdateError` for what cannot be sent. */
   readonly prepareUpdate: (agentId: string, item: IngestItem) => UnsequencedUpdate;
-  readonly publish: (updates: readonly UnsequencedUpdate[]) => Promise<unknown>;
+  readonly publish: (updates: readonly UnsequencedUpdate[], c: Context) => Promise<unknown>;
   readonly authorize: AuthorizeHook | undefined;
 }
 
@@ -69,7 +75,7 @@ export interface RouteKit {
  */
 export function createRouteKit(hub: HubInternals): RouteKit {
   const refuse: RouteKit['refuse'] = (c, kind, status, error, message, agentId, extraHeaders) => {
-    hub.countError(kind);
+    hub.countError(kind, c);
     const event =
       kind === 'ingest_rejected'
         ? 'ingest_rejected'
@@ -108,7 +114,7 @@ export function createRouteKit(hub: HubInternals): RouteKit {
       allowed = await hub.authorize(agentId, c, action);
     } catch (error) {
       if (error instanceof HTTPException) return refuseThrown(c, error, agentId);
-      hub.internalError('authorize', error, agentId);
+      hub.internalError('authorize', error, agentId, c);
       throw error;
     }
     if (allowed === true) return undefined;

@@ -9,11 +9,11 @@ import type { RouteKit } from './route-kit.ts';
  */
 export function mountStatsRoutes(app: Hono, kit: RouteKit): void {
   const { hub, guard } = kit;
-  app.get('/ws/stats', async (c) => (await guard(c, 'stats', undefined)) ?? c.json(await hub.stats()));
+  app.get('/ws/stats', async (c) => (await guard(c, 'stats', undefined)) ?? c.json(await hub.stats(c)));
 
   app.get('/ws/metrics', async (c) => {
     const refused = await guard(c, 'metrics', undefined);
     if (refused) return refused;
-    return c.body(renderPrometheus(await hub.metrics()), 200, { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
+    return c.body(renderPrometheus(await hub.metrics(c)), 200, { 'Content-Type': PROMETHEUS_CONTENT_TYPE });
   });
 }

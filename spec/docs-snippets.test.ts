@@ -49,10 +49,8 @@ interface Snippet {
 function snippets(): Snippet[] {
   const found: Snippet[] = [];
   // docs/engines/ shows each bridge as the one line added to an engine's own call, in that
-  // engine's context; its pages are left out here. docs/cloudflare.md shows an entry not yet in
-  // package.json (experimental): its blocks join once `hono-agent-ws/cloudflare` is exported.
-  const unchecked = (file: string) => file.startsWith('docs/engines/') || file === 'docs/cloudflare.md';
-  for (const page of markdownFiles().filter((file) => !unchecked(file))) {
+  // engine's context; its pages are left out here.
+  for (const page of markdownFiles().filter((file) => !file.startsWith('docs/engines/'))) {
     const text = readMarkdown(page);
     for (const match of text.matchAll(/(<!-- example: [\w-]+ -->\n)?^```ts\n([\s\S]*?)^```/gm)) {
       const code = match[2] as string;

@@ -12,7 +12,10 @@
  * - Deno: the Deno example against the app's node_modules, `deno check`ed and run with
  *   `--cached-only` (nothing downloaded at run time);
  * - Bun: the Bun example after `bun add`;
- * - `@hono/node-ws`: installed beside the package without flags, its example run.
+ * - `@hono/node-ws`: installed beside the package without flags, its example run;
+ * - workerd: examples/cloudflare/ type-checked with its own tsconfig, bundled with esbuild from
+ *   the installed package as wrangler bundles it, and run on workerd through miniflare with the
+ *   bindings of its wrangler.jsonc.
  *
  * Code blocks marked `<!-- example: NAME -->` or `<!-- install: NAME -->` are read from the
  * pages themselves (test/helpers/doc-blocks.ts), so the docs and this test cannot drift apart.
@@ -20,16 +23,20 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import * as v from 'valibot';
+import { HubStatsSchema } from '../plugin/index.ts';
 import { NODE_VERSIONS, nodeBinary } from '../scripts/node-versions.ts';
 import { runtimeBinary, runtimeEnv } from '../scripts/runtimes.ts';
 import { TestClient } from './helpers/client.ts';
 import { type DocBlock, markedBlocks } from './helpers/doc-blocks.ts';
 import { ingest, ROOT, type Runtime, startServer } from './helpers/server.ts';
+import { waitFor } from './helpers/wait.ts';
+import { startWorkerd, type WorkerdServer } from './helpers/workerd.ts';
 
 const PACKAGE = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
   name: string;
@@ -151,12 +158,14 @@ const TSCONFIG = {
 const ENTRIES_TS = `import type * as core from 'hono-agent-ws';
 import type * as bun from 'hono-agent-ws/bun';
 import type * as client from 'hono-agent-ws/client';
+import type * as cloudflare from 'hono-agent-ws/cloudflare';
 import type * as node from 'hono-agent-ws/node';
 import type * as redis from 'hono-agent-ws/redis';
 import type * as sqlite from 'hono-agent-ws/sqlite';
 
 export type Uses = [core.HubStats, core.ServerMessage, typeof node.serveNode, typeof bun.serveBun, typeof redis.redisBroker, typeof sqlite.sqliteBroker];
 export type ClientUses = [typeof client.connectAgent, client.AgentClient, client.StatusUpdate];
+export type CloudflareUses = [typeof cloudflare.cloudflareHub, cloudflare.CloudflareHub, typeof cloudflare.AgentDirectoryObject];
 `;
 
 describe('the npm package', { concurrency: false, timeout: 600_000 }, () => {
@@ -309,6 +318,82 @@ describe('the npm package', { concurrency: false, timeout: 600_000 }, () => {
         { name: 'bun', command: () => [runtimeBinary('bun'), ['main.ts']], cwd: bunApp, env: runtimeEnv() },
         true,
       );
+    });
+  });
+
+  describe('on workerd (Cloudflare Workers)', { concurrency: false }, () => {
+    let workerApp: string;
+    let worker: WorkerdServer | undefined;
+    before(() => {
+      workerApp = app(join(dir, 'cloudflare'));
+      install('cloudflare', workerApp, tarball);
+      // The example project as a user copies it: wrangler.jsonc, tsconfig.json, src/index.ts.
+      cpSync(join(ROOT, 'examples', 'cloudflare'), workerApp, { recursive: true });
+    });
+    after(async () => {
+      await worker?.mf.dispose();
+    });
+
+    it('type-checks the example Worker against the installed package, with its own tsconfig', () => {
+      run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', '.'], workerApp);
+    });
+
+    it('bundles the example Worker from the installed package and runs it on workerd: upgrade, publish, stats', async () => {
+      // wrangler.jsonc's own bindings: its comments are whole lines.
+      const config = JSON.parse(
+        readFileSync(join(workerApp, 'wrangler.jsonc'), 'utf8').replace(/^\s*\/\/.*$/gm, ''),
+      ) as {
+        main: string;
+        durable_objects: { bindings: { name: string; class_name: string }[] };
+        vars: Record<string, string>;
+      };
+      worker = await startWorkerd(
+        join(workerApp, config.main),
+        Object.fromEntries(config.durable_objects.bindings.map((binding) => [binding.name, binding.class_name])),
+        { bindings: config.vars },
+      );
+      const token = config.vars.AGENT_TOKEN as string;
+      const refused = await fetch(`${worker.http}/agents/ws/stats`);
+      assert.equal(refused.status, 401);
+      const client = await TestClient.connect(`${worker.ws}/agents/agent-7/ws?token=${token}`);
+      assert.equal((await client.next('connection_established', 5000)).agent_id, 'agent-7');
+      await client.next('snapshot', 5000);
+      const job = await fetch(`${worker.http}/jobs/agent-7`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      assert.equal(job.status, 202);
+      const { task_id } = (await job.json()) as { task_id: string };
+      const frame = await client.next(undefined, 5000);
+      const updates = frame.type === 'batch_update' ? frame.updates.map((entry) => entry.content) : [frame];
+      assert.deepEqual(
+        updates.map((update) => [update.type, 'task_id' in update ? update.task_id : undefined]),
+        [['task_update', task_id]],
+      );
+      const accepted = await fetch(`${worker.http}/agents/agent-7/updates?token=${token}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ type: 'status_update', status: 'running' }),
+      });
+      assert.equal(accepted.status, 202);
+      await client.next(undefined, 5000);
+      let stats: v.InferOutput<typeof HubStatsSchema> | undefined;
+      await waitFor(
+        async () => {
+          const response = await fetch(`${worker?.http}/agents/ws/stats?token=${token}`);
+          stats = v.parse(HubStatsSchema, await response.json());
+          return stats.active_connections === 1;
+        },
+        10_000,
+        'the agent reported to the directory',
+        200,
+      );
+      assert.equal(stats?.agents_connected, 1);
+      const page = await fetch(`${worker.http}/dashboard?token=${token}`, { headers: { Accept: 'text/html' } });
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /id="dashboard-config"/);
+      await client.close();
+      assert.deepEqual(client.problems, [], 'every frame matched asyncapi.yaml');
     });
   });
 

@@ -6,7 +6,10 @@
  * @module
  */
 import * as v from 'valibot';
-import { EpochSchema } from '../../plugin/schemas.ts';
+import type { DropReason } from '../../plugin/broker.ts';
+import type { ErrorKind } from '../../plugin/error-kinds.ts';
+import type { EvictionKind } from '../../plugin/figures.ts';
+import { EpochSchema, type StatusUpdate, type TaskUpdate } from '../../plugin/schemas.ts';
 
 /** A server-side socket of workerd, as the hibernation API hands it back. */
 export interface WorkersWebSocket {
@@ -17,8 +20,8 @@ export interface WorkersWebSocket {
   readonly readyState: number;
 }
 
-/** The SQL cursor of `ctx.storage.sql.exec`. */
-export interface SqlCursor {
+/** The SQL cursor of `ctx.storage.sql.exec`: iterating it reads the rows one by one, as needed. */
+export interface SqlCursor extends Iterable<Record<string, unknown>> {
   toArray(): Record<string, unknown>[];
 }
 
@@ -31,6 +34,7 @@ export interface AgentObjectState {
     transactionSync<T>(body: () => T): T;
     getAlarm(): Promise<number | null>;
     setAlarm(time: number): Promise<void>;
+    deleteAlarm(): Promise<void>;
   };
 }
 
@@ -72,3 +76,65 @@ export const wholeNumber = (name: string, value: number): number => {
   if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number, 0 or more`);
   return value;
 };
+
+/** Why an object dropped queued updates: over `maxQueueSize`, over `maxQueueBytes`, past `queueTtl`. */
+export type ObjectDropReason = Extract<DropReason, 'count' | 'bytes' | 'expired'>;
+
+/**
+ * One agent's figures, as its object keeps them (`GET /figures` of the object): each counter
+ * named as the matching field of the hub's stats (`HubStats`, plugin/figures.ts), so that the
+ * sum over the objects is the stats of the Worker, plus what the agents listing shows of the
+ * agent (`AgentSummary`). Counters count since the object was first created: they are kept in
+ * its storage and survive evictions.
+ */
+export interface ObjectFigures {
+  /** The agent. */
+  readonly agent_id: string;
+  /** Its stream's epoch. */
+  readonly epoch: string;
+  /** The last `seq` given out. */
+  readonly seq: number;
+  /** The latest status update, as the snapshot holds it, or null. */
+  readonly status: StatusUpdate | null;
+  /** The latest update of each open task, most recently updated first, at most `AGENT_TASKS_MAX`. */
+  readonly open_tasks: TaskUpdate[];
+  /** Open tasks the snapshot state holds. */
+  readonly open_tasks_total: number;
+  /** When the last update was published (ISO), or null if none ever was. */
+  readonly last_update_at: string | null;
+  /** Connections accepted. */
+  readonly total_connections: number;
+  /** Connections open now (an agent's watchers). */
+  readonly active_connections: number;
+  /** Frames written to sockets, one per socket. */
+  readonly messages_sent: number;
+  /** Frames received from clients. */
+  readonly messages_received: number;
+  /** Updates accepted (`/publish`). */
+  readonly updates_published: number;
+  /** `batch_update` frames built (once, however many sockets get it). */
+  readonly batches_sent: number;
+  /** Updates put in the offline queue. */
+  readonly messages_queued: number;
+  /** Updates in the offline queue now. */
+  readonly queued_messages: number;
+  /** Bytes of the offline queue now (the updates' JSON, UTF-8). */
+  readonly queued_bytes: number;
+  /** Queued updates dropped, the sum of `dropped_by_reason`. */
+  readonly messages_dropped: number;
+  /** Queued updates dropped, by why. */
+  readonly dropped_by_reason: Record<ObjectDropReason, number>;
+  /** Errors by kind, as the hub's `errors_by_kind` (kinds the Worker counts stay 0 here). */
+  readonly errors_by_kind: Record<ErrorKind, number>;
+  /** Data given up to stay within the byte limits, as the hub's `evictions_by_kind`. */
+  readonly evictions_by_kind: Record<EvictionKind, number>;
+  /** Updates in the history now, and their bytes. */
+  readonly history_updates: number;
+  readonly history_bytes: number;
+  /** Bytes of the snapshot state now (as `maxStateBytes` counts them). */
+  readonly state_bytes: number;
+  /** Times the object was constructed: the first start and each wake after an eviction. */
+  readonly wakes: number;
+  /** Alarms run (window flushes, heartbeat sweeps, queue expiry, reports). */
+  readonly alarms: number;
+}

@@ -1,43 +1,59 @@
 /**
- * The Worker's side of the agents' channels on Cloudflare: the routes that forward each agent's
- * requests to its Durable Object (`AgentChannelObject`), and a publisher for Worker code.
+ * The Worker's side of the agents' channels on Cloudflare: `cloudflareHub`, whose routes are the
+ * hub's own (plugin/routes.ts: the same paths, checks, answers and error codes) with each agent's
+ * requests forwarded to its Durable Object (`AgentChannelObject`), and the hub-wide figures
+ * (stats, the agents listing, metrics) read from the directory object (`AgentDirectoryObject`).
  *
  * @module
  */
-import { type Context, Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
-import { HTTPException } from 'hono/http-exception';
-import * as v from 'valibot';
-import { nestsDeeperThan } from '../../plugin/encode.ts';
-import { describeIssues, InvalidUpdateError, type IssueAt, issuesAt } from '../../plugin/errors.ts';
-import type { AuthorizeHook } from '../../plugin/options.ts';
+import type { Context, Env, Hono } from 'hono';
+import type { UpgradeWebSocket } from 'hono/ws';
+import type { Log } from '../../plugin/core.ts';
+import { createUpdateEncoder } from '../../plugin/encode.ts';
+import type { ErrorKind } from '../../plugin/error-kinds.ts';
+import { jsonLogger, type Logger } from '../../plugin/logger.ts';
 import {
-  AgentIdSchema,
-  type HttpErrorCode,
-  IngestBodySchema,
+  BATCH_SIZE_BUCKETS,
+  createHistogram,
+  hubMetricFamilies,
+  type MetricFamily,
+  SEND_DELAY_BUCKETS,
+} from '../../plugin/metrics.ts';
+import type { AgentHubOptions, AuthorizeHook } from '../../plugin/options.ts';
+import { resolveHubOptions } from '../../plugin/options.ts';
+import { createUpdateBuilder } from '../../plugin/publishing.ts';
+import { createRoutes } from '../../plugin/routes.ts';
+import {
   StatusUpdateFieldsSchema,
   type StatusUpdateInput,
   TaskUpdateFieldsSchema,
   type TaskUpdateInput,
+  type UnsequencedUpdate,
 } from '../../plugin/schemas.ts';
-import {
-  AGENT_HEADER,
-  AGENT_ID,
-  type AgentObjectNamespace,
-  OBJECT_ORIGIN,
-  resumePointOf,
-  wholeNumber,
-} from './shared.ts';
+import type { AgentsPage, HubStats } from '../../plugin/stats.ts';
+import { DIRECTORY_HEADER, DIRECTORY_NAME, type DirectoryHistograms, REPORT_INTERVAL_HEADER } from './directory.ts';
+import { AGENT_HEADER, type AgentObjectNamespace, OBJECT_ORIGIN, resumePointOf, wholeNumber } from './shared.ts';
 
-/** Hands validated, stamped updates to the agent's object, which numbers and sends them. */
-const publishTo = (namespace: AgentObjectNamespace, agentId: string, updates: readonly object[]): Promise<Response> =>
-  namespace.get(namespace.idFromName(agentId)).fetch(
-    new Request(`${OBJECT_ORIGIN}/publish`, {
-      method: 'POST',
-      headers: { [AGENT_HEADER]: agentId, 'Content-Type': 'application/json' },
-      body: JSON.stringify(updates),
-    }),
-  );
+/**
+ * Options of `cloudflareHub`: the names of the two Durable Object bindings, and the hub's options
+ * that apply in the Worker, with the hub's names and defaults.
+ */
+export interface CloudflareHubOptions<E extends Env = any>
+  extends Pick<
+    AgentHubOptions<E>,
+    'authorize' | 'allowedOrigins' | 'ingest' | 'maxIngestBytes' | 'maxUpdateDepth' | 'logger'
+  > {
+  /** The binding (wrangler `durable_objects.bindings`) of the agents' `AgentChannelObject` class. Default `AGENT_CHANNEL`. */
+  channel?: string;
+  /** The binding of the `AgentDirectoryObject` class, which holds the hub-wide figures. Default `AGENT_DIRECTORY`. */
+  directory?: string;
+  /**
+   * Milliseconds between two reports of an agent's object to the directory, at most: the stats,
+   * the listing and the metrics are this stale (or one heartbeat, while the agent has sockets and
+   * nothing else happens). An object reports only when its figures changed. Default 10000.
+   */
+  reportInterval?: number;
+}
 
 /**
  * Publishes to agents' objects from Worker code (a queue consumer, a cron, a route of the app).
@@ -60,179 +76,278 @@ export interface CloudflarePublisher {
 }
 
 /**
- * Creates the publisher of a Durable Object namespace of `AgentChannelObject`:
- * `cloudflarePublisher(env.AGENT_WS).publishStatus('agent-1', { status: 'running' })`.
- *
- * @param namespace The namespace binding.
- * @param options `maxUpdateDepth` (default 32, as the hub's).
- *
- * @returns The publisher.
+ * The hub of a Worker: its routes, a publisher per env, and the hub-wide stats.
  */
-export function cloudflarePublisher(
-  namespace: AgentObjectNamespace,
-  options: { maxUpdateDepth?: number } = {},
-): CloudflarePublisher {
-  const maxUpdateDepth = wholeNumber('maxUpdateDepth', options.maxUpdateDepth ?? 32);
-  const publish = async (
-    agentId: string,
-    type: 'status_update' | 'task_update',
-    schema: typeof StatusUpdateFieldsSchema | typeof TaskUpdateFieldsSchema,
-    update: unknown,
-  ): Promise<void> => {
-    const what = type === 'status_update' ? 'status update' : 'task update';
-    const id = v.safeParse(AgentIdSchema, agentId);
-    if (!id.success) throw new InvalidUpdateError('agent id', id.issues);
-    const fields = v.safeParse(schema, update);
-    if (!fields.success) throw new InvalidUpdateError(what, fields.issues);
-    const output = fields.output as { result?: unknown };
-    if (output.result !== undefined && nestsDeeperThan(output.result, maxUpdateDepth)) {
-      const deep = v.safeParse(
-        v.object({
-          result: v.custom(() => false, `result nests deeper than ${maxUpdateDepth} levels (maxUpdateDepth)`),
-        }),
-        output,
-      );
-      throw new InvalidUpdateError(what, deep.issues as [v.BaseIssue<unknown>, ...v.BaseIssue<unknown>[]]);
+export interface CloudflareHub<E extends Env = any> {
+  /**
+   * Builds the Hono app to mount: `app.route('/agents', hub.routes())`. The hub's routes (the
+   * WebSocket, the stats, the agents listing, the metrics and, with `ingest`, the ingest route),
+   * with the hub's checks in the Worker (`authorize`, `allowedOrigins`) before anything reaches an
+   * object.
+   *
+   * @returns The routes.
+   */
+  routes(): Hono<E>;
+  /**
+   * A publisher on the env's bindings: `hub.publisher(c.env).publishStatus('agent-1', {...})`.
+   *
+   * @param env The Worker's env (`c.env`, or the `env` of `fetch`, `queue`, `scheduled`).
+   * @param ctx The invocation's `ExecutionContext`, when there is one: a failure is then counted
+   *   in the background rather than before the promise rejects.
+   *
+   * @returns The publisher.
+   */
+  publisher(env: unknown, ctx?: WaitUntil): CloudflarePublisher;
+  /**
+   * The hub-wide stats, summed from the agents' reports to the directory (as stale as
+   * `reportInterval`), as `GET /ws/stats` serves them.
+   *
+   * @param c The request (its env reaches the directory).
+   *
+   * @returns The stats.
+   */
+  stats(c: Context<E>): Promise<HubStats>;
+}
+
+/** What the hub uses of an `ExecutionContext`. */
+export interface WaitUntil {
+  waitUntil(promise: Promise<unknown>): void;
+}
+
+/** A Durable Object namespace of the env, by its binding's name. */
+const namespaceIn = (env: unknown, binding: string): AgentObjectNamespace => {
+  const namespace = (env as Record<string, AgentObjectNamespace | undefined> | undefined)?.[binding];
+  if (!namespace || typeof namespace.idFromName !== 'function') {
+    throw new Error(`hono-agent-ws: no Durable Object binding named ${binding} in the Worker's env`);
+  }
+  return namespace;
+};
+
+/** The invocation's `ExecutionContext`, if the runtime gave one (Hono's getter throws when not). */
+const executionOf = (c: Context): WaitUntil | undefined => {
+  try {
+    return c.executionCtx;
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * Creates the hub of a Worker. The agents' channels live in their objects; the Worker holds
+ * nothing between requests, so every figure it counts (a refused request) goes to the directory.
+ *
+ * @param options The bindings' names and the hub's options; see `CloudflareHubOptions`.
+ *
+ * @returns The hub.
+ *
+ * @throws {TypeError} When an option is invalid.
+ *
+ * @example
+ * ```ts
+ * const hub = cloudflareHub({ channel: 'AGENT_CHANNEL', directory: 'AGENT_DIRECTORY', ingest: true });
+ * app.route('/agents', hub.routes());
+ * ```
+ */
+export function cloudflareHub<E extends Env = any>(options: CloudflareHubOptions<E> = {}): CloudflareHub<E> {
+  const { channel = 'AGENT_CHANNEL', directory = 'AGENT_DIRECTORY', reportInterval = 10_000, ...hubOptions } = options;
+  let config: ReturnType<typeof resolveHubOptions>;
+  try {
+    config = resolveHubOptions(hubOptions as AgentHubOptions);
+    wholeNumber('reportInterval', reportInterval);
+    for (const [name, binding] of [
+      ['channel', channel],
+      ['directory', directory],
+    ] as const) {
+      if (typeof binding !== 'string' || binding === '') throw new Error(`${name} must name a binding`);
     }
-    const response = await publishTo(namespace, agentId, [
-      { type, agent_id: agentId, ...fields.output, timestamp: new Date().toISOString() },
-    ]);
-    if (response.status !== 202) throw new Error(`the agent's object refused the update: HTTP ${response.status}`);
-  };
-  return {
-    publishStatus: (agentId, update) => publish(agentId, 'status_update', StatusUpdateFieldsSchema, update),
-    publishTask: (agentId, update) => publish(agentId, 'task_update', TaskUpdateFieldsSchema, update),
-  };
-}
-
-/**
- * Options of `cloudflareRoutes`.
- */
-export interface CloudflareRoutesOptions {
-  /** The name of the Durable Object namespace binding of `AgentChannelObject`. Default `AGENT_WS`. */
-  binding?: string;
-  /** Decides whether a request may proceed, as the hub's `authorize`; runs in the Worker before any upgrade. */
-  authorize?: AuthorizeHook;
-  /** Mounts `POST /:agent_id/updates`. Default `false`. */
-  ingest?: boolean;
-  /** Largest ingest body, in bytes; larger gets 413. Default 1 MiB, as the hub's. */
-  maxIngestBytes?: number;
-  /** Deepest nesting of an update's `result`; deeper gets 400. Default 32, as the hub's. */
-  maxUpdateDepth?: number;
-}
-
-/** `application/json`, with no charset or UTF-8 (as the hub's ingest route accepts). */
-const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
-
-/**
- * Builds the Worker's routes to mount: `app.route('/agents', cloudflareRoutes())`. Each agent's
- * requests reach its `AgentChannelObject`: `GET /:agent_id/ws` (the WebSocket) and, with
- * `ingest`, `POST /:agent_id/updates`.
- *
- * @param options The binding's name, `authorize` and `ingest`.
- *
- * @returns The Hono app.
- */
-export function cloudflareRoutes(options: CloudflareRoutesOptions = {}): Hono {
-  const bindingName = options.binding ?? 'AGENT_WS';
-  const app = new Hono();
-
-  const refuse = (c: Context, status: number, error: HttpErrorCode, message: string, issues?: IssueAt[]) => {
-    const headers: Record<string, string> = { 'X-Agent-WS-Error': error };
-    if (status === 426) headers.Upgrade = 'websocket';
-    return c.json(issues ? { error, message, issues } : { error, message }, status as 400, headers);
-  };
-
-  /** 400 `invalid_update`, naming each refused field as the hub's ingest route does. */
-  const invalidUpdate = (c: Context, issues: IssueAt[]) =>
-    refuse(c, 400, 'invalid_update', describeIssues(issues), issues);
-
-  const namespaceOf = (c: Context): AgentObjectNamespace => {
-    const namespace = (c.env as Record<string, AgentObjectNamespace | undefined> | undefined)?.[bindingName];
-    if (!namespace) throw new Error(`no Durable Object binding named ${bindingName}`);
-    return namespace;
-  };
-
-  /** The agent id of the path, or the refusal. */
-  const agentIdOf = (c: Context): string | Response => {
-    const agentId = c.req.param('agent_id') ?? '';
-    if (AGENT_ID.test(agentId)) return agentId;
-    const checked = v.safeParse(AgentIdSchema, agentId);
-    return refuse(c, 400, 'invalid_agent_id', checked.issues?.[0]?.message ?? 'invalid agent_id');
-  };
-
-  const authorized = async (c: Context, agentId: string, action: 'watch' | 'publish') => {
-    if (!options.authorize) return undefined;
+  } catch (error) {
+    // The hub's own validation, named after this function.
+    throw new TypeError(String((error as Error).message).replace(/^createAgentHub: /, 'cloudflareHub: '));
+  }
+  const logger: Logger | undefined = config.logger === false ? undefined : (config.logger ?? jsonLogger);
+  const log: Log = (level, event, details) => {
     try {
-      if (await options.authorize(agentId, c, action)) return undefined;
-      return refuse(c, 403, 'forbidden', 'not allowed');
+      logger?.({ level, event, time: new Date().toISOString(), ...details });
+    } catch {
+      // A failing logger must not fail the request.
+    }
+  };
+  const builder = createUpdateBuilder(config.maxUpdateDepth, createUpdateEncoder());
+  /** Tells the object where its directory is and how often to report to it. */
+  const objectHeaders = (agentId: string, from?: Headers): Headers => {
+    const headers = new Headers(from);
+    headers.set(AGENT_HEADER, agentId);
+    headers.set(DIRECTORY_HEADER, directory);
+    headers.set(REPORT_INTERVAL_HEADER, String(reportInterval));
+    return headers;
+  };
+  const directoryStub = (env: unknown) => {
+    const namespace = namespaceIn(env, directory);
+    return namespace.get(namespace.idFromName(DIRECTORY_NAME));
+  };
+  /** A GET on the directory's own route, its JSON answer. */
+  const askDirectory = async <T>(env: unknown, path: string): Promise<T> => {
+    const response = await directoryStub(env).fetch(new Request(`${OBJECT_ORIGIN}${path}`));
+    if (!response.ok) throw new Error(`the directory answered HTTP ${response.status}`);
+    return (await response.json()) as T;
+  };
+
+  /** Adds counts to the directory's; a failure is logged (the counts are lost, the request is not). */
+  const sendCounts = async (env: unknown, counts: Partial<Record<ErrorKind, number>>): Promise<void> => {
+    try {
+      await directoryStub(env).fetch(
+        new Request(`${OBJECT_ORIGIN}/errors`, { method: 'POST', body: JSON.stringify(counts) }),
+      );
     } catch (error) {
-      if (error instanceof HTTPException) {
-        return refuse(c, error.status, error.status === 401 ? 'unauthorized' : 'forbidden', error.message);
-      }
+      log('error', 'internal_error', { operation: 'count_errors', error: String(error) });
+    }
+  };
+  // Errors counted in this isolate, sent to the directory together: while one request's report
+  // is on its way (in its `waitUntil`), the errors meanwhile wait for the next, so a burst of
+  // refusals costs few requests.
+  let pending: Partial<Record<ErrorKind, number>> = {};
+  let sending: Promise<void> | undefined;
+  const sendPending = async (env: unknown): Promise<void> => {
+    while (Object.keys(pending).length > 0) {
+      const counts = pending;
+      pending = {};
+      await sendCounts(env, counts);
+    }
+  };
+  /**
+   * Counts an error in the directory: in the background with the invocation's `waitUntil`, else
+   * at once, on its own (a promise of another request's work is not awaited across requests).
+   */
+  const countError = (kind: ErrorKind, env: unknown, ctx: WaitUntil | undefined): Promise<void> => {
+    if (!ctx) return sendCounts(env, { [kind]: 1 });
+    pending[kind] = (pending[kind] ?? 0) + 1;
+    if (!sending) {
+      sending = sendPending(env).finally(() => {
+        sending = undefined;
+      });
+      ctx.waitUntil(sending);
+    }
+    return sending;
+  };
+
+  /** Hands complete updates of one agent to its object, which numbers, stores and sends them. */
+  const publishTo = async (env: unknown, agentId: string, updates: readonly UnsequencedUpdate[], ctx?: WaitUntil) => {
+    let status: number;
+    try {
+      const namespace = namespaceIn(env, channel);
+      const response = await namespace.get(namespace.idFromName(agentId)).fetch(
+        new Request(`${OBJECT_ORIGIN}/publish`, {
+          method: 'POST',
+          headers: objectHeaders(agentId, new Headers({ 'Content-Type': 'application/json' })),
+          body: JSON.stringify(updates),
+        }),
+      );
+      status = response.status;
+    } catch (error) {
+      log('error', 'broker_error', { agent_id: agentId, operation: 'publish', error: String(error) });
+      const counted = countError('broker_error', env, ctx);
+      if (!ctx) await counted;
       throw error;
     }
+    if (status !== 202) {
+      log('error', 'broker_error', { agent_id: agentId, operation: 'publish', status });
+      const counted = countError('broker_error', env, ctx);
+      if (!ctx) await counted;
+      throw new Error(`hono-agent-ws: the agent's object refused the update: HTTP ${status}`);
+    }
   };
 
-  app.get('/:agent_id/ws', async (c) => {
-    const agentId = agentIdOf(c);
-    if (agentId instanceof Response) return agentId;
-    const refused = await authorized(c, agentId, 'watch');
-    if (refused) return refused;
-    if (c.req.header('Upgrade')?.toLowerCase() !== 'websocket') {
-      return refuse(c, 426, 'upgrade_required', 'this route expects a WebSocket upgrade');
+  const stats = (c: Context): Promise<HubStats> => askDirectory<HubStats>(c.env, '/stats');
+
+  const metrics = async (c: Context): Promise<MetricFamily[]> => {
+    const { stats: figures, histograms } = await askDirectory<{ stats: HubStats; histograms: DirectoryHistograms }>(
+      c.env,
+      '/metrics',
+    );
+    const families = hubMetricFamilies({
+      stats: figures,
+      batchSize: histograms.batch_size ?? createHistogram(BATCH_SIZE_BUCKETS),
+      sendDelay: histograms.send_delay ?? createHistogram(SEND_DELAY_BUCKETS),
+    });
+    // A histogram no agent reported is left out (a family without samples is not rendered),
+    // not shown empty as if it had been measured.
+    for (const [name, histogram] of [
+      ['hono_agent_ws_batch_size_updates', histograms.batch_size],
+      ['hono_agent_ws_send_delay_seconds', histograms.send_delay],
+    ] as const) {
+      const family = families.find((candidate) => candidate.name === name);
+      if (family && histogram === null) family.values = [];
     }
+    return families;
+  };
+
+  const listAgents = (after: string | undefined, limit: number, maxTasks: number, c: Context): Promise<AgentsPage> => {
+    const query = new URLSearchParams({ limit: String(limit), tasks: String(maxTasks) });
+    if (after !== undefined) query.set('after', after);
+    return askDirectory<AgentsPage>(c.env, `/agents?${query}`);
+  };
+
+  /**
+   * The WebSocket route's "upgrade": the hub's route ran its checks (agent id, origin, resume
+   * point, `authorize`, a WebSocket request); the agent's object accepts the socket.
+   */
+  const forwardToObject: UpgradeWebSocket<any, any> = (() => async (c: Context) => {
+    const agentId = c.req.param('agent_id') as string;
     const resume = resumePointOf(new URL(c.req.url).searchParams);
-    if (resume === null) {
-      return refuse(
-        c,
-        400,
-        'invalid_resume',
-        'since must be a whole number and epoch 1 to 64 characters of A-Z a-z 0-9 _ -, given together',
-      );
-    }
-    const headers = new Headers(c.req.raw.headers);
-    headers.set(AGENT_HEADER, agentId);
     const query = resume ? `?since=${resume.since}&epoch=${resume.epoch}` : '';
-    const namespace = namespaceOf(c);
-    return namespace.get(namespace.idFromName(agentId)).fetch(new Request(`${OBJECT_ORIGIN}/ws${query}`, { headers }));
-  });
+    const namespace = namespaceIn(c.env, channel);
+    return namespace
+      .get(namespace.idFromName(agentId))
+      .fetch(new Request(`${OBJECT_ORIGIN}/ws${query}`, { headers: objectHeaders(agentId, c.req.raw.headers) }));
+  }) as unknown as UpgradeWebSocket<any, any>;
 
-  if (options.ingest) {
-    const maxIngestBytes = wholeNumber('maxIngestBytes', options.maxIngestBytes ?? 1024 * 1024);
-    const maxUpdateDepth = wholeNumber('maxUpdateDepth', options.maxUpdateDepth ?? 32);
-    const limitBody = bodyLimit({
-      maxSize: maxIngestBytes,
-      onError: (c) => refuse(c, 413, 'payload_too_large', `body larger than ${maxIngestBytes} bytes`),
-    });
-    app.post('/:agent_id/updates', limitBody, async (c) => {
-      const agentId = agentIdOf(c);
-      if (agentId instanceof Response) return agentId;
-      const refused = await authorized(c, agentId, 'publish');
-      if (refused) return refused;
-      if (!JSON_MEDIA_TYPE.test(c.req.header('content-type') ?? '')) {
-        return refuse(c, 415, 'unsupported_media_type', 'send Content-Type: application/json');
-      }
-      let body: unknown;
-      try {
-        body = await c.req.json();
-      } catch {
-        return refuse(c, 400, 'invalid_json', 'body is not valid JSON');
-      }
-      const parsed = v.safeParse(IngestBodySchema, body);
-      if (!parsed.success) return invalidUpdate(c, issuesAt(parsed.issues));
-      const items = Array.isArray(parsed.output) ? parsed.output : [parsed.output];
-      for (const [index, item] of items.entries()) {
-        if ('result' in item && nestsDeeperThan(item.result, maxUpdateDepth)) {
-          const message = `result nests deeper than ${maxUpdateDepth} levels (maxUpdateDepth)`;
-          return invalidUpdate(c, [{ path: Array.isArray(parsed.output) ? `${index}.result` : 'result', message }]);
-        }
-      }
-      const timestamp = new Date().toISOString();
-      const updates = items.map(({ type, ...fields }) => ({ type, agent_id: agentId, ...fields, timestamp }));
-      return publishTo(namespaceOf(c), agentId, updates);
-    });
-  }
+  const notConnectable = () => {
+    throw new Error('hono-agent-ws: on Workers the agent’s object accepts the socket');
+  };
 
-  return app;
+  return {
+    routes: () =>
+      createRoutes(
+        {
+          config,
+          // A Worker is never shutting down as a process is: each request is on its own.
+          isClosing: () => false,
+          connect: notConnectable,
+          countError: (kind, c) => {
+            if (c) void countError(kind, c.env, executionOf(c));
+          },
+          internalError: (operation, error, agentId, c) => {
+            log('error', 'internal_error', { agent_id: agentId, operation, error: String(error) });
+            if (c) void countError('internal_error', c.env, executionOf(c));
+          },
+          log,
+          stats,
+          metrics,
+          listAgents,
+          prepareUpdate: (agentId, item) => builder.buildUpdate(agentId, item.type, item),
+          publish: (updates, c) =>
+            updates.length === 0
+              ? Promise.resolve()
+              : publishTo(c.env, (updates[0] as UnsequencedUpdate).agent_id, updates, executionOf(c)),
+          authorize: config.authorize as AuthorizeHook | undefined,
+        },
+        forwardToObject,
+      ) as unknown as Hono<E>,
+    publisher: (env, ctx) => {
+      const publish = async (
+        agentId: string,
+        type: 'status_update' | 'task_update',
+        schema: typeof StatusUpdateFieldsSchema | typeof TaskUpdateFieldsSchema,
+        update: unknown,
+      ): Promise<void> => {
+        const built = builder.checkFields(agentId, type, schema, update);
+        await publishTo(env, agentId, [built], ctx);
+      };
+      return {
+        publishStatus: (agentId, update) => publish(agentId, 'status_update', StatusUpdateFieldsSchema, update),
+        publishTask: (agentId, update) => publish(agentId, 'task_update', TaskUpdateFieldsSchema, update),
+      };
+    },
+    stats: (c) => stats(c),
+  };
 }
