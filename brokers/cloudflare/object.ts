@@ -143,7 +143,13 @@ export class AgentChannelObject {
       response = this.accept(resumePointOf(url.searchParams) ?? undefined);
     } else if (url.pathname === '/publish' && request.method === 'POST') {
       const updates = (await request.json()) as UnsequencedUpdate[];
-      this.ctx.storage.transactionSync(() => this.publish(updates));
+      if (!Array.isArray(updates)) return new Response('expected an array of updates', { status: 400 });
+      // One transaction: the updates' rows and the stream's `seq`, durable before the 202 leaves
+      // (the output gate), so a crash cannot number two updates alike.
+      this.ctx.storage.transactionSync(() => {
+        this.publish(updates);
+        this.save();
+      });
       response = Response.json({ accepted: updates.length }, { status: 202 });
     } else if (url.pathname === '/figures' && request.method === 'GET') {
       response = Response.json(this.figures());
