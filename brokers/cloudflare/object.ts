@@ -72,7 +72,7 @@ export class AgentChannelObject {
   private seq: number;
   private readonly wakes: number;
   private readonly tally: Tally;
-  /** Whether the tally or `seq` changed since they were last written. */
+  /** Whether the tally or `seq` changed since the last `settle` (which writes them and reports). */
   private dirty = false;
   /** Whether `onFigures` was called since this instance started. */
   private figuresCalled = false;
@@ -556,10 +556,9 @@ export class AgentChannelObject {
     this.tally.sweepAt = remaining > 0 && this.options.heartbeatInterval > 0 ? now + this.options.heartbeatInterval : 0;
   }
 
-  /** Writes the position and tally (one row). */
+  /** Writes the position and tally (one row); `dirty` stays for `settle` to see. */
   private save(): void {
     this.store.saveStream(this.agentId, this.seq, this.tally);
-    this.dirty = false;
   }
 
   /**
@@ -571,10 +570,11 @@ export class AgentChannelObject {
     const called = this.dirty || fromAlarm;
     // The first call after a wake says `changed`: this instance cannot know what was reported.
     const changed = this.dirty || !this.figuresCalled;
+    this.dirty = false;
     // Written before anything is awaited: in the same implicit transaction as the event's rows
     // (a `seq` behind its history would number two updates alike after a crash).
-    if (called) this.save();
     if (called) {
+      this.save();
       this.figuresCalled = true;
       let due = 0;
       try {
@@ -583,6 +583,8 @@ export class AgentChannelObject {
         // Contained, as the hub contains a throwing hook: counted, and tried again by the next event.
         this.countError('internal_error');
       }
+      // A new due time, or a change meanwhile (a throwing hook's count): written now, and a
+      // change is reported by the next event's `settle`.
       if (due !== this.tally.reportAt || this.dirty) {
         this.tally.reportAt = due;
         this.save();
