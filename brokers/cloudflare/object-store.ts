@@ -91,7 +91,7 @@ export class ChannelStore {
     for (const statement of SCHEMA) storage.sql.exec(statement);
   }
 
-  private get sql() {
+  private get sql(): AgentObjectState['storage']['sql'] {
     return this.storage.sql;
   }
 

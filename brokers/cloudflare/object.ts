@@ -75,7 +75,7 @@ export class AgentChannelObject {
   private seq: number;
   private readonly wakes: number;
   private readonly tally: Tally;
-  /** Whether the tally or `seq` changed since they were last written. */
+  /** Whether the tally or `seq` changed since the last `settle` (which writes them and reports). */
   private dirty = false;
   /** Whether `onFigures` was called since this instance started. */
   private figuresCalled = false;
@@ -148,7 +148,13 @@ export class AgentChannelObject {
       response = this.accept(resumePointOf(url.searchParams) ?? undefined);
     } else if (url.pathname === '/publish' && request.method === 'POST') {
       const updates = (await request.json()) as UnsequencedUpdate[];
-      this.ctx.storage.transactionSync(() => this.publish(updates));
+      if (!Array.isArray(updates)) return new Response('expected an array of updates', { status: 400 });
+      // One transaction: the updates' rows and the stream's `seq`, durable before the 202 leaves
+      // (the output gate), so a crash cannot number two updates alike.
+      this.ctx.storage.transactionSync(() => {
+        this.publish(updates);
+        this.save();
+      });
       response = Response.json({ accepted: updates.length }, { status: 202 });
     } else if (url.pathname === '/figures' && request.method === 'GET') {
       response = Response.json(this.figures());
@@ -555,10 +561,9 @@ export class AgentChannelObject {
     this.tally.sweepAt = remaining > 0 && this.options.heartbeatInterval > 0 ? now + this.options.heartbeatInterval : 0;
   }
 
-  /** Writes the position and tally (one row). */
+  /** Writes the position and tally (one row); `dirty` stays for `settle` to see. */
   private save(): void {
     this.store.saveStream(this.agentId, this.seq, this.tally);
-    this.dirty = false;
   }
 
   /**
@@ -570,10 +575,11 @@ export class AgentChannelObject {
     const called = this.dirty || fromAlarm;
     // The first call after a wake says `changed`: this instance cannot know what was reported.
     const changed = this.dirty || !this.figuresCalled;
+    this.dirty = false;
     // Written before anything is awaited: in the same implicit transaction as the event's rows
     // (a `seq` behind its history would number two updates alike after a crash).
-    if (called) this.save();
     if (called) {
+      this.save();
       this.figuresCalled = true;
       let due = 0;
       try {
@@ -582,6 +588,8 @@ export class AgentChannelObject {
         // Contained, as the hub contains a throwing hook: counted, and tried again by the next event.
         this.countError('internal_error');
       }
+      // A new due time, or a change meanwhile (a throwing hook's count): written now, and a
+      // change is reported by the next event's `settle`.
       if (due !== this.tally.reportAt || this.dirty) {
         this.tally.reportAt = due;
         this.save();

@@ -128,8 +128,9 @@ export interface ObjectFigures {
   readonly errors_by_kind: Record<ErrorKind, number>;
   /** Data given up to stay within the byte limits, as the hub's `evictions_by_kind`. */
   readonly evictions_by_kind: Record<EvictionKind, number>;
-  /** Updates in the history now, and their bytes. */
+  /** Updates in the history now. */
   readonly history_updates: number;
+  /** Bytes of the history now (the updates' JSON, UTF-8). */
   readonly history_bytes: number;
   /** Bytes of the snapshot state now (as `maxStateBytes` counts them). */
   readonly state_bytes: number;

@@ -25,9 +25,13 @@ export interface Counters {
  * is checked without reading the rows).
  */
 export interface Tally {
+  /** The counters that only grow, named as in `ObjectFigures`. */
   readonly counters: Counters;
+  /** Queued updates dropped, by why (`dropped_by_reason`). */
   readonly dropped: Record<ObjectDropReason, number>;
+  /** Errors by kind (`errors_by_kind`). */
   readonly errors: Record<ErrorKind, number>;
+  /** Data given up to stay within the byte limits (`evictions_by_kind`). */
   readonly evictions: Record<EvictionKind, number>;
   /** The offline queue: updates, their bytes, and `Date.now()` of its newest (`queueTtl` counts from it). */
   readonly queue: { count: number; bytes: number; touchedAt: number };
