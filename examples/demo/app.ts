@@ -8,8 +8,16 @@ import { type Context, Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { timingSafeEqual } from 'hono/utils/buffer';
 import type { RedisBrokerOptions } from '../../adapters/redis.ts';
-import { dashboard, tokenRequired } from '../../dashboard/index.ts';
-import { type AgentHub, type AgentHubOptions, createAgentHub, SERVE_DEFAULTS } from '../../plugin/index.ts';
+import { type DashboardHub, dashboard, tokenRequired } from '../../dashboard/index.ts';
+import {
+  type AgentHub,
+  type AgentHubOptions,
+  type AuthorizeHook,
+  createAgentHub,
+  SERVE_DEFAULTS,
+  type StatusUpdateInput,
+  type TaskUpdateInput,
+} from '../../plugin/index.ts';
 
 /** The Node server's timeouts, in milliseconds (see `serveNode`); unset ones keep its defaults. */
 export interface HttpTimeouts {
@@ -34,6 +42,8 @@ export interface DemoSettings {
   dbPath: string | undefined;
   /** Set from DB_COMMIT_INTERVAL_MS: the SQLite store's `commitInterval`. */
   dbCommitInterval?: number;
+  /** Set from REPORT_INTERVAL_MS (Workers only): `cloudflareHub`'s `reportInterval`. */
+  reportInterval?: number;
 }
 
 /** Turns one environment variable's text into a setting; throws a message naming the variable. */
@@ -87,6 +97,7 @@ interface EnvTargets {
     authToken: string;
     dbPath: string;
     dbCommitInterval: number;
+    reportInterval: number;
   };
 }
 
@@ -208,6 +219,14 @@ export const DEMO_ENV: readonly DemoEnvVar[] = [
     parse: whole,
     about: "with `DB_PATH`: the store's `commitInterval`, least milliseconds between two commits (docs/sqlite.md)",
   },
+  {
+    name: 'REPORT_INTERVAL_MS',
+    target: 'demo',
+    option: 'reportInterval',
+    parse: whole,
+    about:
+      "Workers only (`npm run start:workers`): `cloudflareHub`'s `reportInterval` (default 10000), how stale the stats, listing and metrics may be; `0` reports every change before answering",
+  },
 ];
 
 /**
@@ -241,6 +260,7 @@ export function readSettings(env: Record<string, string | undefined>): DemoSetti
     authToken: demo.authToken,
     dbPath: demo.dbPath,
     dbCommitInterval: demo.dbCommitInterval,
+    reportInterval: demo.reportInterval,
     timeouts,
     redis: redis.url ? redis : undefined,
   };
@@ -277,42 +297,69 @@ export interface Demo {
   stop(): void;
 }
 
+/** What the demo's routes need of a hub: the dashboard reads its stats (`AgentHub`, or `cloudflareHub`'s). */
+export type DemoHub = DashboardHub;
+
 /**
- * Builds the demo app; `mount` binds the hub's routes to the runtime (`hub.routes(node)`).
+ * The token check of `AUTH_TOKEN`: `?token=` or `Authorization: Bearer` (browsers cannot set
+ * headers on a WebSocket), compared in constant time; everything passes when no token is set.
+ *
+ * @param authToken The token, or `undefined` for none.
+ *
+ * @returns `valid` (a boolean) and `authorize`, the hub's `authorize` hook (401 on a bad token),
+ *   `undefined` when no token is set.
  */
-export function createDemo(settings: DemoSettings, mount: (hub: AgentHub) => Hono): Demo {
-  const { authToken } = settings;
-  /** `?token=` or `Authorization: Bearer`; browsers cannot set headers on a WebSocket. */
-  const tokenValid = async (c: Context): Promise<boolean> => {
+export function tokenGuard(authToken: string | undefined): {
+  valid(c: Context): Promise<boolean>;
+  authorize: AuthorizeHook | undefined;
+} {
+  const valid = async (c: Context): Promise<boolean> => {
     if (!authToken) return true;
     const given = c.req.query('token') ?? c.req.header('authorization')?.replace(/^Bearer\s+/i, '');
     return given !== undefined && (await timingSafeEqual(given, authToken));
   };
-  const checkToken = async (c: Context): Promise<void> => {
-    if (!(await tokenValid(c))) {
+  const authorize: AuthorizeHook = async (_agentId, c) => {
+    if (!(await valid(c))) {
       const res = new Response(null, { status: 401, headers: { 'WWW-Authenticate': 'Bearer' } });
       throw new HTTPException(401, { message: 'a valid token is required', res });
     }
+    return true;
   };
-  const hub = createAgentHub({
-    ...settings.hub,
-    // Guards every route the hub mounts (watch, publish, stats).
-    authorize: authToken
-      ? async (_agentId, c) => {
-          await checkToken(c);
-          return true;
-        }
-      : undefined,
-  });
+  return { valid, authorize: authToken ? authorize : undefined };
+}
+
+/** The ids of the simulated agents: `demo-agent-1` to `demo-agent-<count>`. */
+export const simulatedAgents = (count: number): string[] =>
+  Array.from({ length: count }, (_, n) => `demo-agent-${n + 1}`);
+
+/**
+ * The demo's app around a hub's routes: the dashboard at `/` (behind the same token as the hub's
+ * routes: open it as `/?token=...`, and the page passes the token on to its WebSockets and
+ * fetches; without it, a browser is told so on a page of its own) and the routes at `/agents`.
+ *
+ * @param settings The demo's settings (the token, the simulated agents the page lists).
+ * @param hub The hub the dashboard reads.
+ * @param routes The hub's routes, bound to the runtime.
+ *
+ * @returns The app.
+ */
+export function demoApp(settings: DemoSettings, hub: DemoHub, routes: Hono): Hono {
+  const { valid } = tokenGuard(settings.authToken);
   const app = new Hono();
-  // The dashboard at `/`, behind the same token as the hub's routes: open it as `/?token=...`,
-  // and the page passes the token on to its WebSockets and fetches. Without it, a browser is
-  // told so on a page of its own.
   const title = 'hono-agent-ws demo';
-  app.use('/', async (c, next) => ((await tokenValid(c)) ? next() : tokenRequired(c, { title })));
-  const simulated = Array.from({ length: settings.demoAgents }, (_, n) => `demo-agent-${n + 1}`);
-  app.route('/', dashboard(hub, { base: '/agents', title, agents: simulated }));
-  app.route('/agents', mount(hub));
+  app.use('/', async (c, next) => ((await valid(c)) ? next() : tokenRequired(c, { title })));
+  app.route('/', dashboard(hub, { base: '/agents', title, agents: simulatedAgents(settings.demoAgents) }));
+  app.route('/agents', routes);
+  return app;
+}
+
+/**
+ * Builds the demo app; `mount` binds the hub's routes to the runtime (`hub.routes(node)`).
+ */
+export function createDemo(settings: DemoSettings, mount: (hub: AgentHub) => Hono): Demo {
+  // Guards every route the hub mounts (watch, publish, stats).
+  const hub = createAgentHub({ ...settings.hub, authorize: tokenGuard(settings.authToken).authorize });
+  const app = demoApp(settings, hub, mount(hub));
   const stop = simulateAgents(hub, settings.demoAgents);
   return { app, hub, stop };
 }
@@ -382,38 +429,70 @@ export async function runDemo(runtime: DemoRuntime): Promise<void> {
   runtime.onSignal('SIGTERM', shutdown);
 }
 
+/** Where one simulated agent is: its task number and that task's progress (100: done). */
+export interface SimulatedAgent {
+  task: number;
+  progress: number;
+}
+
+/** A simulated agent before its first step: the next step starts task 1. */
+export const newSimulatedAgent = (): SimulatedAgent => ({ task: 0, progress: 100 });
+
+/** One update a simulated agent publishes. */
+export type SimulatedUpdate = { kind: 'status'; update: StatusUpdateInput } | { kind: 'task'; update: TaskUpdateInput };
+
+/**
+ * One step of a simulated agent: a new task when the last one is done (a `running` status),
+ * then some progress on it, and `idle` when it completes.
+ *
+ * @param agent Its position, moved on in place.
+ *
+ * @returns The updates to publish, in order.
+ */
+export function simulationStep(agent: SimulatedAgent): SimulatedUpdate[] {
+  const updates: SimulatedUpdate[] = [];
+  if (agent.progress >= 100) {
+    agent.task++;
+    agent.progress = 0;
+    updates.push({
+      kind: 'status',
+      update: {
+        status: 'running',
+        execution_status: { state: 'executing', task_id: `task-${agent.task}`, progress: 0, message: 'started' },
+      },
+    });
+  }
+  agent.progress = Math.min(100, agent.progress + 10 + Math.floor(Math.random() * 20));
+  const done = agent.progress >= 100;
+  updates.push({
+    kind: 'task',
+    update: {
+      task_id: `task-${agent.task}`,
+      status: done ? 'completed' : 'running',
+      progress: agent.progress,
+      message: done ? 'finished' : `step ${Math.ceil(agent.progress / 10)}`,
+      ...(done ? { result: { items: Math.floor(Math.random() * 10) } } : {}),
+    },
+  });
+  if (done) updates.push({ kind: 'status', update: { status: 'idle' } });
+  return updates;
+}
+
+/** Milliseconds between two steps of the `n`th simulated agent (from 1): each its own pace. */
+export const simulationPace = (n: number): number => 400 + 150 * n;
+
 /** Runs `count` pretend agents, each working through tasks with progress. */
 function simulateAgents(hub: AgentHub, count: number): () => void {
   const timers: ReturnType<typeof setInterval>[] = [];
-  for (let n = 1; n <= count; n++) {
-    const agentId = `demo-agent-${n}`;
-    let task = 0;
-    let progress = 100;
+  for (const [index, agentId] of simulatedAgents(count).entries()) {
+    const agent = newSimulatedAgent();
     const tick = () => {
-      if (progress >= 100) {
-        task++;
-        progress = 0;
-        hub
-          .publishStatus(agentId, {
-            status: 'running',
-            execution_status: { state: 'executing', task_id: `task-${task}`, progress: 0, message: 'started' },
-          })
-          .catch(ignore);
+      for (const { kind, update } of simulationStep(agent)) {
+        const published = kind === 'status' ? hub.publishStatus(agentId, update) : hub.publishTask(agentId, update);
+        published.catch(ignore);
       }
-      progress = Math.min(100, progress + 10 + Math.floor(Math.random() * 20));
-      const done = progress >= 100;
-      hub
-        .publishTask(agentId, {
-          task_id: `task-${task}`,
-          status: done ? 'completed' : 'running',
-          progress,
-          message: done ? 'finished' : `step ${Math.ceil(progress / 10)}`,
-          ...(done ? { result: { items: Math.floor(Math.random() * 10) } } : {}),
-        })
-        .catch(ignore);
-      if (done) hub.publishStatus(agentId, { status: 'idle' }).catch(ignore);
     };
-    timers.push(setInterval(tick, 400 + 150 * n));
+    timers.push(setInterval(tick, simulationPace(index + 1)));
   }
   return () => {
     for (const timer of timers) clearInterval(timer);

@@ -50,6 +50,18 @@ export const bun: Runtime = {
   env: runtimeEnv(),
 };
 
+/**
+ * The demo as a Worker on workerd, as `npm run start:workers` runs it. The stats are read from
+ * the directory the agents' objects report to: `REPORT_INTERVAL_MS=0` has every object report
+ * each change before it answers, so the suites read figures as current as on the other runtimes
+ * (the default, 10 s, is how stale a deployment's are).
+ */
+export const workers: Runtime = {
+  name: 'workers',
+  command: () => [process.execPath, ['--import', 'tsx', 'scripts/start-workers.ts']],
+  env: { REPORT_INTERVAL_MS: '0' },
+};
+
 /** A running server. */
 export interface ServerHandle {
   readonly port: number;
