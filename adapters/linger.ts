@@ -148,3 +148,20 @@ async function discard(reader: ReadableStreamDefaultReader<Uint8Array>, limits: 
   reader.cancel().catch(() => {});
   return false;
 }
+
+/**
+ * Reads and discards what is left of `request`'s body, within `limits`, before the caller
+ * answers: for a runtime that offers no way to hold an answer's end while the body is read (a
+ * Worker: workerd resets about half the connections answered 413 with 2 MB unread, and answers
+ * every one after this). Nothing is read of a body already read, locked (a reader holds it) or
+ * absent.
+ *
+ * @param request The request answered early.
+ * @param limits The bounds of the discarding.
+ *
+ * @returns Whether nothing was left unread: the body ended within the limits, or there was none to read.
+ */
+export async function discardUnreadBody(request: Request, limits: LingerLimits = LINGER_LIMITS): Promise<boolean> {
+  if (request.body === null || request.bodyUsed || request.body.locked) return true;
+  return discard(request.body.getReader(), limits);
+}

@@ -65,5 +65,9 @@ const shutdown = async () => {
   await mf.dispose();
   process.exit(0);
 };
-process.on('SIGINT', shutdown);
-process.on('SIGTERM', shutdown);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  // Miniflare's exit hook would stop workerd and exit 128 + signal before `dispose` resolves:
+  // this script owns the signals (tsx's own relay is hidden from `listeners`, and kept).
+  for (const listener of process.listeners(signal)) process.removeListener(signal, listener);
+  process.on(signal, shutdown);
+}

@@ -5,102 +5,14 @@
  * the client is closed: that is how "close() leaves no timers behind" is checked.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { backoffDelay, reconnectAfterClose, retryAfterStatus, statusFromError } from '../client/index.ts';
 import { CLOSE_CODES } from '../plugin/close-codes.ts';
-import { ROOT, runtimeBinary, runtimeEnv } from '../scripts/runtimes.ts';
-import type { Report } from './helpers/client-harness.ts';
-import { clientScenarios, type Driver, type Run } from './helpers/client-scenarios.ts';
-
-const RUNNER = 'test/helpers/client-runner.ts';
-
-/** A driver that runs the client as a child process. */
-function processDriver(
-  name: string,
-  command: (arg: string) => [string, string[]],
-  extra: Partial<Driver> = {},
-): Driver {
-  return {
-    name,
-    ...extra,
-    async start(url, options) {
-      const [cmd, args] = command(JSON.stringify([url, options]));
-      const child: ChildProcess = spawn(cmd, args, {
-        cwd: ROOT,
-        env: { ...process.env, ...runtimeEnv(), NO_COLOR: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      const reports: Report[] = [];
-      let waiters: (() => void)[] = [];
-      const wake = () => {
-        for (const waiter of waiters) waiter();
-        waiters = [];
-      };
-      let buffer = '';
-      let stderr = '';
-      child.stdout!.setEncoding('utf8');
-      child.stdout!.on('data', (chunk: string) => {
-        buffer += chunk;
-        let newline = buffer.indexOf('\n');
-        while (newline >= 0) {
-          const line = buffer.slice(0, newline);
-          buffer = buffer.slice(newline + 1);
-          try {
-            reports.push(JSON.parse(line));
-          } catch {
-            stderr += `${line}\n`;
-          }
-          newline = buffer.indexOf('\n');
-        }
-        wake();
-      });
-      child.stderr!.on('data', (chunk) => {
-        stderr += chunk;
-      });
-      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-      exited.then(wake);
-      const describeRun = () =>
-        `${name} client: ${reports.map((report) => JSON.stringify(report)).join('\n')}\nstderr: ${stderr}`;
-      const run: Run = {
-        reports,
-        async waitFor(match, what, timeout = 10_000, from = 0) {
-          const deadline = Date.now() + timeout;
-          for (;;) {
-            const found = reports.slice(from).find(match);
-            if (found) return found;
-            if (child.exitCode !== null) throw new Error(`${what}: the client process exited\n${describeRun()}`);
-            if (Date.now() > deadline) throw new Error(`${what}: not within ${timeout} ms\n${describeRun()}`);
-            await new Promise<void>((resolve) => {
-              waiters.push(resolve);
-              setTimeout(resolve, 100);
-            });
-          }
-        },
-        async finished(timeout = 5000) {
-          await run.waitFor(
-            (report) => report.event === 'state' && report.args[0] === 'closed',
-            'state closed',
-            timeout,
-          );
-          const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeout).unref());
-          const code = await Promise.race([exited, timer]);
-          assert.notEqual(code, 'timeout', `the process did not exit by itself after close()\n${describeRun()}`);
-          assert.equal(code, 0, describeRun());
-        },
-        async dispose() {
-          if (child.exitCode === null && child.signalCode === null) {
-            child.kill('SIGKILL');
-            await exited;
-          }
-        },
-      };
-      return run;
-    },
-  };
-}
+import { ROOT } from '../scripts/runtimes.ts';
+import { bunClientDriver, denoClientDriver, nodeClientDriver } from './helpers/client-driver.ts';
+import { clientScenarios, type Driver } from './helpers/client-scenarios.ts';
 
 describe('client policy', () => {
   it('reconnects after every close code of the server table that says so, and after 1006 and Deno’s 0', () => {
@@ -156,17 +68,7 @@ describe('client policy', () => {
   });
 });
 
-const drivers: Driver[] = [
-  processDriver('node (ws)', (arg) => [process.execPath, ['--import', 'tsx', RUNNER, arg]], {
-    canSetOrigin: true,
-    readsRefusal: true,
-  }),
-  processDriver('deno', (arg) => [
-    runtimeBinary('deno'),
-    ['run', '--allow-net', '--allow-env', '--allow-read', '--cached-only', RUNNER, arg],
-  ]),
-  processDriver('bun', (arg) => [runtimeBinary('bun'), [RUNNER, arg]]),
-];
+const drivers: Driver[] = [nodeClientDriver, denoClientDriver, bunClientDriver];
 
 for (const driver of drivers) {
   describe(`the client on ${driver.name}`, { concurrency: false, timeout: 120_000 }, () => {

@@ -272,9 +272,13 @@ describe('cloudflareHub: stats, listing and metrics across objects', () => {
       families.get('hono_agent_ws_connections_active')?.metrics[0]?.value,
       String(figures.active_connections),
     );
-    // No object keeps the batch size and send delay histograms: the families are left out, not shown empty.
-    assert.equal(families.has('hono_agent_ws_batch_size_updates'), false);
-    assert.equal(families.has('hono_agent_ws_send_delay_seconds'), false);
+    // The histograms are the objects' own, summed by the directory as the counters are: every
+    // batch built is in the batch size histogram, and each live frame in the send delay one.
+    const batches = families.get('hono_agent_ws_batch_size_updates')?.metrics[0];
+    assert.equal(Number(batches?.count), Number(families.get('hono_agent_ws_batches_sent_total')?.metrics[0]?.value));
+    const delays = families.get('hono_agent_ws_send_delay_seconds')?.metrics[0];
+    assert.ok(Number(delays?.count) >= 2, 'fleet-a’s status and fleet-b’s task, at least');
+    assert.ok(Number(delays?.sum) >= 0 && Number(delays?.sum) < Number(delays?.count) * 10, 'seconds, not ms');
 
     third.close();
     await statsReach((current) => current.active_connections === figures.active_connections - 1, 'the close reported');

@@ -34,6 +34,16 @@ export interface Capabilities {
    * answers the handshake itself with the status line only (`@hono/node-ws`).
    */
   refusalHeaderSkip?: string;
+  /**
+   * Why the 426 to a plain GET carries no `Upgrade: websocket` header, if it cannot: the runtime
+   * strips hop-by-hop headers from a response that is not a 101 (workerd).
+   */
+  upgradeHeaderSkip?: string;
+  /**
+   * Skip reason for the SIGTERM test, if the runtime gives the server no shutdown to act on
+   * (Workers: the platform ends an object's sockets itself, and its window is in storage).
+   */
+  shutdownSkip?: string;
 }
 
 const BATCH = 80;
@@ -346,7 +356,7 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
       }
       const plain = await request(`${server.http}/agents/${newAgentId('plain')}/ws`);
       assert.equal(plain.status, 426);
-      assert.equal(plain.headers.upgrade, 'websocket');
+      if (!capabilities.upgradeHeaderSkip) assert.equal(plain.headers.upgrade, 'websocket');
       assert.equal(JSON.parse(plain.text).error, 'upgrade_required');
       const okId = 'A-z_0.9:x'.padEnd(128, 'y');
       const client = await open(okId);
@@ -533,7 +543,9 @@ export function conformance(runtime: Runtime, capabilities: Capabilities = {}): 
       }
     });
 
-    it('on SIGTERM flushes pending batches, closes sockets with 1001 and exits 0', async () => {
+    it('on SIGTERM flushes pending batches, closes sockets with 1001 and exits 0', {
+      skip: capabilities.shutdownSkip,
+    }, async () => {
       const server = await startServer(runtime, { SNAPSHOT: 'off', BATCH_INTERVAL_MS: '5000' });
       const id = newAgentId('shutdown');
       const client = await TestClient.connect(`${server.ws}/agents/${id}/ws`);

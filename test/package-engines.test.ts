@@ -103,8 +103,25 @@ describe('the engine bridges, packed', { concurrency: false, timeout: 900_000 },
         // engines fit (on Node 20 it would pick AI SDK 6, not 7). npm refuses (ERESOLVE) a peer
         // range that conflicts: no --force, no --legacy-peer-deps.
         const env = { ...npmEnv(), PATH: `${dirname(nodeBinary(NODE_22))}${delimiter}${process.env.PATH}` };
-        // The types the type check needs go in the same install: one npm run per app.
-        run('npm', [...args, '@types/node@22', '@types/ws', '--prefer-offline', '--no-audit', '--no-fund'], app, env);
+        // The types the type check needs go in the same install: one npm run per app. Offline
+        // first (the packuments earlier installs cached); a cached packument older than an
+        // engine's newest release names a version it does not know (ETARGET): then ask the
+        // registry afresh, once.
+        const install = [...args, '@types/node@22', '@types/ws', '--no-audit', '--no-fund'];
+        const first = spawnSync('npm', [...install, '--prefer-offline'], {
+          cwd: app,
+          env,
+          encoding: 'utf8',
+          timeout: 300_000,
+        });
+        if (first.status !== 0) {
+          assert.match(
+            `${first.stdout}${first.stderr}`,
+            /ETARGET/,
+            `npm ${install.join(' ')} failed:\n${first.stdout}${first.stderr}`,
+          );
+          run('npm', [...install, '--prefer-online'], app, env);
+        }
         writeFileSync(join(app, 'main.ts'), pageBlock(engine, 'example'));
         writeFileSync(join(app, 'tsconfig.json'), `${JSON.stringify(TSCONFIG, null, 2)}\n`);
       });

@@ -233,6 +233,8 @@ export function resumeSuite(runtime: Runtime, options: ResumeSuiteOptions = {}):
         id,
         range(12, 25).map((n) => task(n)),
       );
+      // Sent to the tab that stayed, so out of every batching window: all of it is history.
+      await waitFor(() => stays.position === 25, 5000, 'the tab that stayed at seq 25');
       // Comes back while more are published: whatever is not in its resume batch arrives live.
       const [hello] = await Promise.all([
         reloads.open(),

@@ -12,6 +12,7 @@ import { CLOSE_REASONS, CloseCode } from '../../plugin/close-codes.ts';
 import { createUpdateEncoder } from '../../plugin/encode.ts';
 import type { ErrorKind } from '../../plugin/error-kinds.ts';
 import { classifyFrame, type InboundBudget, spendFrame } from '../../plugin/inbound.ts';
+import { observe } from '../../plugin/metrics.ts';
 import type { AgentUpdate, ErrorCode, StatusUpdate, TaskUpdate, UnsequencedUpdate } from '../../plugin/schemas.ts';
 import { AGENT_TASKS_MAX } from '../../plugin/stats.ts';
 import { type AgentChannelOptions, type ResolvedChannelOptions, resolveChannelOptions } from './object-options.ts';
@@ -211,6 +212,8 @@ export class AgentChannelObject {
       state_bytes: agent.bytes,
       wakes: this.wakes,
       alarms: counters.alarms,
+      batch_size: this.tally.batchSize,
+      send_delay: this.tally.sendDelay,
     };
   }
 
@@ -249,11 +252,13 @@ export class AgentChannelObject {
     // The snapshot and the resume are as of what was sent: the pending window reaches this
     // socket at its end, with every other.
     const flushed = this.flushedSeq;
+    const queued = this.takeHandover();
+    // The history, or else the queue just handed over (it may reach further back than a short
+    // history), as the hub's plugin/establish.ts.
     const missed =
       resume && resume.epoch === this.epoch && resume.since <= flushed
-        ? this.store.historyBetween(resume.since, flushed)
+        ? (this.store.historyBetween(resume.since, flushed) ?? gapIn(queued, resume.since, flushed))
         : undefined;
-    const queued = this.takeHandover();
     this.ctx.acceptWebSocket(server);
     const attachment: SocketAttachment = { connection_id: crypto.randomUUID(), alive: true };
     server.serializeAttachment(attachment);
@@ -280,6 +285,7 @@ export class AgentChannelObject {
     if (backlog.length > 0) {
       this.send(server, storedBatch(this.agentId, missed ? 'resume' : 'queue', backlog));
       this.tally.counters.batches_sent++;
+      observe(this.tally.batchSize, backlog.length);
     }
     if (this.options.heartbeatInterval > 0 && this.tally.sweepAt === 0) {
       this.tally.sweepAt = Date.now() + this.options.heartbeatInterval;
@@ -408,8 +414,12 @@ export class AgentChannelObject {
     else {
       frame = storedBatch(this.agentId, 'window', updates);
       this.tally.counters.batches_sent++;
+      observe(this.tally.batchSize, updates.length);
     }
     for (const socket of sockets) this.send(socket, frame);
+    // As the hub: once per frame, from its oldest update's acceptance.
+    const accepted = Date.parse(acceptedAt(updates[0] as StoredUpdate));
+    if (!Number.isNaN(accepted)) observe(this.tally.sendDelay, Math.max(0, Date.now() - accepted) / 1000);
     return true;
   }
 
@@ -611,6 +621,20 @@ export class AgentChannelObject {
     }
   }
 }
+
+/** When an update was accepted (its `timestamp`); read from its JSON once the object woke without it. */
+const acceptedAt = (stored: StoredUpdate): string =>
+  stored.update?.timestamp ?? String((JSON.parse(stored.json) as { timestamp?: unknown }).timestamp);
+
+/** Exactly the updates after `since` up to `upTo` in `updates`, or `undefined` when they do not cover it. */
+const gapIn = (updates: readonly StoredUpdate[], since: number, upTo: number): StoredUpdate[] | undefined => {
+  const gap = updates.filter((update) => update.seq > since && update.seq <= upTo);
+  const complete =
+    gap.length === 0
+      ? since === upTo
+      : (gap[0] as StoredUpdate).seq === since + 1 && (gap.at(-1) as StoredUpdate).seq === upTo;
+  return complete ? gap : undefined;
+};
 
 /** A `batch_update` of stored updates: the frame `encoder.batch` builds, with no serialisation again. */
 const storedBatch = (

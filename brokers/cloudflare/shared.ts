@@ -9,6 +9,7 @@ import * as v from 'valibot';
 import type { DropReason } from '../../plugin/broker.ts';
 import type { ErrorKind } from '../../plugin/error-kinds.ts';
 import type { EvictionKind } from '../../plugin/figures.ts';
+import type { Histogram } from '../../plugin/metrics.ts';
 import { EpochSchema, type StatusUpdate, type TaskUpdate } from '../../plugin/schemas.ts';
 
 /** A server-side socket of workerd, as the hibernation API hands it back. */
@@ -138,4 +139,11 @@ export interface ObjectFigures {
   readonly wakes: number;
   /** Alarms run (window flushes, heartbeat sweeps, queue expiry, reports). */
   readonly alarms: number;
+  /** Updates per `batch_update` built (window, resume and queue), the hub's `batch_size` buckets. */
+  readonly batch_size: Histogram;
+  /**
+   * Seconds from an update accepted to the live frame carrying it written to the sockets (once
+   * per frame, from its oldest update), the hub's `send_delay` buckets.
+   */
+  readonly send_delay: Histogram;
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import { createEvictionCounters, type EvictionKind } from '../../plugin/figures.ts';
+import { BATCH_SIZE_BUCKETS, createHistogram, type Histogram, SEND_DELAY_BUCKETS } from '../../plugin/metrics.ts';
 import { createErrorCounters, type ErrorKind } from '../../plugin/stats.ts';
 import type { ObjectDropReason } from './shared.ts';
 
@@ -37,6 +38,10 @@ export interface Tally {
   readonly queue: { count: number; bytes: number; touchedAt: number };
   /** The history: updates and their bytes. */
   readonly history: { count: number; bytes: number };
+  /** Updates per `batch_update` built, with the hub's buckets (`batch_size` of `ObjectFigures`). */
+  readonly batchSize: Histogram;
+  /** Seconds from an update accepted to the live frame carrying it written, with the hub's buckets. */
+  readonly sendDelay: Histogram;
   /** When the last update was published (ISO), or null. */
   lastUpdateAt: string | null;
   /** `Date.now()` when the next heartbeat sweep is due; 0 for none (no socket, or no heartbeat). */
@@ -65,6 +70,8 @@ export const createTally = (): Tally => ({
   evictions: createEvictionCounters(),
   queue: { count: 0, bytes: 0, touchedAt: 0 },
   history: { count: 0, bytes: 0 },
+  batchSize: createHistogram(BATCH_SIZE_BUCKETS),
+  sendDelay: createHistogram(SEND_DELAY_BUCKETS),
   lastUpdateAt: null,
   sweepAt: 0,
   reportAt: 0,
@@ -91,6 +98,7 @@ export function readTally(json: string | undefined): Tally {
       if (typeof value === 'number' && Number.isFinite(value)) target[name] = value;
     }
   }
+  for (const key of ['batchSize', 'sendDelay'] as const) readHistogram(tally[key], stored[key]);
   if (typeof stored.lastUpdateAt === 'string') tally.lastUpdateAt = stored.lastUpdateAt;
   for (const key of ['sweepAt', 'reportAt'] as const) {
     const value = stored[key];
@@ -98,6 +106,20 @@ export function readTally(json: string | undefined): Tally {
   }
   return tally;
 }
+
+/** Copies a stored histogram into `into` when it has the same buckets (else it starts again at 0). */
+const readHistogram = (into: Histogram, stored: unknown): void => {
+  const histogram = stored as Partial<Histogram> | null | undefined;
+  if (!histogram || !Array.isArray(histogram.counts) || histogram.counts.length !== into.counts.length) return;
+  if (!histogram.counts.every((count) => Number.isInteger(count) && count >= 0)) return;
+  if (typeof histogram.sum !== 'number' || !Number.isFinite(histogram.sum)) return;
+  if (typeof histogram.count !== 'number' || !Number.isInteger(histogram.count)) return;
+  histogram.counts.forEach((count, i) => {
+    into.counts[i] = count;
+  });
+  into.sum = histogram.sum;
+  into.count = histogram.count;
+};
 
 /**
  * The sum of a tally's counts by kind.

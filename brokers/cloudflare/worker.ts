@@ -6,8 +6,9 @@
  *
  * @module
  */
-import type { Context, Env, Hono } from 'hono';
+import { type Context, type Env, Hono } from 'hono';
 import type { UpgradeWebSocket } from 'hono/ws';
+import { discardUnreadBody } from '../../adapters/linger.ts';
 import type { Log } from '../../plugin/core.ts';
 import { createUpdateEncoder } from '../../plugin/encode.ts';
 import type { ErrorKind } from '../../plugin/error-kinds.ts';
@@ -306,8 +307,18 @@ export function cloudflareHub<E extends Env = any>(options: CloudflareHubOptions
   };
 
   return {
-    routes: () =>
-      createRoutes(
+    routes: () => {
+      const app = new Hono<E>();
+      // A refusal answered before its body was read (the 413 of an oversized ingest, a 401):
+      // workerd resets about half such connections while the client still writes, and the
+      // client never sees the status. The Worker reads the rest first, within LINGER_LIMITS.
+      app.use(async (c, next) => {
+        await next();
+        if (c.req.method !== 'GET' && c.req.method !== 'HEAD' && c.res.status !== 101) {
+          await discardUnreadBody(c.req.raw);
+        }
+      });
+      const hubRoutes = createRoutes(
         {
           config,
           // A Worker is never shutting down as a process is: each request is on its own.
@@ -332,7 +343,9 @@ export function cloudflareHub<E extends Env = any>(options: CloudflareHubOptions
           authorize: config.authorize as AuthorizeHook | undefined,
         },
         forwardToObject,
-      ) as unknown as Hono<E>,
+      ) as unknown as Hono<E>;
+      return app.route('/', hubRoutes);
+    },
     publisher: (env, ctx) => {
       const publish = async (
         agentId: string,

@@ -9,7 +9,7 @@ import type { ConnectOptions } from '../../client/index.ts';
 import { CLOSE_TASK, type Report } from './client-harness.ts';
 import { startFront } from './front.ts';
 import { newAgentId } from './ids.ts';
-import { ingest, node, request, type ServerHandle, startServer, statsWith, task } from './server.ts';
+import { ingest, node, type Runtime, request, type ServerHandle, startServer, statsWith, task } from './server.ts';
 import { sleep, waitFor } from './wait.ts';
 
 /** One client being run. */
@@ -57,10 +57,20 @@ async function closeThroughServer(server: ServerHandle, agentId: string, run: Ru
   assert.ok(end, 'updates() ended after close()');
 }
 
+/** The server the client runs against: the Node demo unless given. */
+export interface ServerUnderTest {
+  readonly runtime: Runtime;
+  /**
+   * Skip reason for the scenarios that signal the server's process (SIGKILL and a restart on the
+   * same port, SIGSTOP for a silent server), if signals do not reach what serves the sockets.
+   */
+  readonly signalsSkip?: string;
+}
+
 /** Registers the scenarios as tests (inside the caller's describe). */
-export function clientScenarios(driver: Driver): void {
+export function clientScenarios(driver: Driver, { runtime, signalsSkip }: ServerUnderTest = { runtime: node }): void {
   it('delivers every update once, in order, batches unpacked with their source, after the snapshot', async () => {
-    const server = await startServer(node, { BATCH_INTERVAL_MS: '300', HEARTBEAT_INTERVAL_MS: '1000' });
+    const server = await startServer(runtime, { BATCH_INTERVAL_MS: '300', HEARTBEAT_INTERVAL_MS: '1000' });
     let run: Run | undefined;
     try {
       const id = newAgentId('client-batches');
@@ -113,9 +123,11 @@ export function clientScenarios(driver: Driver): void {
     }
   });
 
-  it('comes back by itself when the server is killed and restarted on the same port', async () => {
+  it('comes back by itself when the server is killed and restarted on the same port', {
+    skip: signalsSkip,
+  }, async () => {
     const env = { HEARTBEAT_INTERVAL_MS: '1000', BATCH_INTERVAL_MS: '0' };
-    const first = await startServer(node, env);
+    const first = await startServer(runtime, env);
     let second: ServerHandle | undefined;
     let run: Run | undefined;
     try {
@@ -135,7 +147,7 @@ export function clientScenarios(driver: Driver): void {
         () => run!.reports.filter((report) => report.event === 'close').length >= 3,
         'two failed attempts against nothing',
       );
-      second = await startServer(node, { ...env, PORT: String(first.port) });
+      second = await startServer(runtime, { ...env, PORT: String(first.port) });
       const again = (await run.waitFor((report) => report.event === 'open', 'open again', 15_000, run.reports.length))
         .args[0] as { epoch: string; recovered: boolean; reconnects: number };
       assert.notEqual(again.epoch, hello.epoch, 'a restarted in-memory server starts a new epoch');
@@ -155,8 +167,8 @@ export function clientScenarios(driver: Driver): void {
     }
   });
 
-  it('gives up on a silent connection after 2 × heartbeat_interval and resumes', async () => {
-    const server = await startServer(node, { HEARTBEAT_INTERVAL_MS: '300', BATCH_INTERVAL_MS: '0' });
+  it('gives up on a silent connection after 2 × heartbeat_interval and resumes', { skip: signalsSkip }, async () => {
+    const server = await startServer(runtime, { HEARTBEAT_INTERVAL_MS: '300', BATCH_INTERVAL_MS: '0' });
     let run: Run | undefined;
     try {
       const id = newAgentId('client-silent');
@@ -197,7 +209,7 @@ export function clientScenarios(driver: Driver): void {
   });
 
   it('a forced drop while updates are published: no gap and no repeat in seq', async () => {
-    const server = await startServer(node, { HEARTBEAT_INTERVAL_MS: '1000', BATCH_INTERVAL_MS: '50' });
+    const server = await startServer(runtime, { HEARTBEAT_INTERVAL_MS: '1000', BATCH_INTERVAL_MS: '50' });
     const front = await startFront(() => server.port);
     let run: Run | undefined;
     let publishing = true;
@@ -260,7 +272,7 @@ export function clientScenarios(driver: Driver): void {
   });
 
   it('stops at once on a handshake refused with 401, without retrying', async (t) => {
-    const server = await startServer(node, { AUTH_TOKEN: 'secret' });
+    const server = await startServer(runtime, { AUTH_TOKEN: 'secret' });
     let run: Run | undefined;
     try {
       const id = newAgentId('client-refused');
@@ -304,7 +316,7 @@ export function clientScenarios(driver: Driver): void {
 
   if (driver.canSetOrigin) {
     it('stops at once on a handshake refused with 403 (a foreign browser origin)', async () => {
-      const server = await startServer(node);
+      const server = await startServer(runtime);
       let run: Run | undefined;
       try {
         run = await driver.start(`${server.ws}/agents/${newAgentId('client-origin')}/ws`, {
