@@ -1,9 +1,9 @@
 /**
  * The dashboard (`hono-agent-ws/dashboard`) as the demo serves it at `/`, in headless Chromium
- * (Debian's /usr/bin/chromium driven by playwright-core; no browser is downloaded), on Node, Deno
- * and Bun: behind AUTH_TOKEN, the page opened as `/?token=`, updates published through ingest
- * move a task's <progress> to the published value and show its final status and result or
- * error, a second agent appears (from the hub's listing when it serves one, else added with the
+ * (Debian's /usr/bin/chromium driven by playwright-core; no browser is downloaded), on Node, Deno,
+ * Bun and workerd (`npm run start:workers`): behind AUTH_TOKEN, the page opened as `/?token=`,
+ * updates published through ingest move a task's <progress> to the published value and show its
+ * final status and result or error, a second agent appears (from the hub's listing when it serves one, else added with the
  * page's form), and the counters and errors by kind follow the stats. No page error and no
  * Content-Security-Policy violation may occur. Also checks dashboard/generated-page.ts is what
  * `npm run dashboard` generates now. With DASHBOARD_SCREENSHOT=docs/dashboard.png the Node run
@@ -16,7 +16,17 @@ import { after, before, describe, it } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { GENERATED, generateDashboardModule } from '../scripts/build-dashboard.ts';
 import { CHROMIUM_PATH, launchChromiumContext } from '../scripts/chromium.ts';
-import { bun, deno, node, ROOT, type Runtime, request, type ServerHandle, startServer } from './helpers/server.ts';
+import {
+  bun,
+  deno,
+  node,
+  ROOT,
+  type Runtime,
+  request,
+  type ServerHandle,
+  startServer,
+  workers,
+} from './helpers/server.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const TOKEN = 'dashboard-secret';
@@ -55,7 +65,7 @@ describe('the dashboard in Chromium', {
     Number(await page.locator(`[data-counter="${name}"]`).textContent());
   const until = (what: string, check: () => Promise<boolean>, timeout = 15_000) => waitFor(check, timeout, what, 100);
 
-  for (const runtime of [node, deno, bun] as Runtime[]) {
+  for (const runtime of [node, deno, bun, workers] as Runtime[]) {
     it(`shows agents, tasks and counters live on ${runtime.name}`, async (t) => {
       const server = await startServer(runtime, { AUTH_TOKEN: TOKEN, DEMO_AGENTS: '2' });
       const page = await context.newPage();
