@@ -391,7 +391,7 @@ describe('cloudflare: an agent’s Durable Object', () => {
     }
   });
 
-  test('the object is evicted while its socket stays open; it wakes on the next update and seq continues', async () => {
+  test('the object is evicted while its socket stays open; it wakes on the next update, or on the socket’s pong, and seq continues', async () => {
     const agentId = 'hibernating';
     const client = await TestClient.connect(`${ws}/agents/${agentId}/ws`);
     try {
@@ -433,10 +433,21 @@ describe('cloudflare: an agent’s Durable Object', () => {
       } finally {
         await resumed.close();
       }
-      // The woken object answers the old socket's frames too.
-      client.send({ type: 'ping' });
-      await client.next('pong');
+      // Evicted again, the object is woken by the socket's own frames: a heartbeat's pong, then
+      // a ping it answers, each handled by a new instance with the socket still there.
+      let frameWakes = (await objectState(agentId)).wakes;
+      const idleFrom = frameWakes;
+      for (let round = 0; round < 3 && frameWakes === idleFrom; round++) {
+        await new Promise((done) => setTimeout(done, IDLE_BEFORE_EVICTION_MS));
+        client.send({ type: 'pong' });
+        client.send({ type: 'ping' });
+        await client.next('pong');
+        frameWakes = (await objectState(agentId)).wakes;
+      }
+      assert.ok(frameWakes > idleFrom, 'workerd never evicted the object before the frames');
       assert.equal(client.socket.readyState, client.socket.OPEN);
+      assert.equal((await ingest(agentId, { type: 'status_update', status: 'after the frames' })).status, 202);
+      assert.equal((await client.next('status_update')).seq, seq + 1, 'seq continues after a wake by a frame');
       assert.deepEqual(client.problems, []);
     } finally {
       await client.close();
