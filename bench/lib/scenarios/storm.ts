@@ -2,7 +2,9 @@
  * A restart's reconnect storm: N idle watchers (10 per agent) connected to the plugin on Node 24
  * with the SQLite store, the server SIGKILLed and restarted on the same file, and every client
  * resuming at once (`?since=&epoch=`); beside raw `ws` on the same Node, killed, restarted and
- * reconnected by the same count. Measures the time until every client is back (plugin:
+ * reconnected by the same count, and a bare Hono WebSocket route on the plugin's upgrade path
+ * (bench/servers/hono-route.ts: one frame per connect, nothing kept), the floor the hub adds to.
+ * Measures the time until every client is back (plugin:
  * `connection_established` with `recovered: true`; ws: open), the server's CPU per connect over
  * that storm, and the same for the first (plain) connects. A client refused while the server is
  * swamped retries after 50 to 250 ms, as real clients back off.
@@ -159,8 +161,10 @@ async function stormOn(
     const plainMs = monotonicMs() - started;
     const plainCpuUs = ((schedCpu(running.pid) - cpu) * 1e6) / count;
 
-    // SIGKILL, every client sees its socket close, restart on the same file.
-    running.server.child.kill('SIGKILL');
+    // SIGKILL, every client sees its socket close, restart on the same file. When profiling,
+    // SIGTERM instead (the bench servers exit at once on it, without closing the store), so the
+    // first server's profile of the plain connects is written too.
+    running.server.child.kill(nodeFlags.some((flag) => flag.startsWith('--cpu-prof')) ? 'SIGTERM' : 'SIGKILL');
     await running.server.exited;
     for (const socket of sockets.splice(0)) socket.terminate();
     counts.recovered = 0;
@@ -207,6 +211,7 @@ export async function stormScenario(
   for (const [name, entry, agent] of [
     ['plugin-node24-sqlite', 'plugin-node.ts', true],
     ['ws-node24', 'ws.ts', false],
+    ['hono-route-node24', 'hono-route.ts', true],
   ] as const) {
     log(`storm: ${name}, ${count} clients`);
     const result = await stormOn(name, entry, agent, count, pinning, nodeFlags);
@@ -231,7 +236,7 @@ export function stormTable(results: readonly StormResult[]): string {
     (r) =>
       `| ${r.server} | ${r.clients} | ${r.plainMs.toFixed(0)} ms | ${r.plainCpuUs.toFixed(0)} µs | ${r.resumeMs.toFixed(0)} ms | ${r.resumeCpuUs.toFixed(0)} µs | ${r.recovered} of ${r.clients} | ${r.retries} |`,
   );
-  const [plugin, ws] = results;
+  const [plugin, ws, route] = results;
   const ratio = (a: number | undefined, b: number | undefined) => (a && b ? (a / b).toFixed(2) : '–');
   return [
     '### Restart reconnect storm (Node 24, SIGKILL, restart on the same file, every client back at once)',
@@ -241,5 +246,6 @@ export function stormTable(results: readonly StormResult[]): string {
     ...rows,
     '',
     `CPU per connect, plugin ÷ raw ws: plain ${ratio(plugin?.plainCpuUs, ws?.plainCpuUs)}, resumed ${ratio(plugin?.resumeCpuUs, ws?.resumeCpuUs)} (goal ≤ 1.5)`,
+    `Of which routing through Hono, bare Hono route ÷ raw ws: plain ${ratio(route?.plainCpuUs, ws?.plainCpuUs)}, resumed ${ratio(route?.resumeCpuUs, ws?.resumeCpuUs)}; the hub, plugin ÷ bare Hono route: plain ${ratio(plugin?.plainCpuUs, route?.plainCpuUs)}, resumed ${ratio(plugin?.resumeCpuUs, route?.resumeCpuUs)}`,
   ].join('\n');
 }
