@@ -406,49 +406,64 @@ const uncork = (socket: Socket) => socket.uncork();
 
 /**
  * Answers one `Upgrade: websocket` request: the app decides; an accepted upgrade is completed
- * by `ws` on a corked socket, uncorked once what the open wrote first is in (next tick).
+ * by `ws` on a corked socket, uncorked once what the open wrote first is in (next tick). No
+ * promise when the app answers at once (the hub's route does, without `authorize`): a
+ * reconnect storm runs this once per client.
  */
-async function answerUpgrade(
+function answerUpgrade(
   fetch: (request: Request, env: UpgradeEnv) => Response | Promise<Response>,
   wss: WebSocketServer,
   incoming: IncomingMessage,
   socket: Socket,
   head: Buffer,
-): Promise<void> {
+): void {
   // A client gone mid-way must not crash the process; `ws` takes the socket's errors once it is in.
   socket.on('error', ignore);
   let request: Request;
   try {
     request = new UpgradeRequest(incoming) as unknown as Request;
   } catch (error) {
-    return refuse(socket, error instanceof RequestError ? 400 : 500);
+    refuse(socket, error instanceof RequestError ? 400 : 500);
+    return;
   }
   const slot: UpgradeSlot = { events: undefined, options: undefined };
   const env: UpgradeEnv = { incoming, outgoing: undefined, wss, [UPGRADE]: slot };
-  let response: Response;
+  const answered = (response: Response) => {
+    // Nothing of the request is read after the answer (docs/runtimes.md, "Memory per connection").
+    env.incoming = undefined;
+    if (socket.destroyed) return;
+    const { events, options } = slot;
+    if (events === undefined || response.status !== 200) {
+      refuse(socket, response.status, response.headers);
+      return;
+    }
+    const extra = headerLines(response.headers);
+    const addHeaders = extra.length > 0 ? addLines(extra) : undefined;
+    if (addHeaders) wss.on('headers', addHeaders);
+    socket.cork();
+    try {
+      wss.handleUpgrade(incoming, socket, head, (ws) => {
+        socket.off('error', ignore);
+        open(ws, events, options, request.url);
+      });
+    } finally {
+      if (addHeaders) wss.off('headers', addHeaders);
+      process.nextTick(uncork, socket);
+    }
+  };
+  const failed = () => refuse(socket, 500);
+  let response: Response | Promise<Response>;
   try {
-    response = await fetch(request, env);
+    response = fetch(request, env);
   } catch {
-    return refuse(socket, 500);
+    failed();
+    return;
   }
-  // Nothing of the request is read after the answer (docs/runtimes.md, "Memory per connection").
-  env.incoming = undefined;
-  if (socket.destroyed) return;
-  const { events, options } = slot;
-  if (events === undefined || response.status !== 200) return refuse(socket, response.status, response.headers);
-  const extra = headerLines(response.headers);
-  const addHeaders = extra.length > 0 ? addLines(extra) : undefined;
-  if (addHeaders) wss.on('headers', addHeaders);
-  socket.cork();
-  try {
-    wss.handleUpgrade(incoming, socket, head, (ws) => {
-      socket.off('error', ignore);
-      open(ws, events, options, request.url);
-    });
-  } finally {
-    if (addHeaders) wss.off('headers', addHeaders);
-    process.nextTick(uncork, socket);
+  if (response instanceof Promise) {
+    response.then(answered, failed).catch(() => socket.destroy());
+    return;
   }
+  answered(response);
 }
 
 /**
@@ -508,7 +523,11 @@ export function handleUpgrades(
       serveAsPlainHttp(server, incoming, socket, head);
       return;
     }
-    answerUpgrade(fetch, wss, incoming, socket, head).catch(() => socket.destroy());
+    try {
+      answerUpgrade(fetch, wss, incoming, socket, head);
+    } catch {
+      socket.destroy();
+    }
   });
   server.on('close', () => wss.close());
 }

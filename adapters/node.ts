@@ -34,18 +34,28 @@ export const upgradeWebSocket = ((...args: unknown[]) => {
   const upgrade = nodeUpgradeWebSocket as (...args: unknown[]) => unknown;
   if (typeof args[0] !== 'function') return upgrade(...args);
   const [createEvents, options] = args as [(c: Context) => WSEvents | Promise<WSEvents>, unknown];
-  return async (c: Context, next: () => Promise<void>) => {
-    const events = await createEvents(c);
+  // No `async`: under `serveNode` an accepted upgrade is answered without a promise, and a
+  // reconnect storm runs this once per client.
+  const answer = (
+    c: Context,
+    next: () => Promise<void>,
+    events: WSEvents,
+  ): Response | Promise<Response | undefined> => {
     const header = c.req.header('upgrade');
     // What the two-argument form does without an upgrade: nothing, on to the next handler.
-    if (header?.toLowerCase() !== 'websocket') return next();
+    if (header?.toLowerCase() !== 'websocket') return next() as Promise<undefined>;
     // Under `serveNode`, its own upgrade path (adapters/node-upgrade.ts) completes the handshake.
     const accepted = acceptUpgrade(c.env, events as WSEvents<WebSocket>, options as UpgradeWebSocketOptions);
     if (accepted) return accepted;
     const env = c.env as { incoming?: unknown };
-    const response = await (upgrade(new StandIn(c.req.url, env), events, options) as Promise<Response>);
-    env.incoming = undefined;
-    return response;
+    return (upgrade(new StandIn(c.req.url, env), events, options) as Promise<Response>).then((response) => {
+      env.incoming = undefined;
+      return response;
+    });
+  };
+  return (c: Context, next: () => Promise<void>) => {
+    const events = createEvents(c);
+    return events instanceof Promise ? events.then((resolved) => answer(c, next, resolved)) : answer(c, next, events);
   };
 }) as typeof nodeUpgradeWebSocket;
 

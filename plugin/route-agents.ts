@@ -1,6 +1,6 @@
-import type { Hono } from 'hono';
+import type { Context, Hono } from 'hono';
 import * as v from 'valibot';
-import type { RouteKit } from './route-kit.ts';
+import { hubWide, type RouteKit } from './route-kit.ts';
 import { AgentIdSchema } from './schemas.ts';
 import {
   AGENT_TASKS_DEFAULT,
@@ -34,13 +34,13 @@ const wholeQuery = (text: string | undefined, fallback: number, min: number, max
 };
 
 /**
- * Mounts `GET /ws/agents`: the agents the hub knows, a page at a time.
+ * Mounts `GET /ws/agents`: the agents the hub knows, a page at a time (a `hubWide` route).
  *
  * @internal
  */
 export function mountAgentsRoute(app: Hono, kit: RouteKit): void {
   const { hub, refuse, guard } = kit;
-  app.get('/ws/agents', async (c) => {
+  const list = async (c: Context) => {
     const refused = await guard(c, 'agents', undefined);
     if (refused) return refused;
     const limit = wholeQuery(c.req.query('limit'), AGENTS_PAGE_DEFAULT, 1, AGENTS_PAGE_MAX);
@@ -67,5 +67,6 @@ export function mountAgentsRoute(app: Hono, kit: RouteKit): void {
       agents: page.agents,
       next_cursor: page.next_cursor === null ? null : encodeCursor(page.next_cursor),
     } satisfies AgentsPage);
-  });
+  };
+  app.get('/:agent_id/agents', hubWide(list));
 }

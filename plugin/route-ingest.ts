@@ -2,7 +2,7 @@ import type { Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import * as v from 'valibot';
 import { describeIssues, InvalidUpdateError, issuesAt } from './errors.ts';
-import type { RouteKit } from './route-kit.ts';
+import { emptyAgentId, type RouteKit } from './route-kit.ts';
 import { IngestBodySchema, type IngestItem, type UnsequencedUpdate } from './schemas.ts';
 
 /** `application/json` or `application/*+json`, with no charset or UTF-8 (RFC 8259 §8.1). */
@@ -97,5 +97,5 @@ export function mountIngestRoute(app: Hono, kit: RouteKit): void {
     return limitedResponse ?? (response as Response);
   };
   app.post('/:agent_id/updates', limited);
-  app.post('//updates', limited);
+  app.post('//*', emptyAgentId('updates', limited));
 }

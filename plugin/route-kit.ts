@@ -1,4 +1,4 @@
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler, Next } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { WSEvents } from 'hono/ws';
 import { AGENT_ID, type ResumePoint, type SocketBinding } from './binding.ts';
@@ -7,6 +7,47 @@ import type { MetricFamily } from './metrics.ts';
 import type { AuthorizeHook, HubAction, ResolvedHubOptions } from './options.ts';
 import type { HttpErrorCode, IngestItem, UnsequencedUpdate } from './schemas.ts';
 import type { AgentsPage, ErrorKind, HubStats } from './stats.ts';
+
+/**
+ * The first path segment of the hub-wide routes: `/ws/stats`, `/ws/metrics`, `/ws/agents`.
+ *
+ * @internal
+ */
+export const HUB_WIDE = 'ws';
+
+/**
+ * A hub-wide route (`/ws/<name>`), to be registered as `/:agent_id/<name>`: it answers when the
+ * first segment is `ws` and hands any other request on to the next matching route.
+ *
+ * WHY: a static `/ws/stats` beside `/:agent_id/ws` is a route table Hono's RegExpRouter cannot
+ * hold, so the default SmartRouter falls back to TrieRouter for the whole app the hub is mounted
+ * in: slower on every request, and it allocated about 1 KB more per match (a reconnect storm
+ * pays that once per client). Every route of the hub now starts with the same parameter.
+ *
+ * @internal
+ */
+export const hubWide =
+  (handler: (c: Context) => Response | Promise<Response>): MiddlewareHandler =>
+  async (c, next) =>
+    c.req.param('agent_id') === HUB_WIDE ? handler(c) : next();
+
+/**
+ * The route of an empty agent id (`//<leaf>`, which no `:agent_id` matches), registered as
+ * `//*`: RegExpRouter cannot hold a static `//ws` beside `/:agent_id/ws` either, but takes a
+ * wildcard there, which matches only paths whose first segment is empty. It answers exactly
+ * `<mount>//<leaf>` with `handler` (the route's own, which refuses the id with 400
+ * `invalid_agent_id`); anything else goes on to the next matching route.
+ *
+ * @internal
+ */
+export const emptyAgentId =
+  (leaf: string, handler: (c: Context, next: Next) => Response | Promise<Response | undefined>): MiddlewareHandler =>
+  async (c, next) => {
+    const path = c.req.path;
+    // `<mount>//*` and `<mount>//<leaf>` have as many segments, whatever the mount path holds.
+    const exact = path.endsWith(`//${leaf}`) && path.split('/').length === c.req.routePath.split('/').length;
+    return exact ? handler(c, next) : next();
+  };
 
 /**
  * What the routes need from the hub.

@@ -1,7 +1,7 @@
 import type { Context, Hono } from 'hono';
 import type { UpgradeWebSocket } from 'hono/ws';
 import type { ResumePoint, SocketBinding } from './binding.ts';
-import type { RouteKit } from './route-kit.ts';
+import { emptyAgentId, type RouteKit } from './route-kit.ts';
 import { EPOCH } from './schemas.ts';
 
 /**
@@ -44,12 +44,27 @@ export function mountWatchRoute(
   binding: SocketBinding,
 ): void {
   const { hub, refuse, guard } = kit;
+  /** Each request's resume point, read once by the handler below and handed to the upgrade. */
+  const resumes = new WeakMap<Context, ResumePoint>();
   // Built once: the agent id and resume point were validated by the handler below before the upgrade runs.
-  const upgrade = upgradeWebSocket((c) =>
-    hub.connect(c.req.param('agent_id') as string, binding, parseResume(c) ?? undefined),
-  );
+  const upgrade = upgradeWebSocket((c) => hub.connect(c.req.param('agent_id') as string, binding, resumes.get(c)));
 
-  const watch = async (c: Context, next: () => Promise<void>) => {
+  /**
+   * The upgrade, or 426. Runs after `authorize`, so a client whose runtime hides a refused
+   * handshake's status (browsers) learns 401/403 from a plain GET of the same URL.
+   */
+  const upgradeOrRefuse = (c: Context, next: () => Promise<void>, agentId: string): Response | Promise<Response> => {
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+      return refuse(c, 'upgrade_required', 426, 'upgrade_required', 'this endpoint speaks WebSocket only', agentId);
+    }
+    const failed = () => refuse(c, 'upgrade_required', 426, 'upgrade_required', 'WebSocket upgrade failed', agentId);
+    // Typed as a promise, but a runtime's helper may answer at once (adapters/node.ts does).
+    const response: unknown = upgrade(c, next);
+    if (response instanceof Promise) return response.then((answer: Response | undefined) => answer ?? failed());
+    return (response as Response | undefined) ?? failed();
+  };
+
+  const watch = (c: Context, next: () => Promise<void>): Response | Promise<Response> => {
     const agentId = kit.parseAgentId(c);
     if (agentId === undefined) return kit.invalidAgentId(c, 'invalid_agent_id');
     // Cross-site WebSocket hijacking: a browser sends cookies and HTTP auth with any page's
@@ -65,7 +80,8 @@ export function mountWatchRoute(
         agentId,
       );
     }
-    if (parseResume(c) === null) {
+    const resume = parseResume(c);
+    if (resume === null) {
       return refuse(
         c,
         'invalid_resume',
@@ -76,19 +92,13 @@ export function mountWatchRoute(
       );
     }
     if (hub.isClosing()) return refuse(c, 'unavailable', 503, 'unavailable', 'the server is shutting down', agentId);
-    // Without an `authorize` hook, no promise to wait for: a handshake's every microtask counts
-    // in a reconnect storm.
-    const refused = hub.authorize ? await guard(c, 'watch', agentId) : undefined;
-    if (refused) return refused;
-    // After authorize, so a client whose runtime hides a refused handshake's status (browsers)
-    // learns 401/403 from a plain GET of the same URL.
-    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
-      return refuse(c, 'upgrade_required', 426, 'upgrade_required', 'this endpoint speaks WebSocket only', agentId);
-    }
-    const response = await upgrade(c, next);
-    return response ?? refuse(c, 'upgrade_required', 426, 'upgrade_required', 'WebSocket upgrade failed', agentId);
+    if (resume) resumes.set(c, resume);
+    // Without an `authorize` hook, no promise at all (nor in `upgrade` under `serveNode`): a
+    // handshake's every promise and microtask counts in a reconnect storm.
+    if (!hub.authorize) return upgradeOrRefuse(c, next, agentId);
+    return guard(c, 'watch', agentId).then((refused) => refused ?? upgradeOrRefuse(c, next, agentId));
   };
   app.get('/:agent_id/ws', watch);
   // An empty id matches no `:agent_id`; it gets the same 400 as any other bad id, not a 404.
-  app.get('//ws', watch);
+  app.get('//*', emptyAgentId('ws', watch));
 }

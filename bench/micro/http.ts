@@ -47,7 +47,7 @@ for (let n = 0; n < prefill; n++) {
 const body = JSON.stringify({ type: 'task_update', task_id: 'task-1', status: 'running', progress: 50 });
 const cases = {
   stats: () => new Request('http://localhost/agents/ws/stats'),
-  bareStats: () => new Request('http://localhost/bare/stats'),
+  bareStats: () => new Request('http://localhost/bare-stats'),
   ingest: () =>
     new Request('http://localhost/agents/bench-http/updates', {
       method: 'POST',

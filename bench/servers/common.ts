@@ -158,9 +158,10 @@ export function startControl(port: number, publish: (agent: string, message: str
 /**
  * Mounts the bare Hono routes the HTTP scenario compares the hub's routes with, doing the same
  * parsing as the hub and nothing else:
- * - `GET /bare/stats` serialises an object of the stats' shape and size (every field of
+ * - `GET /bare-stats` serialises an object of the stats' shape and size (every field of
  *   `STATS_FIGURES`: zeros for the counts, `errors_by_kind` with all its kinds, the two
- *   timestamps), built afresh per request as the hub builds its stats;
+ *   timestamps), built afresh per request as the hub builds its stats. Not `/bare/stats`: a
+ *   static segment beside `/bare/:agent_id` would put the whole app on Hono's TrieRouter;
  * - `POST /bare/:agent_id/updates` parses the JSON body and validates it with the ingest
  *   schema (`IngestBodySchema`), as the hub does, and answers 202 with the count.
  * Not included, as the hub's own work: authorize, agent id and content-type checks, building
@@ -177,7 +178,7 @@ export function mountBare(app: Hono): void {
     started_at: () => new Date(startedAt).toISOString(),
     uptime_seconds: () => Math.round((Date.now() - startedAt) / 1000),
   };
-  app.get('/bare/stats', (c) => {
+  app.get('/bare-stats', (c) => {
     const stats: Record<string, unknown> = {};
     for (const figure of STATS_FIGURES) stats[figure.name] = readings[figure.name]?.() ?? 0;
     return c.json(stats);

@@ -25,7 +25,7 @@ export async function httpScenario(ctx: Context, repeat: number, def: ServerDef,
   const body = JSON.stringify({ type: 'task_update', task_id: 'task-1', status: 'running', progress: 50 });
   const routes = [
     { key: 'http.stats', path: '/agents/ws/stats', method: 'GET' },
-    { key: 'http.bareStats', path: '/bare/stats', method: 'GET' },
+    { key: 'http.bareStats', path: '/bare-stats', method: 'GET' },
     { key: 'http.ingest', path: '/agents/bench-http/updates', method: 'POST', body },
     { key: 'http.bareIngest', path: '/bare/bench-http/updates', method: 'POST', body },
   ];
