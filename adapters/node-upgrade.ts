@@ -10,9 +10,9 @@
  * waiter map entry, a promise, a `wss` `connection` round trip, two `wss` listeners added and
  * removed and a context of closures over the request. Here the socket is corked from the `101`
  * until the hub has written what it sends first (the same tick, when the broker answers at
- * once, as the in-memory broker does, and the SQLite broker unless it hands over a queue), so both
- * leave in one `writev`; the socket's
- * context is one object (`NodeContext`) that keeps nothing of the request.
+ * once, as the in-memory broker does, and the SQLite broker unless it hands over a queue), so
+ * both leave in one `writev`; the socket's context is one object (`NodeContext`) that keeps
+ * nothing of the request.
  *
  * What stays exactly as with `@hono/node-server`: the `Request` the app sees (the same URL,
  * rules and 400 for a bad `Host` or target, the same headers), a refusal's answer (the app's

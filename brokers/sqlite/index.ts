@@ -99,20 +99,24 @@ const NOTHING_QUEUED: UnsubscribeReceipt = Object.freeze({ queued: 0 });
  *
  * @internal
  */
-/** A subscriber whose queue was taken, answered once the take is committed. */
-interface Taker {
-  readonly agentId: string;
-  readonly joined: Joined;
-  readonly resolve: (joined: Joined) => void;
-  readonly reject: (error: unknown) => void;
-}
-
 interface Pending {
   readonly agentId: string;
   readonly update: AgentUpdate;
   readonly json: string;
   readonly held: number;
   readonly resolve: (receipt: PublishReceipt) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * A subscriber whose queue was taken, answered once the take is committed.
+ *
+ * @internal
+ */
+interface Taker {
+  readonly agentId: string;
+  readonly joined: Joined;
+  readonly resolve: (joined: Joined) => void;
   readonly reject: (error: unknown) => void;
 }
 
